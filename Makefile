@@ -1,0 +1,24 @@
+# HelpDesk. `make run` serves one node on http://127.0.0.1:8080; `make test` runs every test.
+SHELL := /bin/bash
+.PHONY: all deps build run test stop clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	swift build
+
+run: build
+	scripts/run.sh
+
+test: deps
+	scripts/test.sh
+
+# Stops the Redis and PostgreSQL that `make run` started (their data stays in .data/run).
+stop:
+	scripts/services.sh down .data/run
+
+clean: stop
+	rm -rf .build .data

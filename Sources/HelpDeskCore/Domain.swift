@@ -1,0 +1,68 @@
+import Foundation
+
+/// Who a caller is to the system. Staff roles come from `users.role`; `customer` only from customer tokens.
+public enum Role: String, Codable, Sendable, CaseIterable {
+    case admin, supervisor, agent, customer
+
+    /// Roles a staff account may hold.
+    public static let staff: Set<Role> = [.admin, .supervisor, .agent]
+}
+
+/// The authenticated caller of a route or socket, taken from a verified token.
+public struct Caller: Sendable, Equatable {
+    public let id: String
+    public let role: Role
+    public let name: String
+    /// For customers: the conversation their token is bound to.
+    public let conversationID: String?
+
+    public init(id: String, role: Role, name: String, conversationID: String? = nil) {
+        self.id = id
+        self.role = role
+        self.name = name
+        self.conversationID = conversationID
+    }
+
+    public init(claims: TokenClaims) throws {
+        guard let role = Role(rawValue: claims.role) else { throw HelpDeskError(.unauthorized, "invalid token") }
+        self.init(id: claims.sub, role: role, name: claims.name ?? "", conversationID: claims.conv)
+    }
+
+    public var isStaff: Bool { role != .customer }
+}
+
+/// Field checks shared by routes, each returning a clear `validation_failed` error.
+public enum Validate {
+    /// A plausible e-mail address, normalised to lower case.
+    public static func email(_ value: String, field: String = "email") throws -> String {
+        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        let parts = trimmed.split(separator: "@", omittingEmptySubsequences: false)
+        guard trimmed.utf8.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
+              !parts[1].hasPrefix("."), !parts[1].hasSuffix("."), !trimmed.contains(where: { $0.isWhitespace })
+        else { throw HelpDeskError(.validationFailed, "\(field) is not a valid e-mail address") }
+        return trimmed
+    }
+
+    /// Non-empty text within a length, trimmed.
+    public static func text(_ value: String, field: String, max: Int, min: Int = 1) throws -> String {
+        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard trimmed.count >= min else { throw HelpDeskError(.validationFailed, "\(field) must not be empty") }
+        guard trimmed.count <= max else { throw HelpDeskError(.validationFailed, "\(field) must be at most \(max) characters") }
+        return trimmed
+    }
+
+    /// A password of reasonable length (scrypt does not care about length, but a 1 MB password is abuse).
+    public static func password(_ value: String) throws -> String {
+        guard value.count >= 8 else { throw HelpDeskError(.validationFailed, "password must be at least 8 characters") }
+        guard value.utf8.count <= 256 else { throw HelpDeskError(.validationFailed, "password must be at most 256 bytes") }
+        return value
+    }
+
+    /// An integer within bounds.
+    public static func range(_ value: Int, field: String, _ bounds: ClosedRange<Int>) throws -> Int {
+        guard bounds.contains(value) else {
+            throw HelpDeskError(.validationFailed, "\(field) must be between \(bounds.lowerBound) and \(bounds.upperBound)")
+        }
+        return value
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Hummingbird
+import Metrics
+import PostgresClient
+import Prometheus
+import RedisClient
+
+/// `/healthz` (the process answers), `/readyz` (Redis and PostgreSQL answer), `/metrics`.
+struct HealthController: Sendable {
+    let redis: RedisClient
+    let postgres: PostgresPool
+    let nodeID: String
+
+    struct Readiness: Encodable {
+        var status: String
+        var nodeId: String
+        var redis: String
+        var postgres: String
+    }
+
+    func addRoutes(to router: Router<AppRequestContext>) {
+        router.get("healthz") { _, _ in
+            try Response.json(["status": "ok", "node_id": nodeID])
+        }
+        router.get("readyz") { _, _ in
+            async let redisOK = Self.probe { try await redis.send("PING") }
+            async let postgresOK = Self.probe { try await postgres.query("SELECT 1") }
+            let (r, p) = await (redisOK, postgresOK)
+            let ready = r && p
+            return try Response.json(
+                Readiness(status: ready ? "ready" : "unavailable", nodeId: nodeID, redis: r ? "up" : "down", postgres: p ? "up" : "down"),
+                status: ready ? .ok : .serviceUnavailable)
+        }
+        router.get("metrics") { _, _ in
+            var bytes: [UInt8] = []
+            Metrics.registry.emit(into: &bytes)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
+    }
+
+    /// True if `check` succeeds within a second; a probe never hangs the readiness route.
+    static func probe(_ check: @escaping @Sendable () async throws -> some Sendable) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await check()) != nil }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(1))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+}
+
+/// The process-wide Prometheus registry. swift-metrics can be bootstrapped once per process, so
+/// every application built in the process (several in one test run) shares it.
+enum Metrics {
+    static let registry = PrometheusCollectorRegistry()
+    private static let bootstrapped: Void = {
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+    }()
+
+    static func bootstrap() { _ = bootstrapped }
+}

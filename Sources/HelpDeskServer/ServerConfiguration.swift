@@ -1,0 +1,99 @@
+import Foundation
+import HelpDeskCore
+
+/// Everything a node needs to start, from `HELPDESK_*` environment variables; `helpdesk serve`
+/// flags override single fields. README keeps the table of names and defaults.
+public struct ServerConfiguration: Sendable {
+    public var redisURL: String
+    public var databaseURL: String
+    public var jwtSecret: String
+    public var jwtKeyID: String
+    /// Earlier JWT keys still accepted during a rotation: `kid:secret,kid:secret`.
+    public var jwtPreviousKeys: String
+    public var host: String
+    public var port: Int
+    public var nodeID: String
+    /// Prefix of every Redis key; holds one Redis Cluster hash tag so each script's keys share a slot.
+    public var keyPrefix: String
+    /// Directory of the Lua scripts (`lua/`), the migrations and the web UI.
+    public var luaDirectory: String
+    public var migrationsDirectory: String
+    public var publicDirectory: String
+    /// Access-token lifetime, seconds.
+    public var accessTokenTTL: Int
+    /// Refresh-token lifetime, seconds.
+    public var refreshTokenTTL: Int
+    /// Failed logins allowed per e-mail and per IP within `loginWindowSeconds`.
+    public var loginLimitPerEmail: Int
+    public var loginLimitPerIP: Int
+    public var loginWindowSeconds: Int
+    /// Take the client IP from `X-Real-IP` (set by our nginx) instead of the TCP peer.
+    public var trustProxy: Bool
+    /// Log level: trace, debug, info, notice, warning, error, critical.
+    public var logLevel: String
+    public var postgresPoolSize: Int
+    public var redisPoolSize: Int
+
+    /// Reads the environment. Missing values get development defaults, except the JWT secret,
+    /// which must be set (at least 16 bytes).
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> ServerConfiguration {
+        let resources = ResourceLocator()
+        guard let secret = env["HELPDESK_JWT_SECRET"], !secret.isEmpty else {
+            throw HelpDeskError(.validationFailed, "HELPDESK_JWT_SECRET is not set (at least 16 bytes)")
+        }
+        func int(_ name: String, _ fallback: Int) throws -> Int {
+            guard let text = env[name] else { return fallback }
+            guard let value = Int(text) else { throw HelpDeskError(.validationFailed, "\(name) must be an integer, got \(text)") }
+            return value
+        }
+        return ServerConfiguration(
+            redisURL: env["HELPDESK_REDIS_URL"] ?? "redis://127.0.0.1:6379",
+            databaseURL: env["HELPDESK_DATABASE_URL"] ?? "postgresql://postgres@127.0.0.1:5432/helpdesk",
+            jwtSecret: secret,
+            jwtKeyID: env["HELPDESK_JWT_KID"] ?? "k1",
+            jwtPreviousKeys: env["HELPDESK_JWT_PREVIOUS_KEYS"] ?? "",
+            host: env["HELPDESK_HOST"] ?? "127.0.0.1",
+            port: try int("HELPDESK_PORT", 8080),
+            nodeID: env["HELPDESK_NODE_ID"] ?? Self.defaultNodeID(),
+            keyPrefix: env["HELPDESK_KEY_PREFIX"] ?? "hd:{default}:",
+            luaDirectory: env["HELPDESK_LUA_DIR"] ?? resources.directory("lua"),
+            migrationsDirectory: env["HELPDESK_MIGRATIONS_DIR"] ?? resources.directory("migrations"),
+            publicDirectory: env["HELPDESK_PUBLIC_DIR"] ?? resources.directory("Public"),
+            accessTokenTTL: try int("HELPDESK_ACCESS_TOKEN_TTL", 900),
+            refreshTokenTTL: try int("HELPDESK_REFRESH_TOKEN_TTL", 30 * 86400),
+            loginLimitPerEmail: try int("HELPDESK_LOGIN_LIMIT_PER_EMAIL", 5),
+            loginLimitPerIP: try int("HELPDESK_LOGIN_LIMIT_PER_IP", 30),
+            loginWindowSeconds: try int("HELPDESK_LOGIN_WINDOW", 900),
+            trustProxy: env["HELPDESK_TRUST_PROXY"] == "1" || env["HELPDESK_TRUST_PROXY"] == "true",
+            logLevel: env["HELPDESK_LOG_LEVEL"] ?? "info",
+            postgresPoolSize: try int("HELPDESK_PG_POOL_SIZE", 4),
+            redisPoolSize: try int("HELPDESK_REDIS_POOL_SIZE", 4)
+        )
+    }
+
+    /// `hostname-pid`: unique per process on a host, readable in `redis-cli`.
+    public static func defaultNodeID() -> String {
+        "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+    }
+}
+
+/// Finds the project's resource directories (`lua/`, `migrations/`, `Public/`) when no
+/// environment variable names them: in the working directory or above the executable.
+public struct ResourceLocator: Sendable {
+    public init() {}
+
+    public func directory(_ name: String) -> String {
+        var candidates = [FileManager.default.currentDirectoryPath]
+        var url = URL(fileURLWithPath: CommandLine.arguments.first ?? ".").resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<5 {
+            candidates.append(url.path)
+            url = url.deletingLastPathComponent()
+        }
+        for base in candidates {
+            var isDirectory: ObjCBool = false
+            let path = base + "/" + name
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue { return path }
+        }
+        return name
+    }
+}

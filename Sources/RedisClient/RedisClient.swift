@@ -1,0 +1,93 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// A small pool of pipelined connections, used round robin.
+///
+/// Because every connection pipelines, callers never wait for a free connection; the pool only
+/// spreads load and replaces a connection that broke (on its next use), so the client heals by
+/// itself when Redis comes back.
+public final class RedisClient: Sendable {
+    public let configuration: RedisConfiguration
+    let eventLoopGroup: any EventLoopGroup
+    let logger: Logger
+    private let slots: [NIOLockedValueBox<Task<RedisConnection, any Error>?>]
+    private let next = NIOLockedValueBox(0)
+
+    public init(
+        configuration: RedisConfiguration,
+        poolSize: Int = 4,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "redis")
+    ) {
+        self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+        self.slots = (0..<max(1, poolSize)).map { _ in NIOLockedValueBox(nil) }
+    }
+
+    /// A live connection from the pool, connecting (or reconnecting) its slot if needed.
+    public func connection() async throws -> RedisConnection {
+        let index = next.withLockedValue { value in
+            defer { value = (value + 1) % slots.count }
+            return value
+        }
+        let slot = slots[index]
+        let configuration = self.configuration
+        let group = self.eventLoopGroup
+        let task: Task<RedisConnection, any Error> = slot.withLockedValue { current in
+            if let current { return current }
+            let task = Task { try await RedisConnection.connect(configuration: configuration, eventLoopGroup: group) }
+            current = task
+            return task
+        }
+        do {
+            let connection = try await task.value
+            if connection.isActive { return connection }
+        } catch {
+            // Let the next caller try a fresh connect instead of repeating this failure forever.
+            slot.withLockedValue { if $0 == task { $0 = nil } }
+            throw error
+        }
+        // The connection broke since it was made: replace it once.
+        let fresh = Task { try await RedisConnection.connect(configuration: configuration, eventLoopGroup: group) }
+        slot.withLockedValue { current in
+            if current == task { current = fresh }
+        }
+        do {
+            return try await fresh.value
+        } catch {
+            slot.withLockedValue { if $0 == fresh { $0 = nil } }
+            throw error
+        }
+    }
+
+    /// Sends one command; an error reply is thrown as `RedisError(.serverError)`.
+    @discardableResult
+    public func send(_ arguments: [String]) async throws -> RESPValue {
+        try await connection().send(arguments)
+    }
+
+    /// Sends one command given as separate arguments.
+    @discardableResult
+    public func send(_ arguments: String...) async throws -> RESPValue {
+        try await send(arguments)
+    }
+
+    /// Sends several commands in one write on one connection; error replies come back as `.error` values.
+    public func pipeline(_ commands: [[String]]) async throws -> [RESPValue] {
+        try await connection().pipeline(commands)
+    }
+
+    /// Closes every pooled connection.
+    public func close() async {
+        for slot in slots {
+            let task = slot.withLockedValue { current -> Task<RedisConnection, any Error>? in
+                defer { current = nil }
+                return current
+            }
+            if let connection = try? await task?.value { await connection.close() }
+        }
+    }
+}

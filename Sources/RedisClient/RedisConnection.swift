@@ -1,0 +1,180 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+/// One request on the wire: `count` encoded commands and the promise for their replies, in order.
+struct RedisRequest {
+    var bytes: ByteBuffer
+    var count: Int
+    var promise: EventLoopPromise<[RESPValue]>
+}
+
+/// Matches replies to requests in order, so any number of commands can be in flight on one connection.
+final class RedisCommandHandler: ChannelDuplexHandler {
+    typealias InboundIn = RESPValue
+    typealias OutboundIn = RedisRequest
+    typealias OutboundOut = ByteBuffer
+
+    private struct Pending {
+        var remaining: Int
+        var replies: [RESPValue]
+        let promise: EventLoopPromise<[RESPValue]>
+    }
+
+    private var pending = CircularBuffer<Pending>(initialCapacity: 16)
+    private var closedError: RedisError?
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let request = unwrapOutboundIn(data)
+        if let closedError {
+            request.promise.fail(closedError)
+            promise?.fail(closedError)
+            return
+        }
+        pending.append(Pending(remaining: request.count, replies: [], promise: request.promise))
+        pending[pending.index(before: pending.endIndex)].replies.reserveCapacity(request.count)
+        context.write(wrapOutboundOut(request.bytes), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let value = unwrapInboundIn(data)
+        guard !pending.isEmpty else {
+            // A reply nobody asked for means we lost track of the stream: drop the connection.
+            context.fireErrorCaught(RedisError(.protocolError, "unexpected reply"))
+            context.close(promise: nil)
+            return
+        }
+        let head = pending.startIndex
+        pending[head].replies.append(value)
+        pending[head].remaining -= 1
+        if pending[head].remaining == 0 {
+            let done = pending.removeFirst()
+            done.promise.succeed(done.replies)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(RedisError(.connectionClosed, "connection to Redis closed"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failAll(error as? RedisError ?? RedisError(.connectionClosed, "\(error)"))
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ error: RedisError) {
+        if closedError == nil { closedError = error }
+        while let p = pending.popFirst() { p.promise.fail(error) }
+    }
+}
+
+/// A pipelined connection to Redis: any number of tasks may send on it at once; replies come back in order.
+public final class RedisConnection: Sendable {
+    let channel: any Channel
+    let configuration: RedisConfiguration
+
+    init(channel: any Channel, configuration: RedisConfiguration) {
+        self.channel = channel
+        self.configuration = configuration
+    }
+
+    /// Opens a connection, authenticates and selects the database.
+    public static func connect(
+        configuration: RedisConfiguration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> RedisConnection {
+        let channel = try await Self.bootstrap(configuration: configuration, eventLoopGroup: eventLoopGroup) { channel in
+            try channel.pipeline.syncOperations.addHandlers([ByteToMessageHandler(RESPDecoder()), RedisCommandHandler()])
+        }
+        let connection = RedisConnection(channel: channel, configuration: configuration)
+        do {
+            try await connection.handshake()
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        return connection
+    }
+
+    static func bootstrap(
+        configuration: RedisConfiguration,
+        eventLoopGroup: any EventLoopGroup,
+        handlers: @escaping @Sendable (any Channel) throws -> Void
+    ) async throws -> any Channel {
+        let timeout = TimeAmount(configuration.connectTimeout)
+        do {
+            return try await ClientBootstrap(group: eventLoopGroup)
+                .connectTimeout(timeout)
+                .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try handlers(channel) }
+                }
+                .connect(host: configuration.host, port: configuration.port)
+                .get()
+        } catch {
+            throw RedisError(.connectionClosed, "cannot connect to Redis at \(configuration.host):\(configuration.port): \(error)")
+        }
+    }
+
+    /// The AUTH and SELECT a connection needs before its first command.
+    static func handshakeCommands(_ configuration: RedisConfiguration) -> [[String]] {
+        var commands: [[String]] = []
+        if let password = configuration.password {
+            if let user = configuration.username { commands.append(["AUTH", user, password]) } else { commands.append(["AUTH", password]) }
+        }
+        if configuration.database != 0 { commands.append(["SELECT", String(configuration.database)]) }
+        return commands
+    }
+
+    private func handshake() async throws {
+        let commands = Self.handshakeCommands(configuration)
+        guard !commands.isEmpty else { return }
+        for reply in try await pipeline(commands) {
+            if case .error(let message) = reply { throw RedisError(.serverError, message) }
+        }
+    }
+
+    /// True while the TCP connection is open.
+    public var isActive: Bool { channel.isActive }
+
+    /// Sends one command; an error reply is thrown as `RedisError(.serverError)`.
+    @discardableResult
+    public func send(_ arguments: [String]) async throws -> RESPValue {
+        let reply = try await pipeline([arguments])[0]
+        if case .error(let message) = reply { throw RedisError(.serverError, message) }
+        return reply
+    }
+
+    /// Sends several commands in one write; returns their replies in order, error replies as `.error` values.
+    public func pipeline(_ commands: [[String]]) async throws -> [RESPValue] {
+        guard !commands.isEmpty else { return [] }
+        var bytes = channel.allocator.buffer(capacity: 64 * commands.count)
+        for command in commands { RESPCommandEncoder.encode(command, into: &bytes) }
+        let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
+        let request = RedisRequest(bytes: bytes, count: commands.count, promise: promise)
+        let channel = self.channel
+        // A reply that never comes leaves the stream out of step: close, which fails everything pending.
+        let timeout = channel.eventLoop.scheduleTask(in: .init(configuration.commandTimeout)) {
+            channel.close(promise: nil)
+        }
+        promise.futureResult.whenComplete { _ in timeout.cancel() }
+        channel.writeAndFlush(request).whenFailure { error in
+            promise.fail(error as? RedisError ?? RedisError(.connectionClosed, "\(error)"))
+        }
+        return try await promise.futureResult.get()
+    }
+
+    /// Closes the connection; commands still in flight fail.
+    public func close() async {
+        try? await channel.close()
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,219 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// What the pub/sub connection reports to its reader.
+public enum RedisPubSubEvent: Sendable, Equatable {
+    /// A message on a channel subscribed by name.
+    case message(channel: String, payload: String)
+    /// A message matched by a pattern subscription.
+    case patternMessage(pattern: String, channel: String, payload: String)
+    /// The connection came back after a loss and every subscription was renewed. Messages published
+    /// while it was down are lost: readers resync from the streams.
+    case reconnected
+}
+
+/// Hands every decoded reply of the pub/sub connection to a sink without doing any work on the read path.
+final class PubSubForwarder: ChannelInboundHandler {
+    typealias InboundIn = RESPValue
+    let sink: @Sendable (RESPValue?) -> Void
+
+    init(sink: @escaping @Sendable (RESPValue?) -> Void) { self.sink = sink }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        sink(unwrapInboundIn(data))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        sink(nil)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// The dedicated pub/sub connection: it keeps the wanted channels and patterns, reconnects with
+/// backoff when the connection drops and subscribes to all of them again by itself.
+///
+/// Run it as a `Service`; read `events` from one task and fan out from there.
+public final class RedisSubscriber: Service, Sendable {
+    private struct State {
+        var channels: Set<String> = []
+        var patterns: Set<String> = []
+        var connection: (any Channel)?
+        /// Callers waiting for Redis to confirm a (p)subscribe, keyed "subscribe:<name>" or "psubscribe:<name>".
+        var waiters: [String: [CheckedContinuation<Void, any Error>]] = [:]
+    }
+
+    public let configuration: RedisConfiguration
+    public let events: AsyncStream<RedisPubSubEvent>
+    private let eventsContinuation: AsyncStream<RedisPubSubEvent>.Continuation
+    private let state = NIOLockedValueBox(State())
+    private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
+    private let backoff: ClosedRange<Duration>
+
+    public init(
+        configuration: RedisConfiguration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "redis.pubsub"),
+        backoff: ClosedRange<Duration> = .milliseconds(50) ... .seconds(2)
+    ) {
+        self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+        self.backoff = backoff
+        (self.events, self.eventsContinuation) = AsyncStream.makeStream(of: RedisPubSubEvent.self)
+    }
+
+    /// Subscribes to channels; returns once Redis has confirmed each (throws if the connection is down,
+    /// the channels stay wanted and are subscribed when it returns).
+    public func subscribe(_ channels: [String]) async throws {
+        try await add(channels, kind: "subscribe")
+    }
+
+    /// Subscribes to glob patterns; returns once Redis confirmed them.
+    public func psubscribe(_ patterns: [String]) async throws {
+        try await add(patterns, kind: "psubscribe")
+    }
+
+    /// Drops channels; no confirmation is awaited (a late message for them is simply not wanted).
+    public func unsubscribe(_ channels: [String]) {
+        remove(channels, kind: "unsubscribe")
+    }
+
+    /// Drops patterns.
+    public func punsubscribe(_ patterns: [String]) {
+        remove(patterns, kind: "punsubscribe")
+    }
+
+    /// The channels currently wanted.
+    public var subscribedChannels: Set<String> { state.withLockedValue { $0.channels } }
+
+    private func add(_ names: [String], kind: String) async throws {
+        let names = Array(Set(names))
+        guard !names.isEmpty else { return }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for name in names {
+                group.addTask {
+                    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                        let connection = self.state.withLockedValue { state -> (any Channel)? in
+                            if kind == "subscribe" { state.channels.insert(name) } else { state.patterns.insert(name) }
+                            guard let connection = state.connection else { return nil }
+                            state.waiters["\(kind):\(name)", default: []].append(continuation)
+                            return connection
+                        }
+                        guard let connection else {
+                            continuation.resume(throwing: RedisError(.connectionClosed, "pub/sub connection is down; will subscribe on reconnect"))
+                            return
+                        }
+                        connection.writeAndFlush(RESPCommandEncoder.encode([kind.uppercased(), name]), promise: nil)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    private func remove(_ names: [String], kind: String) {
+        guard !names.isEmpty else { return }
+        let connection = state.withLockedValue { state -> (any Channel)? in
+            for name in names {
+                if kind == "unsubscribe" { state.channels.remove(name) } else { state.patterns.remove(name) }
+            }
+            return state.connection
+        }
+        connection?.writeAndFlush(RESPCommandEncoder.encode([kind.uppercased()] + names), promise: nil)
+    }
+
+    /// Connects, subscribes, reads; on loss waits (exponential backoff) and starts over, until shut down.
+    public func run() async throws {
+        var delay = backoff.lowerBound
+        var connectedBefore = false
+        await withGracefulShutdownHandler {
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                do {
+                    let (replies, repliesContinuation) = AsyncStream.makeStream(of: RESPValue?.self)
+                    let channel = try await RedisConnection.bootstrap(configuration: configuration, eventLoopGroup: eventLoopGroup) { channel in
+                        try channel.pipeline.syncOperations.addHandlers([
+                            ByteToMessageHandler(RESPDecoder()),
+                            PubSubForwarder { value in repliesContinuation.yield(value) },
+                        ])
+                    }
+                    var bytes = channel.allocator.buffer(capacity: 256)
+                    for command in RedisConnection.handshakeCommands(configuration) { RESPCommandEncoder.encode(command, into: &bytes) }
+                    let handshakeCount = RedisConnection.handshakeCommands(configuration).count
+                    let (channels, patterns) = state.withLockedValue { state in
+                        state.connection = channel
+                        return (state.channels, state.patterns)
+                    }
+                    if !channels.isEmpty { RESPCommandEncoder.encode(["SUBSCRIBE"] + channels, into: &bytes) }
+                    if !patterns.isEmpty { RESPCommandEncoder.encode(["PSUBSCRIBE"] + patterns, into: &bytes) }
+                    try await channel.writeAndFlush(bytes)
+                    delay = backoff.lowerBound
+                    if connectedBefore {
+                        logger.info("pub/sub reconnected", metadata: ["channels": "\(channels.count)", "patterns": "\(patterns.count)"])
+                        eventsContinuation.yield(.reconnected)
+                    }
+                    connectedBefore = true
+                    var skip = handshakeCount
+                    for await value in replies {
+                        guard let value else { break }
+                        if skip > 0 {
+                            skip -= 1
+                            if case .error(let message) = value { logger.error("pub/sub handshake failed: \(message)") }
+                            continue
+                        }
+                        handle(value)
+                    }
+                    try? await channel.close()
+                    failWaiters(RedisError(.connectionClosed, "pub/sub connection lost"))
+                    logger.warning("pub/sub connection lost")
+                } catch {
+                    logger.debug("pub/sub connect failed: \(error)")
+                }
+                guard !Task.isCancelled && !Task.isShuttingDownGracefully else { break }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, backoff.upperBound)
+            }
+        } onGracefulShutdown: {
+            let connection = self.state.withLockedValue { $0.connection }
+            connection?.close(promise: nil)
+        }
+        failWaiters(RedisError(.connectionClosed, "pub/sub stopped"))
+        eventsContinuation.finish()
+    }
+
+    private func handle(_ value: RESPValue) {
+        guard let parts = value.array, let kind = parts.first?.string else { return }
+        switch kind {
+        case "message" where parts.count == 3:
+            if let channel = parts[1].string, let payload = parts[2].string {
+                eventsContinuation.yield(.message(channel: channel, payload: payload))
+            }
+        case "pmessage" where parts.count == 4:
+            if let pattern = parts[1].string, let channel = parts[2].string, let payload = parts[3].string {
+                eventsContinuation.yield(.patternMessage(pattern: pattern, channel: channel, payload: payload))
+            }
+        case "subscribe", "psubscribe":
+            guard parts.count >= 2, let name = parts[1].string else { return }
+            let waiters = state.withLockedValue { $0.waiters.removeValue(forKey: "\(kind):\(name)") } ?? []
+            for waiter in waiters { waiter.resume() }
+        default:
+            break
+        }
+    }
+
+    private func failWaiters(_ error: RedisError) {
+        let waiters = state.withLockedValue { state in
+            state.connection = nil
+            defer { state.waiters = [:] }
+            return state.waiters.values.flatMap { $0 }
+        }
+        for waiter in waiters { waiter.resume(throwing: error) }
+    }
+}

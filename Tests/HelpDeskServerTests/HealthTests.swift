@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import HelpDeskServer
+
+/// A redis-server of the test's own, so it can be stopped without disturbing other tests.
+final class PrivateRedis: @unchecked Sendable {
+    let port: Int
+    let directory: String
+    private var process: Process?
+
+    init() {
+        // Ports 20000-29999 are free of the services `make test` uses.
+        port = Int.random(in: 20000...29999)
+        directory = NSTemporaryDirectory() + "redis-\(TestEnvironment.uniqueID())"
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    var url: String { "redis://127.0.0.1:\(port)" }
+
+    func start() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        // Wait until it accepts connections.
+        for _ in 0..<100 {
+            if Self.canConnect(port: port) { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    func stop() {
+        process?.terminate()
+        process?.waitUntilExit()
+        process = nil
+    }
+
+    deinit { stop() }
+
+    static func canConnect(port: Int) -> Bool {
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
+        probe.arguments = ["-p", String(port), "ping"]
+        let pipe = Pipe()
+        probe.standardOutput = pipe
+        probe.standardError = FileHandle.nullDevice
+        try? probe.run()
+        probe.waitUntilExit()
+        return String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("PONG")
+    }
+}
+
+@Suite("health and readiness")
+struct HealthTests {
+    @Test("healthz answers; readyz is 503 while Redis is down and 200 again when it returns, without a restart")
+    func readinessFollowsRedis() async throws {
+        let redis = PrivateRedis()
+        try redis.start()
+        defer { redis.stop() }
+        let node = try await TestNode.make(redisURL: redis.url)
+        try await node.test { client in
+            #expect(try await client.json(.get, "/healthz").status == 200)
+            let up = try await client.json(.get, "/readyz")
+            #expect(up.status == 200)
+            #expect(up.body["redis"] as? String == "up")
+
+            redis.stop()
+            let down = try await client.json(.get, "/readyz")
+            #expect(down.status == 503)
+            #expect(down.body["redis"] as? String == "down")
+            #expect(down.body["postgres"] as? String == "up")
+            #expect(try await client.json(.get, "/healthz").status == 200, "liveness does not depend on Redis")
+
+            try redis.start()
+            var status = 0
+            for _ in 0..<20 {
+                status = try await client.json(.get, "/readyz").status
+                if status == 200 { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(status == 200)
+        }
+    }
+
+    @Test("metrics are exposed in Prometheus format")
+    func metrics() async throws {
+        let node = try await TestNode.make()
+        try await node.test { client in
+            _ = try await client.json(.get, "/healthz")
+            let text = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            #expect(text.contains("hb_requests"))
+        }
+    }
+
+    @Test("unknown routes get a JSON 404")
+    func notFound() async throws {
+        let node = try await TestNode.make()
+        try await node.test { client in
+            let response = try await client.json(.get, "/api/v1/nothing-here")
+            #expect(response.status == 404)
+            #expect(response.body.errorCode == "not_found")
+        }
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# `make test`: fresh Redis and PostgreSQL under .data/test on their own ports, then the Swift tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=.data/test
+REDIS_PORT=${TEST_REDIS_PORT:-6391}
+PG_PORT=${TEST_PG_PORT:-5491}
+scripts/services.sh down "$data" || true
+rm -rf "$data"
+scripts/services.sh up "$data" "$REDIS_PORT" "$PG_PORT" helpdesk_test test
+trap 'scripts/services.sh down "$data"' EXIT
+export HELPDESK_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+export HELPDESK_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:$PG_PORT/helpdesk_test
+export HELPDESK_TEST_OUTPUT=${HELPDESK_TEST_OUTPUT:-$PWD/.build/test-output}
+mkdir -p "$HELPDESK_TEST_OUTPUT"
+swift build --build-tests
+swift test --skip-build 2>&1 | tee "$HELPDESK_TEST_OUTPUT/swift-test.log"
+status=${PIPESTATUS[0]}
+exit "$status"
