@@ -40,8 +40,23 @@ public struct NodeServices: Sendable {
     }
 }
 
-/// Builds the router: health, metrics, the REST API and the web UI.
-public func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
+/// The realtime parts of a node: its sockets hub and the stores the routes share.
+struct NodeParts: Sendable {
+    let store: LiveStore
+    let archive: ArchiveStore
+    let users: UserStore
+    let hub: ConnectionHub
+
+    init(_ services: NodeServices) {
+        store = LiveStore(redis: services.redis, scripts: services.scripts, keys: services.keys, clock: services.clock)
+        archive = ArchiveStore(pool: services.postgres)
+        users = UserStore(pool: services.postgres)
+        hub = ConnectionHub(store: store, subscriber: services.subscriber, keys: services.keys, logger: services.logger)
+    }
+}
+
+/// Builds the router: health, metrics, the REST API, the WebSocket and the web UI.
+func buildRouter(_ services: NodeServices, parts: NodeParts) -> Router<AppRequestContext> {
     Metrics.bootstrap()
     let router = Router(context: AppRequestContext.self)
     router.addMiddleware {
@@ -54,13 +69,18 @@ public func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
     api.add(middleware: BearerAuthMiddleware(tokens: services.tokens, clock: services.clock))
     let authenticated = api.group(context: AuthenticatedContext.self)
 
-    let users = UserStore(pool: services.postgres)
+    let users = parts.users
     let auth = AuthService(
         users: users, pool: services.postgres, redis: services.redis, scripts: services.scripts, keys: services.keys,
         tokens: services.tokens, configuration: services.configuration, clock: services.clock)
     AuthController(auth: auth, users: users, trustProxy: services.configuration.trustProxy)
         .addRoutes(public: api, authenticated: authenticated)
     UsersController(users: users).addRoutes(to: authenticated)
+    CategoriesController(pool: services.postgres).addRoutes(public: api, authenticated: authenticated)
+    ConversationsController(store: parts.store, archive: parts.archive, users: users, services: services)
+        .addRoutes(public: api, authenticated: authenticated)
+    WebSocketController(hub: parts.hub, store: parts.store, users: users, services: services)
+        .addRoutes(router: router, authenticated: authenticated)
     return router
 }
 
@@ -70,12 +90,27 @@ public func buildApplication(_ services: NodeServices, migrate: Bool = true) asy
         try await Migrator(pool: services.postgres, directory: services.configuration.migrationsDirectory, logger: services.logger).migrate()
     }
     try await services.scripts.loadAll(on: services.redis)
-    let router = buildRouter(services)
+    let parts = NodeParts(services)
+    let router = buildRouter(services, parts: parts)
+    let configuration = services.configuration
     var app = Application(
         router: router,
-        server: .http1WebSocketUpgrade(webSocketRouter: router),
-        configuration: .init(address: .hostname(services.configuration.host, port: services.configuration.port), serverName: "helpdesk"),
+        server: .http1WebSocketUpgrade(
+            webSocketRouter: router,
+            configuration: .init(maxFrameSize: WebSocketController.maxFrameSize, autoPing: .enabled(timePeriod: .seconds(20)))),
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "helpdesk"),
         logger: services.logger)
-    app.addServices(services.subscriber)
+    app.addServices(
+        services.subscriber,
+        PubSubPump(hub: parts.hub, events: services.subscriber.events, logger: services.logger),
+        PresenceService(
+            hub: parts.hub, store: parts.store, nodeID: configuration.nodeID,
+            interval: .milliseconds(Int(configuration.heartbeatSeconds * 1000)),
+            agentGrace: .seconds(configuration.agentGraceSeconds), customerGrace: .seconds(configuration.customerGraceSeconds),
+            logger: services.logger),
+        OutboxFlusher(
+            redis: services.redis, archive: parts.archive, keys: services.keys, consumer: configuration.nodeID,
+            claimIdle: .milliseconds(Int(configuration.outboxClaimIdleSeconds * 1000)),
+            retention: .seconds(configuration.archiveRetentionSeconds), logger: services.logger))
     return app
 }

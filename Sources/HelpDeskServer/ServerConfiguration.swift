@@ -33,6 +33,21 @@ public struct ServerConfiguration: Sendable {
     public var logLevel: String
     public var postgresPoolSize: Int
     public var redisPoolSize: Int
+    /// Chats a single IP may start per window.
+    public var startLimitPerIP: Int
+    public var startWindowSeconds: Int
+    /// Customer-token lifetime, seconds.
+    public var customerTokenTTL: Int
+    /// How long an agent may be without any socket before going offline (its chats are requeued).
+    public var agentGraceSeconds: Int
+    /// How long a waiting customer may be without a socket before the chat is abandoned.
+    public var customerGraceSeconds: Int
+    /// Node and socket heartbeat period; a node silent for three periods is dead.
+    public var heartbeatSeconds: Double
+    /// A pending outbox entry idle this long is taken over by another flusher.
+    public var outboxClaimIdleSeconds: Double
+    /// How long Redis keeps an archived conversation.
+    public var archiveRetentionSeconds: Int
 
     /// Reads the environment. Missing values get development defaults, except the JWT secret,
     /// which must be set (at least 16 bytes).
@@ -44,6 +59,11 @@ public struct ServerConfiguration: Sendable {
         func int(_ name: String, _ fallback: Int) throws -> Int {
             guard let text = env[name] else { return fallback }
             guard let value = Int(text) else { throw HelpDeskError(.validationFailed, "\(name) must be an integer, got \(text)") }
+            return value
+        }
+        func double(_ name: String, _ fallback: Double) throws -> Double {
+            guard let text = env[name] else { return fallback }
+            guard let value = Double(text), value > 0 else { throw HelpDeskError(.validationFailed, "\(name) must be a positive number, got \(text)") }
             return value
         }
         return ServerConfiguration(
@@ -67,7 +87,15 @@ public struct ServerConfiguration: Sendable {
             trustProxy: env["HELPDESK_TRUST_PROXY"] == "1" || env["HELPDESK_TRUST_PROXY"] == "true",
             logLevel: env["HELPDESK_LOG_LEVEL"] ?? "info",
             postgresPoolSize: try int("HELPDESK_PG_POOL_SIZE", 4),
-            redisPoolSize: try int("HELPDESK_REDIS_POOL_SIZE", 4)
+            redisPoolSize: try int("HELPDESK_REDIS_POOL_SIZE", 4),
+            startLimitPerIP: try int("HELPDESK_START_LIMIT_PER_IP", 20),
+            startWindowSeconds: try int("HELPDESK_START_WINDOW", 600),
+            customerTokenTTL: try int("HELPDESK_CUSTOMER_TOKEN_TTL", 86400),
+            agentGraceSeconds: try int("HELPDESK_AGENT_GRACE", 60),
+            customerGraceSeconds: try int("HELPDESK_CUSTOMER_GRACE", 60),
+            heartbeatSeconds: try double("HELPDESK_HEARTBEAT_INTERVAL", 5),
+            outboxClaimIdleSeconds: try double("HELPDESK_OUTBOX_CLAIM_IDLE", 30),
+            archiveRetentionSeconds: try int("HELPDESK_ARCHIVE_RETENTION", 3600)
         )
     }
 

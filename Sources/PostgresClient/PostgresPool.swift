@@ -50,10 +50,9 @@ public final class PostgresPool: Sendable {
                     throw error
                 }
             }
-        } catch let error as PostgresError {
-            throw error
-        } catch {
-            throw PostgresError(.poolClosed, "\(error)")
+        } catch is CancellationError where !Task.isCancelled {
+            // NIOThreadPool refuses work once shut down by cancelling it.
+            throw PostgresError(.poolClosed, "the pool was shut down")
         }
     }
 

@@ -60,10 +60,16 @@ extension UUID: PostgresEncodable, PostgresDecodable {
 
 extension Date: PostgresEncodable, PostgresDecodable {
     /// Sent as ISO text in UTC with microseconds, which `timestamptz` parses exactly.
+    /// Rounded to the nearest microsecond: a Date made from milliseconds (`.123`) is rarely exact in
+    /// binary (`.12299990...`), and truncating would store the microsecond before it.
     public var postgresText: String {
-        let c = Calendar.utc.dateComponents([.year, .month, .day, .hour, .minute, .second, .nanosecond], from: self)
+        let micros = Int64((timeIntervalSince1970 * 1_000_000).rounded())
+        var seconds = micros / 1_000_000
+        var fraction = micros % 1_000_000
+        if fraction < 0 { seconds -= 1; fraction += 1_000_000 }
+        let c = Calendar.utc.dateComponents([.year, .month, .day, .hour, .minute, .second], from: Date(timeIntervalSince1970: TimeInterval(seconds)))
         return String(format: "%04d-%02d-%02d %02d:%02d:%02d.%06d+00",
-                      c.year ?? 0, c.month ?? 0, c.day ?? 0, c.hour ?? 0, c.minute ?? 0, c.second ?? 0, (c.nanosecond ?? 0) / 1000)
+                      c.year ?? 0, c.month ?? 0, c.day ?? 0, c.hour ?? 0, c.minute ?? 0, c.second ?? 0, Int(fraction))
     }
 
     /// Parses `timestamptz` text as PostgreSQL prints it in ISO style: `2026-11-22 00:31:24.123456+00`.

@@ -50,10 +50,14 @@ public final class RedisClient: Sendable {
             slot.withLockedValue { if $0 == task { $0 = nil } }
             throw error
         }
-        // The connection broke since it was made: replace it once.
-        let fresh = Task { try await RedisConnection.connect(configuration: configuration, eventLoopGroup: group) }
-        slot.withLockedValue { current in
-            if current == task { current = fresh }
+        // The connection broke since it was made: replace it once. Callers that saw the same broken
+        // connection at the same time share one replacement (a second one would be handed out but
+        // never kept, and never closed).
+        let fresh: Task<RedisConnection, any Error> = slot.withLockedValue { current in
+            if let current, current != task { return current }
+            let fresh = Task { try await RedisConnection.connect(configuration: configuration, eventLoopGroup: group) }
+            current = fresh
+            return fresh
         }
         do {
             return try await fresh.value

@@ -34,8 +34,10 @@ public struct RedisConfiguration: Sendable, Equatable {
             throw RedisError(.invalidArgument, "no host in redis URL")
         }
         self.init(host: host, port: components.port ?? 6379)
-        if let password = components.password, !password.isEmpty {
-            self.password = password.removingPercentEncoding ?? password
+        // `password` is already percent-decoded; decode the encoded form once (decoding `password`
+        // again would turn a literal "%41" in a password into "A").
+        if let encoded = components.percentEncodedPassword, !encoded.isEmpty {
+            self.password = encoded.removingPercentEncoding ?? encoded
             if let user = components.user, !user.isEmpty { self.username = user }
         }
         let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))

@@ -101,17 +101,18 @@ public final class RedisSubscriber: Service, Sendable {
             for name in names {
                 group.addTask {
                     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                        let connection = self.state.withLockedValue { state -> (any Channel)? in
+                        // Written under the lock, so it is ordered after the handshake `run` writes.
+                        let connected = self.state.withLockedValue { state -> Bool in
                             if kind == "subscribe" { state.channels.insert(name) } else { state.patterns.insert(name) }
-                            guard let connection = state.connection else { return nil }
+                            guard let connection = state.connection else { return false }
                             state.waiters["\(kind):\(name)", default: []].append(continuation)
-                            return connection
+                            connection.writeAndFlush(RESPCommandEncoder.encode([kind.uppercased(), name]), promise: nil)
+                            return true
                         }
-                        guard let connection else {
+                        guard connected else {
                             continuation.resume(throwing: RedisError(.connectionClosed, "pub/sub connection is down; will subscribe on reconnect"))
                             return
                         }
-                        connection.writeAndFlush(RESPCommandEncoder.encode([kind.uppercased(), name]), promise: nil)
                     }
                 }
             }
@@ -136,6 +137,7 @@ public final class RedisSubscriber: Service, Sendable {
         var connectedBefore = false
         await withGracefulShutdownHandler {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                var connected: (any Channel)?
                 do {
                     let (replies, repliesContinuation) = AsyncStream.makeStream(of: RESPValue?.self)
                     let channel = try await RedisConnection.bootstrap(configuration: configuration, eventLoopGroup: eventLoopGroup) { channel in
@@ -144,20 +146,32 @@ public final class RedisSubscriber: Service, Sendable {
                             PubSubForwarder { value in repliesContinuation.yield(value) },
                         ])
                     }
+                    connected = channel
                     var bytes = channel.allocator.buffer(capacity: 256)
                     for command in RedisConnection.handshakeCommands(configuration) { RESPCommandEncoder.encode(command, into: &bytes) }
                     let handshakeCount = RedisConnection.handshakeCommands(configuration).count
-                    let (channels, patterns) = state.withLockedValue { state in
+                    // Publish the connection and write the handshake and the renewals under the lock:
+                    // a concurrent `add` then writes its SUBSCRIBE after them (never before AUTH), and
+                    // every channel wanted by then is either in this batch or sent by `add` itself.
+                    let (renewing, written) = state.withLockedValue { state in
                         state.connection = channel
-                        return (state.channels, state.patterns)
+                        if !state.channels.isEmpty { RESPCommandEncoder.encode(["SUBSCRIBE"] + state.channels, into: &bytes) }
+                        if !state.patterns.isEmpty { RESPCommandEncoder.encode(["PSUBSCRIBE"] + state.patterns, into: &bytes) }
+                        let renewing = Set(state.channels.map { "subscribe:\($0)" } + state.patterns.map { "psubscribe:\($0)" })
+                        return (renewing, channel.writeAndFlush(bytes))
                     }
-                    if !channels.isEmpty { RESPCommandEncoder.encode(["SUBSCRIBE"] + channels, into: &bytes) }
-                    if !patterns.isEmpty { RESPCommandEncoder.encode(["PSUBSCRIBE"] + patterns, into: &bytes) }
-                    try await channel.writeAndFlush(bytes)
+                    try await written.get()
                     delay = backoff.lowerBound
-                    if connectedBefore {
-                        logger.info("pub/sub reconnected", metadata: ["channels": "\(channels.count)", "patterns": "\(patterns.count)"])
-                        eventsContinuation.yield(.reconnected)
+                    // After a loss, readers resync when told `.reconnected`; tell them only once Redis
+                    // confirmed every renewed subscription, or they could miss what is published between.
+                    var unconfirmed = renewing
+                    var mustAnnounce = connectedBefore
+                    if mustAnnounce {
+                        logger.info("pub/sub reconnected", metadata: ["subscriptions": "\(renewing.count)"])
+                        if unconfirmed.isEmpty {
+                            eventsContinuation.yield(.reconnected)
+                            mustAnnounce = false
+                        }
                     }
                     connectedBefore = true
                     var skip = handshakeCount
@@ -168,12 +182,20 @@ public final class RedisSubscriber: Service, Sendable {
                             if case .error(let message) = value { logger.error("pub/sub handshake failed: \(message)") }
                             continue
                         }
-                        handle(value)
+                        let confirmed = handle(value)
+                        if mustAnnounce, let confirmed, unconfirmed.remove(confirmed) != nil, unconfirmed.isEmpty {
+                            eventsContinuation.yield(.reconnected)
+                            mustAnnounce = false
+                        }
                     }
                     try? await channel.close()
                     failWaiters(RedisError(.connectionClosed, "pub/sub connection lost"))
                     logger.warning("pub/sub connection lost")
                 } catch {
+                    // Connected but the handshake could not be written: forget the channel, so that
+                    // `add` does not wait for confirmations on it.
+                    if let connected { try? await connected.close() }
+                    failWaiters(RedisError(.connectionClosed, "pub/sub connection lost"))
                     logger.debug("pub/sub connect failed: \(error)")
                 }
                 guard !Task.isCancelled && !Task.isShuttingDownGracefully else { break }
@@ -188,8 +210,10 @@ public final class RedisSubscriber: Service, Sendable {
         eventsContinuation.finish()
     }
 
-    private func handle(_ value: RESPValue) {
-        guard let parts = value.array, let kind = parts.first?.string else { return }
+    /// Handles one reply; returns the key ("subscribe:<name>", "psubscribe:<name>") of a confirmation.
+    @discardableResult
+    private func handle(_ value: RESPValue) -> String? {
+        guard let parts = value.array, let kind = parts.first?.string else { return nil }
         switch kind {
         case "message" where parts.count == 3:
             if let channel = parts[1].string, let payload = parts[2].string {
@@ -200,12 +224,15 @@ public final class RedisSubscriber: Service, Sendable {
                 eventsContinuation.yield(.patternMessage(pattern: pattern, channel: channel, payload: payload))
             }
         case "subscribe", "psubscribe":
-            guard parts.count >= 2, let name = parts[1].string else { return }
-            let waiters = state.withLockedValue { $0.waiters.removeValue(forKey: "\(kind):\(name)") } ?? []
+            guard parts.count >= 2, let name = parts[1].string else { return nil }
+            let key = "\(kind):\(name)"
+            let waiters = state.withLockedValue { $0.waiters.removeValue(forKey: key) } ?? []
             for waiter in waiters { waiter.resume() }
+            return key
         default:
             break
         }
+        return nil
     }
 
     private func failWaiters(_ error: RedisError) {

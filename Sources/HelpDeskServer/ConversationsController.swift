@@ -1,0 +1,239 @@
+import Foundation
+import HelpDeskCore
+import Hummingbird
+import PostgresClient
+
+/// `/api/v1/conversations`, `/queue`, `/presence`: the REST side of the realtime core. Live state
+/// comes from Redis through `LiveStore`; closed conversations from PostgreSQL through `ArchiveStore`.
+struct ConversationsController: Sendable {
+    let store: LiveStore
+    let archive: ArchiveStore
+    let users: UserStore
+    let services: NodeServices
+
+    struct StartBody: Decodable {
+        var name: String
+        var email: String
+        var categoryId: Int?
+        var subject: String?
+        var priority: String?
+    }
+
+    struct StartReply: Encodable {
+        var conversationId: String
+        var customerToken: String
+        var position: Int
+        var status: String
+    }
+
+    struct MessageBody: Decodable {
+        var text: String
+        var clientMsgId: String
+        var isInternal: Bool?
+        enum CodingKeys: String, CodingKey { case text, clientMsgId, isInternal = "internal" }
+    }
+
+    struct PickBody: Decodable { var conversationId: String? }
+    struct AssignBody: Decodable { var agentId: Int }
+    struct CloseBody: Decodable { var resolution: String? }
+    struct StatusBody: Decodable { var status: String }
+
+    static let priorities: Set<String> = ["low", "normal", "high", "urgent"]
+
+    func addRoutes(public api: RouterGroup<AppRequestContext>, authenticated: RouterGroup<AuthenticatedContext>) {
+        api.post("conversations") { request, context in
+            let ip = clientIP(request: request, remote: context.remoteAddress, trustProxy: services.configuration.trustProxy)
+            let body = try await request.decodeJSON(StartBody.self, context: context)
+            let name = try Validate.text(body.name, field: "name", max: 100)
+            let email = try Validate.email(body.email)
+            let subject = try Validate.text(body.subject ?? "", field: "subject", max: 200, min: 0)
+            let priority = body.priority ?? "normal"
+            guard Self.priorities.contains(priority) else { throw HelpDeskError(.validationFailed, "priority must be low, normal, high or urgent") }
+            let category = try await validCategory(body.categoryId)
+            let wait = try await services.scripts.run("ratelimit", keys: [services.keys.conversationStartsByIP(ip)],
+                arguments: ["hit", String(services.configuration.startWindowSeconds * 1000), String(services.configuration.startLimitPerIP)],
+                on: services.redis).int ?? 0
+            guard wait == 0 else { throw HelpDeskError(.rateLimited, "too many chats started from here; try again in \((wait + 999) / 1000) s") }
+            let queued = try await store.enqueue(name: name, email: email, categoryID: category, subject: subject, priority: priority)
+            let now = Int(services.clock().timeIntervalSince1970)
+            let token = services.tokens.sign(TokenClaims(sub: queued.customerID, role: Role.customer.rawValue, iat: now,
+                                                          exp: now + services.configuration.customerTokenTTL, name: name, conv: queued.conversationID))
+            return try Response.json(StartReply(conversationId: queued.conversationID, customerToken: token, position: queued.position, status: queued.status),
+                                     status: queued.created ? .created : .ok)
+        }
+
+        authenticated.get("conversations") { request, context in
+            let caller = context.caller
+            guard caller.isStaff else { throw HelpDeskError(.forbidden, "staff only") }
+            let q = request.uri.queryParameters
+            let limit = try Validate.range(q.get("limit", as: Int.self) ?? 50, field: "limit", 1...500)
+            let status = q.get("status")
+            var agentFilter = q.get("agent_id", as: Int.self)
+            let category = q.get("category_id", as: Int.self)
+            // Agents see their own conversations only.
+            if caller.role == .agent { agentFilter = Int(caller.id) }
+            var results: [ConversationView] = []
+            if status == nil || status == "waiting" || status == "active" {
+                results += try await store.liveConversations(limit: 1000).filter { view in
+                    (status == nil || view.status == status) && (category == nil || view.categoryId == String(category!))
+                        && (agentFilter == nil || view.agent?.id == String(agentFilter!))
+                }
+            }
+            if status == nil || status == "closed" || status == "abandoned" {
+                let before = q.get("before", as: Int64.self).map { Date(timeIntervalSince1970: Double($0) / 1000) }
+                let archived = try await archive.conversations(status: status, categoryID: category, agentID: agentFilter, limit: limit, before: before)
+                let live = Set(results.map(\.id))
+                results += archived.filter { !live.contains($0.id) }
+            }
+            return try Response.json(Array(results.prefix(limit)))
+        }
+
+        authenticated.get("conversations/:id") { _, context in
+            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            return try Response.json(try await readable(id, caller: context.caller))
+        }
+
+        authenticated.get("conversations/:id/messages") { request, context in
+            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            let view = try await readable(id, caller: context.caller)
+            let after = request.uri.queryParameters.get("after")
+            let afterID = try after.map { text -> StreamID in
+                guard let id = StreamID(text) else { throw HelpDeskError(.validationFailed, "after is not a message id") }
+                return id
+            }
+            // Live conversations read the stream; archived ones PostgreSQL. Same shape either way.
+            var messages = try await store.messages(id, after: afterID?.text)
+            if messages.isEmpty, view.status == "closed" || view.status == "abandoned", try await store.conversation(id) == nil {
+                messages = try await archive.messages(id, after: afterID)
+            }
+            if !context.caller.isStaff { messages = messages.filter { !$0.isInternal } }
+            return try Response.json(["conversation_id": AnyEncodable(id), "messages": AnyEncodable(messages)])
+        }
+
+        authenticated.post("conversations/:id/messages") { request, context in
+            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            let body = try await request.decodeJSON(MessageBody.self, context: context)
+            let message = try FrameHandler.validMessage(
+                .init(conversationId: id, text: body.text, clientMsgId: body.clientMsgId, isInternal: body.isInternal), caller: context.caller)
+            let sent = try await store.send(conversationID: id, sender: context.caller, text: message.text, clientMsgID: message.clientMsgID, isInternal: message.isInternal)
+            return try Response.json(SendAck(conversationId: id, messageId: sent.messageID, clientMsgId: message.clientMsgID, duplicate: sent.duplicate),
+                                     status: sent.duplicate ? .ok : .created)
+        }
+
+        authenticated.post("conversations/:id/assign") { request, context in
+            try context.require(.supervisor, .admin)
+            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            let body = try await request.decodeJSON(AssignBody.self, context: context)
+            if context.caller.role == .supervisor {
+                guard let agent = try await users.find(id: body.agentId), agent.role == .agent else {
+                    throw HelpDeskError(.validationFailed, "agent_id is not an agent")
+                }
+                _ = agent
+            }
+            let view = try await store.pick(agentID: String(body.agentId), conversationID: id, mode: "assign", actorID: context.caller.id)
+            return try Response.json(view)
+        }
+
+        authenticated.post("conversations/:id/close") { request, context in
+            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            let hasBody = request.headers[.contentLength].map { $0 != "0" } ?? false
+            let body = hasBody ? try await request.decodeJSON(CloseBody.self, context: context) : CloseBody(resolution: nil)
+            let resolution = try Validate.text(body.resolution ?? "", field: "resolution", max: 500, min: 0)
+            try await store.close(conversationID: id, actor: context.caller, resolution: resolution)
+            return try Response.json(try await store.conversation(id))
+        }
+
+        authenticated.get("queue") { request, context in
+            try context.require(.agent, .supervisor, .admin)
+            let category = request.uri.queryParameters.get("category_id", as: Int.self).map(String.init)
+            return try Response.json(try await store.waiting(category: category))
+        }
+
+        authenticated.post("queue/pick") { request, context in
+            try context.require(.agent)
+            let hasBody = request.headers[.contentLength].map { $0 != "0" } ?? false
+            let body = hasBody ? try await request.decodeJSON(PickBody.self, context: context) : PickBody(conversationId: nil)
+            let wanted = try body.conversationId.map(FrameHandler.conversationID)
+            return try Response.json(try await store.pick(agentID: context.caller.id, conversationID: wanted, mode: "pick", actorID: context.caller.id))
+        }
+
+        authenticated.get("presence") { _, context in
+            try context.require(.supervisor, .admin)
+            var agents = try await store.agents()
+            if context.caller.role == .supervisor {
+                let mine = Set(try await users.list(supervisorID: try staffID(context.caller)).map { String($0.id) })
+                agents = agents.filter { mine.contains($0["id"] ?? "") }
+            }
+            return try Response.json(agents.map(PresenceView.init))
+        }
+
+        authenticated.put("presence/me") { request, context in
+            try context.require(.agent)
+            let body = try await request.decodeJSON(StatusBody.self, context: context)
+            guard body.status == "online" || body.status == "away" else { throw HelpDeskError(.validationFailed, "status must be online or away") }
+            try await store.setStatus(agentID: context.caller.id, status: body.status)
+            return try Response.json(["status": body.status])
+        }
+    }
+
+    /// The conversation if the caller may read it: its customer, its agent, supervisors and admins.
+    /// Anyone else gets 404, so ids cannot be probed.
+    func readable(_ id: String, caller: Caller) async throws -> ConversationView {
+        let view: ConversationView?
+        if let live = try await store.conversation(id) { view = live } else { view = try await archive.conversation(id) }
+        guard let view else { throw HelpDeskError(.notFound, "no such conversation") }
+        switch caller.role {
+        case .admin, .supervisor: return view
+        case .agent where view.agent?.id == caller.id: return view
+        case .customer where caller.conversationID == id: return view
+        default: throw HelpDeskError(.notFound, "no such conversation")
+        }
+    }
+
+    /// "0" (no category) or the id of an existing category. If PostgreSQL cannot answer, a chat
+    /// still starts: taking customers matters more than checking the category.
+    private func validCategory(_ id: Int?) async throws -> String {
+        guard let id else { return "0" }
+        guard id > 0 else { throw HelpDeskError(.validationFailed, "category_id must be positive") }
+        do {
+            if try await services.postgres.query("SELECT 1 FROM categories WHERE id = $1 AND active", [id]).isEmpty {
+                throw HelpDeskError(.validationFailed, "category \(id) does not exist")
+            }
+        } catch let error as PostgresError {
+            services.logger.warning("category check skipped: PostgreSQL unavailable", metadata: ["error": "\(error)"])
+        }
+        return String(id)
+    }
+}
+
+/// An agent's presence as supervisors see it.
+struct PresenceView: Encodable {
+    var agentId: String
+    var name: String
+    var status: String
+    var active: Int
+    var capacity: Int
+    var nodeId: String
+    var connected: Bool
+    var since: Int64
+    var lastSeen: Int64
+
+    init(_ hash: [String: String]) {
+        agentId = hash["id"] ?? ""
+        name = hash["name"] ?? ""
+        status = hash["status"] ?? "offline"
+        active = Int(hash["active"] ?? "") ?? 0
+        capacity = Int(hash["capacity"] ?? "") ?? 0
+        nodeId = hash["node"] ?? ""
+        connected = hash["connected"] == "1"
+        since = Int64(hash["since"] ?? "") ?? 0
+        lastSeen = Int64(hash["last_seen"] ?? "") ?? 0
+    }
+}
+
+/// Wraps any Encodable, for small mixed JSON objects.
+struct AnyEncodable: Encodable {
+    let value: any Encodable
+    init(_ value: any Encodable) { self.value = value }
+    func encode(to encoder: any Encoder) throws { try value.encode(to: encoder) }
+}

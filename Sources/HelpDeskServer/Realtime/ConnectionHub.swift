@@ -1,0 +1,320 @@
+import Foundation
+import HelpDeskCore
+import Logging
+import RedisClient
+
+/// This node's sockets and the conversations they joined; fans pub/sub messages out to them.
+///
+/// The node subscribes to a conversation's channel while at least one local socket joined it and
+/// to a user's channel while that user has a socket here. A frame from pub/sub is forwarded as the
+/// text it arrived in (encoded once, by the Lua script that published it) to each local socket.
+/// Each (socket, conversation) pair has a cursor: the last message id delivered. Joining buffers
+/// live frames until the history is sent, then drops any at or below the cursor, so a client sees
+/// every message exactly once and in order, across reconnects and Redis restarts.
+actor ConnectionHub {
+    private struct Cursor {
+        var lastDelivered: StreamID?
+        /// Live frames held back while the history is being read (nil once live).
+        var pending: [(key: String, audience: Character, frame: String)]?
+    }
+
+    private struct WaitingCustomer {
+        var conversationID: String
+        var category: String
+        var lastPosition: Int?
+    }
+
+    let store: LiveStore
+    let subscriber: RedisSubscriber
+    let keys: RedisKeys
+    let logger: Logger
+
+    private var sessions: [Int: SocketSession] = [:]
+    private var cursors: [String: [Int: Cursor]] = [:]
+    private var joinedBy: [Int: Set<String>] = [:]
+    private var userSessions: [String: Set<Int>] = [:]
+    private var waitingCustomers: [Int: WaitingCustomer] = [:]
+    private var subscriptions: [String: Task<Void, any Error>] = [:]
+    private var queueStatusScheduled = false
+    private var nextSessionID = 0
+
+    init(store: LiveStore, subscriber: RedisSubscriber, keys: RedisKeys, logger: Logger) {
+        self.store = store
+        self.subscriber = subscriber
+        self.keys = keys
+        self.logger = logger
+    }
+
+    // MARK: sockets
+
+    func makeSessionID() -> Int {
+        nextSessionID += 1
+        return nextSessionID
+    }
+
+    /// Adds a socket; returns true when it is its user's first socket on this node.
+    func register(_ session: SocketSession) async throws -> Bool {
+        sessions[session.id] = session
+        let userKey = Self.userKey(session.caller)
+        let first = userSessions[userKey, default: []].isEmpty
+        userSessions[userKey, default: []].insert(session.id)
+        if first, session.isStaff {
+            try await ensureSubscribed(keys.userChannel(session.caller.id))
+        }
+        return first
+    }
+
+    /// Removes a socket; returns true when it was its user's last socket on this node.
+    func unregister(_ session: SocketSession) -> Bool {
+        sessions.removeValue(forKey: session.id)
+        waitingCustomers.removeValue(forKey: session.id)
+        for conversation in joinedBy.removeValue(forKey: session.id) ?? [] {
+            removeCursor(session: session.id, conversation: conversation)
+        }
+        let userKey = Self.userKey(session.caller)
+        userSessions[userKey]?.remove(session.id)
+        if userSessions[userKey]?.isEmpty == true {
+            userSessions.removeValue(forKey: userKey)
+            if session.isStaff { unsubscribe(keys.userChannel(session.caller.id)) }
+            return true
+        }
+        return false
+    }
+
+    /// Local agent ids and waiting customers' conversations, for the node heartbeat.
+    func heartbeatSubjects() -> (agents: [String], waitingConversations: [String]) {
+        var agents: Set<String> = []
+        for session in sessions.values where session.caller.role == .agent { agents.insert(session.caller.id) }
+        return (Array(agents), Array(Set(waitingCustomers.values.map(\.conversationID))))
+    }
+
+    /// Sessions of one staff user on this node.
+    func sessions(ofUser id: String) -> [SocketSession] {
+        (userSessions["s:" + id] ?? []).compactMap { sessions[$0] }
+    }
+
+    /// Every local socket: drain on shutdown, resync after a Redis loss.
+    func allSessions() -> [SocketSession] { Array(sessions.values) }
+
+    // MARK: conversations
+
+    /// Joins a socket to a conversation: subscribe, read what came after `lastMessageID`, send it as
+    /// HISTORY, then go live without gap or duplicate.
+    func join(_ session: SocketSession, conversationID: String, lastMessageID: String?, sendHistory: Bool, ref: String?) async throws {
+        guard sessions[session.id] != nil else { return }
+        let after = lastMessageID.flatMap { StreamID($0) }
+        cursors[conversationID, default: [:]][session.id] = Cursor(lastDelivered: after, pending: [])
+        joinedBy[session.id, default: []].insert(conversationID)
+        do {
+            try await ensureSubscribed(keys.conversationChannel(conversationID))
+            var cursorEnd = after
+            if sendHistory {
+                let history = try await store.messages(conversationID, after: after?.text)
+                let visible = session.isStaff ? history : history.filter { !$0.isInternal }
+                if let last = history.last.flatMap({ StreamID($0.id) }) { cursorEnd = last }
+                session.send(ServerFrame.encode("HISTORY", HistoryData(conversationId: conversationID, messages: visible), ref: ref))
+            }
+            goLive(session: session.id, conversation: conversationID, after: cursorEnd)
+        } catch {
+            leave(session, conversationID: conversationID)
+            throw error
+        }
+    }
+
+    /// Watches a waiting customer's queue position (QUEUE_STATUS whenever it changes).
+    func trackWaiting(_ session: SocketSession, conversationID: String, category: String) {
+        waitingCustomers[session.id] = WaitingCustomer(conversationID: conversationID, category: category, lastPosition: nil)
+        scheduleQueueStatus()
+    }
+
+    private func goLive(session id: Int, conversation: String, after: StreamID?) {
+        guard var cursor = cursors[conversation]?[id], let session = sessions[id] else { return }
+        cursor.lastDelivered = after
+        let pending = cursor.pending ?? []
+        cursor.pending = nil
+        cursors[conversation]?[id] = cursor
+        for item in pending {
+            forward(item.frame, key: item.key, audience: item.audience, to: session, conversation: conversation)
+        }
+    }
+
+    func leave(_ session: SocketSession, conversationID: String) {
+        joinedBy[session.id]?.remove(conversationID)
+        removeCursor(session: session.id, conversation: conversationID)
+    }
+
+    func isJoined(_ session: SocketSession, conversationID: String) -> Bool {
+        cursors[conversationID]?[session.id] != nil
+    }
+
+    private func removeCursor(session: Int, conversation: String) {
+        cursors[conversation]?.removeValue(forKey: session)
+        if cursors[conversation]?.isEmpty == true {
+            cursors.removeValue(forKey: conversation)
+            unsubscribe(keys.conversationChannel(conversation))
+        }
+    }
+
+    // MARK: subscriptions
+
+    private func ensureSubscribed(_ channel: String) async throws {
+        if let task = subscriptions[channel] {
+            try await task.value
+            return
+        }
+        let subscriber = self.subscriber
+        let task = Task { try await subscriber.subscribe([channel]) }
+        subscriptions[channel] = task
+        do {
+            try await task.value
+        } catch {
+            if subscriptions[channel] == task { subscriptions.removeValue(forKey: channel) }
+            throw error
+        }
+    }
+
+    private func unsubscribe(_ channel: String) {
+        subscriptions.removeValue(forKey: channel)
+        subscriber.unsubscribe([channel])
+    }
+
+    /// Subscribes to the node-wide channels (queue and presence events).
+    func start() async throws {
+        try await ensureSubscribed(keys.queueChannel)
+        try await ensureSubscribed(keys.presenceChannel)
+    }
+
+    // MARK: fan-out
+
+    /// One pub/sub message: `<audience>|<key>|<frame>` where audience is `a` (everyone) or `s`
+    /// (staff only) and key is a message id (or `-`), a category, or an agent id.
+    func deliver(channel: String, payload: String) {
+        guard let bar1 = payload.firstIndex(of: "|") else { return }
+        let audience = payload[payload.startIndex]
+        let rest = payload[payload.index(after: bar1)...]
+        guard let bar2 = rest.firstIndex(of: "|") else { return }
+        let key = String(rest[..<bar2])
+        let frame = String(rest[rest.index(after: bar2)...])
+        guard channel.hasPrefix(keys.prefix) else { return }
+        let name = channel.dropFirst(keys.prefix.count)
+
+        if name.hasPrefix("ch:conv:") {
+            let conversation = String(name.dropFirst("ch:conv:".count))
+            for (id, cursor) in cursors[conversation] ?? [:] {
+                guard let session = sessions[id] else { continue }
+                if cursor.pending != nil {
+                    cursors[conversation]?[id]?.pending?.append((key, audience, frame))
+                } else {
+                    forward(frame, key: key, audience: audience, to: session, conversation: conversation)
+                }
+            }
+            if frame.contains(#""event":"CONVERSATION_ASSIGNED""#) || frame.contains(#""event":"CONVERSATION_CLOSED""#) {
+                for (id, waiting) in waitingCustomers where waiting.conversationID == conversation {
+                    waitingCustomers.removeValue(forKey: id)
+                }
+            }
+            if frame.contains(#""event":"CONVERSATION_REQUEUED""#) {
+                requeued(conversation)
+            }
+        } else if name.hasPrefix("ch:user:") {
+            for session in sessions(ofUser: String(name.dropFirst("ch:user:".count))) { session.send(frame) }
+        } else if name == "ch:queue" {
+            for session in sessions.values where session.isStaff {
+                if session.isSupervisor || session.categories.isEmpty || session.categories.contains(key) { session.send(frame) }
+            }
+            scheduleQueueStatus()
+        } else if name == "ch:presence" {
+            for session in sessions.values where session.isSupervisor { session.send(frame) }
+        }
+    }
+
+    private func forward(_ frame: String, key: String, audience: Character, to session: SocketSession, conversation: String) {
+        if audience == "s" && !session.isStaff { return }
+        if let id = StreamID(key) {
+            if let last = cursors[conversation]?[session.id]?.lastDelivered, id <= last { return }
+            cursors[conversation]?[session.id]?.lastDelivered = id
+        }
+        session.send(frame)
+    }
+
+    private func requeued(_ conversation: String) {
+        for (id, cursor) in cursors[conversation] ?? [:] where cursor.pending == nil {
+            guard let session = sessions[id], session.caller.role == .customer else { continue }
+            Task { [store] in
+                if let view = try? await store.conversation(conversation), view.status == "waiting" {
+                    self.trackWaiting(session, conversationID: conversation, category: view.categoryId)
+                }
+            }
+        }
+    }
+
+    /// After the pub/sub connection came back: messages published meanwhile were lost, so every
+    /// client re-joins from its last message id.
+    func resyncAll() {
+        let frame = ServerFrame.encode("RESYNC", [String: String]())
+        for session in sessions.values { session.send(frame) }
+        scheduleQueueStatus()
+    }
+
+    // MARK: queue status
+
+    /// Recomputes waiting customers' positions soon, once for a burst of queue events.
+    func scheduleQueueStatus() {
+        guard !queueStatusScheduled, !waitingCustomers.isEmpty else { return }
+        queueStatusScheduled = true
+        Task {
+            try? await Task.sleep(for: .milliseconds(50))
+            await self.sendQueueStatus()
+        }
+    }
+
+    private func sendQueueStatus() async {
+        queueStatusScheduled = false
+        let waiting = waitingCustomers
+        guard !waiting.isEmpty else { return }
+        do {
+            let unique = Array(Set(waiting.values.map { "\($0.conversationID)\u{1}\($0.category)" })).map {
+                let parts = $0.split(separator: "\u{1}", omittingEmptySubsequences: false)
+                return (id: String(parts[0]), category: String(parts[1]))
+            }
+            let positions = try await store.positions(unique)
+            let inputs = try await store.waitInputs()
+            for (sessionID, customer) in waiting {
+                guard let session = sessions[sessionID] else { continue }
+                guard let position = positions[customer.conversationID] else {
+                    waitingCustomers.removeValue(forKey: sessionID)
+                    continue
+                }
+                if waitingCustomers[sessionID]?.lastPosition == position { continue }
+                waitingCustomers[sessionID]?.lastPosition = position
+                session.send(ServerFrame.encode("QUEUE_STATUS", QueueStatusData(
+                    conversationId: customer.conversationID, position: position,
+                    estimatedWaitS: Self.estimatedWait(position: position, handleMs: inputs.handleMs, agentsOnline: inputs.agentsOnline))))
+            }
+        } catch {
+            logger.warning("queue status failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Seconds until a customer at `position` is likely served: the people ahead, shared among
+    /// the agents online, each taking the recent average handle time (5 min before there is one).
+    static func estimatedWait(position: Int, handleMs: Int, agentsOnline: Int) -> Int {
+        let handle = handleMs > 0 ? handleMs : 300_000
+        return Int((Double(position) * Double(handle) / Double(max(1, agentsOnline)) / 1000).rounded(.up))
+    }
+
+    private static func userKey(_ caller: Caller) -> String {
+        (caller.isStaff ? "s:" : "c:") + caller.id
+    }
+}
+
+struct HistoryData: Encodable {
+    var conversationId: String
+    var messages: [MessageView]
+}
+
+struct QueueStatusData: Encodable {
+    var conversationId: String
+    var position: Int
+    var estimatedWaitS: Int
+}

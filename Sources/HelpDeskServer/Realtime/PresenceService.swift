@@ -1,0 +1,79 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Runs on every node: heartbeats this node and its sockets, and sweeps absence (agents gone past
+/// their grace go offline and their conversations go back to the queue; waiting customers gone past
+/// theirs are abandoned). The sweep is one Lua script, so every node may run it at once.
+struct PresenceService: Service {
+    let hub: ConnectionHub
+    let store: LiveStore
+    let nodeID: String
+    let interval: Duration
+    let agentGrace: Duration
+    let customerGrace: Duration
+    let logger: Logger
+
+    /// A node that missed three heartbeats is dead.
+    var nodeTTL: Duration { interval * 3 }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await tick()
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+
+    /// One heartbeat and one sweep.
+    func tick() async {
+        do {
+            let (agents, waiting) = await hub.heartbeatSubjects()
+            let lost = try await store.heartbeat(node: nodeID, nodeTTL: Self.ms(nodeTTL), agents: agents, waitingConversations: waiting)
+            for agentID in lost {
+                // Redis forgot this agent (restart, or a sweep during a partition) while we hold its socket.
+                guard let session = await hub.sessions(ofUser: agentID).first else { continue }
+                _ = try await store.agentConnected(agentID: agentID, node: nodeID, name: session.caller.name, capacity: "-", categories: "-")
+            }
+            let (offline, requeued, abandoned) = try await store.sweep(
+                agentGrace: Self.ms(agentGrace), nodeTTL: Self.ms(nodeTTL), customerGrace: Self.ms(customerGrace))
+            if offline + requeued + abandoned > 0 {
+                logger.info("presence sweep", metadata: ["offline": "\(offline)", "requeued": "\(requeued)", "abandoned": "\(abandoned)"])
+            }
+        } catch {
+            logger.warning("presence tick failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    static func ms(_ duration: Duration) -> Int {
+        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
+    }
+}
+
+/// Feeds the pub/sub connection's messages to the hub, off the connection's read path.
+struct PubSubPump: Service {
+    let hub: ConnectionHub
+    let events: AsyncStream<RedisPubSubEventAlias>
+    let logger: Logger
+
+    func run() async throws {
+        try? await hub.start()
+        await cancelWhenGracefulShutdown {
+            for await event in events {
+                switch event {
+                case .message(let channel, let payload):
+                    await hub.deliver(channel: channel, payload: payload)
+                case .patternMessage(_, let channel, let payload):
+                    await hub.deliver(channel: channel, payload: payload)
+                case .reconnected:
+                    logger.warning("pub/sub reconnected: asking every socket to resync")
+                    await hub.resyncAll()
+                }
+            }
+        }
+    }
+}
+
+import RedisClient
+typealias RedisPubSubEventAlias = RedisPubSubEvent

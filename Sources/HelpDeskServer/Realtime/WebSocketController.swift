@@ -1,0 +1,135 @@
+import Foundation
+import HelpDeskCore
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOWebSocket
+import PostgresClient
+
+/// `/ws` and `/api/v1/ws-tickets`: authenticates the upgrade, then runs one socket's session.
+struct WebSocketController: Sendable {
+    let hub: ConnectionHub
+    let store: LiveStore
+    let users: UserStore
+    let services: NodeServices
+
+    /// Frames above this size get an ERROR (the socket's hard limit is larger, see `maxFrameSize`).
+    static let maxFrameBytes = 64 * 1024
+    /// The WebSocket layer's own limit: past this the library closes the socket (1009).
+    static let maxFrameSize = 1 << 20
+    static let maxMessageCharacters = 4000
+    /// Errors tolerated per minute before the socket is closed for policy violation.
+    static let errorBudgetPerMinute = 20
+
+    func addRoutes(router: Router<AppRequestContext>, authenticated: RouterGroup<AuthenticatedContext>) {
+        authenticated.post("ws-tickets") { request, context in
+            // The ticket stands for the bearer token of this request, for 30 s, once.
+            guard let header = request.headers[.authorization] else { throw HelpDeskError(.unauthorized, "missing bearer token") }
+            let ticket = Base64URL.encode(Crypto.randomBytes(24))
+            try await services.redis.send("SET", services.keys.wsTicket(ticket), String(header.dropFirst(7)), "EX", "30")
+            return try Response.json(["ticket": ticket])
+        }
+
+        router.group("ws")
+            .add(middleware: WebSocketAuthMiddleware(services: services))
+            .ws { _, context in
+                guard context.caller != nil else { throw HelpDeskError(.unauthorized, "a ticket or bearer token is required") }
+                return .upgrade([:])
+            } onUpgrade: { inbound, outbound, context in
+                guard let caller = context.requestContext.caller else { return }
+                await self.run(caller: caller, inbound: inbound, outbound: outbound, logger: context.logger)
+            }
+    }
+
+    /// One socket, from HELLO to close.
+    func run(caller: Caller, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger) async {
+        var categories: Set<String> = []
+        var capacity = "-", categoryList = "-", name = caller.name
+        if caller.role == .agent, let id = Int(caller.id) {
+            // The account's current capacity and categories; if PostgreSQL is down, Redis keeps the last known.
+            if let user = try? await users.find(id: id) {
+                guard user.active else {
+                    try? await outbound.close(.policyViolation, reason: "account deactivated")
+                    return
+                }
+                capacity = String(user.capacity)
+                categoryList = user.categoryIds.map(String.init).joined(separator: ",")
+                categories = Set(user.categoryIds.map(String.init))
+                name = user.name
+            }
+        }
+        let session = SocketSession(id: await hub.makeSessionID(), caller: caller, categories: categories)
+        let writer = Task {
+            for await item in session.outbound {
+                switch item {
+                case .text(let text): try await outbound.write(.text(text))
+                }
+            }
+            let (code, reason) = session.requestedClose ?? (.normalClosure, "bye")
+            try await outbound.close(code, reason: reason)
+        }
+        defer { writer.cancel() }
+
+        do {
+            let first = try await hub.register(session)
+            session.send(ServerFrame.encode("HELLO", HelloData(
+                nodeId: services.configuration.nodeID,
+                user: .init(id: caller.id, role: caller.role.rawValue, name: name),
+                serverTime: epochMillis(services.clock()))))
+            if caller.role == .agent, first {
+                _ = try await store.agentConnected(agentID: caller.id, node: services.configuration.nodeID, name: name, capacity: capacity, categories: categoryList)
+            }
+            if caller.role == .customer, let conversation = caller.conversationID {
+                // A customer follows its own conversation from the start (assignment, close, queue position).
+                try await hub.join(session, conversationID: conversation, lastMessageID: nil, sendHistory: false, ref: nil)
+                if let view = try await store.conversation(conversation), view.status == "waiting" {
+                    await hub.trackWaiting(session, conversationID: conversation, category: view.categoryId)
+                }
+            }
+            var handler = FrameHandler(session: session, hub: hub, store: store, logger: logger)
+            for try await message in inbound.messages(maxSize: Self.maxFrameSize) {
+                await handler.handle(message)
+                if handler.shouldClose {
+                    session.close(.policyViolation, "too many invalid frames")
+                    break
+                }
+            }
+        } catch {
+            logger.debug("socket ended", metadata: ["error": "\(error)"])
+        }
+        if await hub.unregister(session), caller.role == .agent {
+            try? await store.agentDisconnected(agentID: caller.id, node: services.configuration.nodeID)
+        }
+        session.close(.normalClosure, "bye")
+        _ = await writer.result
+    }
+}
+
+struct HelloData: Encodable {
+    struct User: Encodable { var id: String; var role: String; var name: String }
+    var nodeId: String
+    var user: User
+    var serverTime: Int64
+}
+
+/// Sets the caller of a `/ws` upgrade from `?ticket=` (single use) or a Bearer header.
+struct WebSocketAuthMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+    let services: NodeServices
+
+    func handle(_ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response) async throws -> Response {
+        var context = context
+        var token: String?
+        if let ticket = request.uri.queryParameters.get("ticket") {
+            // GETDEL: a ticket works once, on whichever node the upgrade lands.
+            token = try await services.redis.send("GETDEL", services.keys.wsTicket(ticket)).string
+            if token == nil { throw HelpDeskError(.unauthorized, "unknown or used ticket") }
+        } else if let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") {
+            token = String(header.dropFirst(7))
+        }
+        if let token {
+            context.caller = try Caller(claims: try services.tokens.verify(token, now: services.clock()))
+        }
+        return try await next(request, context)
+    }
+}

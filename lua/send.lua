@@ -1,0 +1,40 @@
+-- send.lua: one chat message. Checks the sender belongs to the conversation, drops a repeated
+-- client_msg_id, appends to the conversation's stream and publishes, all in one step.
+-- KEYS[1]: <prefix>conv:<id>
+-- ARGV: prefix, conv_id, sender_id, sender_role, sender_name, text, client_msg_id, internal (0|1), now_ms
+-- Returns {'ok', message_id, duplicate 0|1, message json} or {'err', code}
+local P = ARGV[1]
+local id, sender, role, name, text, client_id, internal, now =
+  ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
+local conv_key = P .. 'conv:' .. id
+local c = redis.call('HMGET', conv_key, 'status', 'customer_id', 'agent_id', 'first_response_at')
+if not c[1] then return {'err', 'not_found'} end
+if c[1] == 'closed' or c[1] == 'abandoned' then return {'err', 'conversation_closed'} end
+if role == 'customer' then
+  if sender ~= c[2] or internal == '1' then return {'err', 'forbidden'} end
+elseif role == 'agent' then
+  if c[1] ~= 'active' or sender ~= c[3] then return {'err', 'forbidden'} end
+elseif role ~= 'supervisor' and role ~= 'admin' then
+  return {'err', 'forbidden'}
+end
+
+local dedupe_key = conv_key .. ':dedupe'
+local seen = redis.call('HGET', dedupe_key, client_id)
+if seen then return {'ok', seen, 1, ''} end
+
+local msg_id = redis.call('XADD', conv_key .. ':msgs', '*',
+  'sender_id', sender, 'sender_role', role, 'sender_name', name, 'text', text,
+  'client_msg_id', client_id, 'internal', internal, 'sent_at', now)
+redis.call('HSET', dedupe_key, client_id, msg_id)
+redis.call('HSET', conv_key, 'last_message_id', msg_id)
+if role == 'agent' and (not c[4] or c[4] == '') then
+  redis.call('HSET', conv_key, 'first_response_at', now)
+end
+local message = {
+  id = msg_id, sender = {id = sender, role = role, name = name}, text = text, sent_at = now,
+  client_msg_id = client_id, internal = internal == '1',
+}
+local frame = cjson.encode({event = 'NEW_MESSAGE', data = {conversation_id = id, message = message}})
+-- 's' = staff sockets only (internal notes), 'a' = every socket of the conversation
+redis.call('PUBLISH', P .. 'ch:conv:' .. id, (internal == '1' and 's' or 'a') .. '|' .. msg_id .. '|' .. frame)
+return {'ok', msg_id, 0, cjson.encode(message)}
