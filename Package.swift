@@ -81,6 +81,7 @@ let package = Package(
             dependencies: [
                 "HelpDeskServer", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             ]
         ),
     ],

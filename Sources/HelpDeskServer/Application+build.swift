@@ -3,6 +3,7 @@ import HelpDeskCore
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
+import NIOCore
 import PostgresClient
 import RedisClient
 import ServiceLifecycle
@@ -62,6 +63,17 @@ func buildRouter(_ services: NodeServices, parts: NodeParts) -> Router<AppReques
     router.addMiddleware {
         ErrorMiddleware<AppRequestContext>()
         MetricsMiddleware<AppRequestContext>()
+        // The web UI: plain files, `/agent` serves Public/agent/index.html.
+        FileMiddleware<AppRequestContext, LocalFileSystem>(services.configuration.publicDirectory, searchForIndexHtml: true, logger: services.logger)
+    }
+    let chartJS = services.configuration.chartJSPath
+    router.get("vendor/chart.min.js") { _, _ in
+        // Debian's libjs-chart.js, served from where the package put it (not copied into the repository).
+        guard let data = FileManager.default.contents(atPath: chartJS) else {
+            throw HelpDeskError(.notFound, "Chart.js is not installed at \(chartJS) (apt install libjs-chart.js)")
+        }
+        return Response(status: .ok, headers: [.contentType: "application/javascript", .cacheControl: "max-age=86400"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
     HealthController(redis: services.redis, postgres: services.postgres, nodeID: services.configuration.nodeID).addRoutes(to: router)
 
@@ -79,13 +91,16 @@ func buildRouter(_ services: NodeServices, parts: NodeParts) -> Router<AppReques
     CategoriesController(pool: services.postgres).addRoutes(public: api, authenticated: authenticated)
     ConversationsController(store: parts.store, archive: parts.archive, users: users, services: services)
         .addRoutes(public: api, authenticated: authenticated)
+    AnalyticsController(pool: services.postgres, store: parts.store).addRoutes(to: authenticated)
     WebSocketController(hub: parts.hub, store: parts.store, users: users, services: services)
         .addRoutes(router: router, authenticated: authenticated)
     return router
 }
 
 /// A node: migrates PostgreSQL, loads the Lua scripts, then serves HTTP and WebSocket.
-public func buildApplication(_ services: NodeServices, migrate: Bool = true) async throws -> some ApplicationProtocol {
+public func buildApplication(
+    _ services: NodeServices, migrate: Bool = true, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+) async throws -> some ApplicationProtocol {
     if migrate {
         try await Migrator(pool: services.postgres, directory: services.configuration.migrationsDirectory, logger: services.logger).migrate()
     }
@@ -99,6 +114,7 @@ public func buildApplication(_ services: NodeServices, migrate: Bool = true) asy
             webSocketRouter: router,
             configuration: .init(maxFrameSize: WebSocketController.maxFrameSize, autoPing: .enabled(timePeriod: .seconds(20)))),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "helpdesk"),
+        onServerRunning: onServerRunning,
         logger: services.logger)
     app.addServices(
         services.subscriber,

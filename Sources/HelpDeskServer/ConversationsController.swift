@@ -37,6 +37,7 @@ struct ConversationsController: Sendable {
     struct AssignBody: Decodable { var agentId: Int }
     struct CloseBody: Decodable { var resolution: String? }
     struct StatusBody: Decodable { var status: String }
+    struct RatingBody: Decodable { var rating: Int; var comment: String? }
 
     static let priorities: Set<String> = ["low", "normal", "high", "urgent"]
 
@@ -143,6 +144,18 @@ struct ConversationsController: Sendable {
             return try Response.json(try await store.conversation(id))
         }
 
+        authenticated.post("conversations/:id/rating") { request, context in
+            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            guard context.caller.role == .customer, context.caller.conversationID == id else {
+                throw HelpDeskError(.forbidden, "only the conversation's customer rates it")
+            }
+            let body = try await request.decodeJSON(RatingBody.self, context: context)
+            let rating = try Validate.range(body.rating, field: "rating", 1...5)
+            let comment = try Validate.text(body.comment ?? "", field: "comment", max: 1000, min: 0)
+            try await rate(id, rating: rating, comment: comment)
+            return try Response.json(["conversation_id": AnyEncodable(id), "rating": AnyEncodable(rating), "comment": AnyEncodable(comment)])
+        }
+
         authenticated.get("queue") { request, context in
             try context.require(.agent, .supervisor, .admin)
             let category = request.uri.queryParameters.get("category_id", as: Int.self).map(String.init)
@@ -187,6 +200,32 @@ struct ConversationsController: Sendable {
         case .agent where view.agent?.id == caller.id: return view
         case .customer where caller.conversationID == id: return view
         default: throw HelpDeskError(.notFound, "no such conversation")
+        }
+    }
+
+    /// Stores a rating once, after close: in the archive row if it is written, else in the Redis
+    /// hash with the conversation queued again for the flusher (which carries the rating over), so
+    /// a flush running at the same moment cannot lose it.
+    private func rate(_ id: String, rating: Int, comment: String) async throws {
+        let live = try await services.redis.send("HMGET", services.keys.conversation(id), "status", "rating").array ?? []
+        let status = live.first?.string
+        if let status, status != "closed" && status != "abandoned" {
+            throw HelpDeskError(.conflict, "a conversation can be rated once it is closed")
+        }
+        if live.count > 1, live[1].string != nil { throw HelpDeskError(.conflict, "this conversation was already rated") }
+        if status != nil {
+            try await services.redis.send("HSET", services.keys.conversation(id), "rating", String(rating), "rating_comment", comment, "rated_at", String(epochMillis(services.clock())))
+        }
+        let updated = try await services.postgres.query(
+            "UPDATE conversations SET rating = $2, rating_comment = $3, rated_at = now() WHERE id = $1::uuid AND rating IS NULL", [id, rating, comment])
+        if updated.affectedRows == 0 {
+            if status != nil {
+                try await services.redis.send("XADD", services.keys.outbox, "*", "conversation_id", id)
+            } else if try await archive.conversation(id) != nil {
+                throw HelpDeskError(.conflict, "this conversation was already rated")
+            } else {
+                throw HelpDeskError(.notFound, "no such conversation")
+            }
         }
     }
 

@@ -19,6 +19,8 @@ public struct ServerConfiguration: Sendable {
     public var luaDirectory: String
     public var migrationsDirectory: String
     public var publicDirectory: String
+    /// Chart.js for the admin charts (Debian's libjs-chart.js).
+    public var chartJSPath: String
     /// Access-token lifetime, seconds.
     public var accessTokenTTL: Int
     /// Refresh-token lifetime, seconds.
@@ -79,6 +81,7 @@ public struct ServerConfiguration: Sendable {
             luaDirectory: env["HELPDESK_LUA_DIR"] ?? resources.directory("lua"),
             migrationsDirectory: env["HELPDESK_MIGRATIONS_DIR"] ?? resources.directory("migrations"),
             publicDirectory: env["HELPDESK_PUBLIC_DIR"] ?? resources.directory("Public"),
+            chartJSPath: env["HELPDESK_CHARTJS_PATH"] ?? "/usr/share/javascript/chart.js/chart.min.js",
             accessTokenTTL: try int("HELPDESK_ACCESS_TOKEN_TTL", 900),
             refreshTokenTTL: try int("HELPDESK_REFRESH_TOKEN_TTL", 30 * 86400),
             loginLimitPerEmail: try int("HELPDESK_LOGIN_LIMIT_PER_EMAIL", 5),

@@ -51,17 +51,22 @@ struct ArchiveStore: Sendable {
             let status = c["status"] == "abandoned" ? "abandoned" : "closed"
             try connection.query("""
                 INSERT INTO conversations (id, customer_id, category_id, subject, priority, status, agent_id,
-                    created_at, enqueued_at, assigned_at, first_response_at, closed_at, closed_by, resolution)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                    created_at, enqueued_at, assigned_at, first_response_at, closed_at, closed_by, resolution,
+                    rating, rating_comment, rated_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, coalesce($16, ''), $17)
                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, agent_id = EXCLUDED.agent_id,
                     assigned_at = EXCLUDED.assigned_at, first_response_at = EXCLUDED.first_response_at,
-                    closed_at = EXCLUDED.closed_at, closed_by = EXCLUDED.closed_by, resolution = EXCLUDED.resolution
+                    closed_at = EXCLUDED.closed_at, closed_by = EXCLUDED.closed_by, resolution = EXCLUDED.resolution,
+                    rating = coalesce(conversations.rating, EXCLUDED.rating),
+                    rating_comment = CASE WHEN conversations.rating IS NULL THEN EXCLUDED.rating_comment ELSE conversations.rating_comment END,
+                    rated_at = coalesce(conversations.rated_at, EXCLUDED.rated_at)
                 """, [
                     id, customerID, c["category_id"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil }, c["subject"] ?? "",
                     c["priority"] ?? "normal", status, c["agent_id"].flatMap { Int($0) },
                     Self.timestamp(c["created_at"]) ?? Date(), Self.timestamp(c["enqueued_at"]) ?? Date(),
                     Self.timestamp(c["assigned_at"]), Self.timestamp(c["first_response_at"]), Self.timestamp(c["closed_at"]),
                     c["closed_by"], c["resolution"] ?? "",
+                    c["rating"].flatMap { Int($0) }, c["rating_comment"], Self.timestamp(c["rated_at"]),
                 ])
             for m in messages {
                 guard let order = StreamID(m.id) else { continue }

@@ -13,6 +13,9 @@ import RedisClient
 /// every message exactly once and in order, across reconnects and Redis restarts.
 actor ConnectionHub {
     private struct Cursor {
+        /// False while a socket only follows a conversation's events (a customer before it JOINs):
+        /// messages then come with the HISTORY of its JOIN, never before it.
+        var messages: Bool
         var lastDelivered: StreamID?
         /// Live frames held back while the history is being read (nil once live).
         var pending: [(key: String, audience: Character, frame: String)]?
@@ -100,10 +103,10 @@ actor ConnectionHub {
 
     /// Joins a socket to a conversation: subscribe, read what came after `lastMessageID`, send it as
     /// HISTORY, then go live without gap or duplicate.
-    func join(_ session: SocketSession, conversationID: String, lastMessageID: String?, sendHistory: Bool, ref: String?) async throws {
+    func join(_ session: SocketSession, conversationID: String, lastMessageID: String?, sendHistory: Bool) async throws {
         guard sessions[session.id] != nil else { return }
         let after = lastMessageID.flatMap { StreamID($0) }
-        cursors[conversationID, default: [:]][session.id] = Cursor(lastDelivered: after, pending: [])
+        cursors[conversationID, default: [:]][session.id] = Cursor(messages: sendHistory, lastDelivered: after, pending: [])
         joinedBy[session.id, default: []].insert(conversationID)
         do {
             try await ensureSubscribed(keys.conversationChannel(conversationID))
@@ -112,7 +115,7 @@ actor ConnectionHub {
                 let history = try await store.messages(conversationID, after: after?.text)
                 let visible = session.isStaff ? history : history.filter { !$0.isInternal }
                 if let last = history.last.flatMap({ StreamID($0.id) }) { cursorEnd = last }
-                session.send(ServerFrame.encode("HISTORY", HistoryData(conversationId: conversationID, messages: visible), ref: ref))
+                session.send(ServerFrame.encode("HISTORY", HistoryData(conversationId: conversationID, messages: visible)))
             }
             goLive(session: session.id, conversation: conversationID, after: cursorEnd)
         } catch {
@@ -231,7 +234,8 @@ actor ConnectionHub {
     private func forward(_ frame: String, key: String, audience: Character, to session: SocketSession, conversation: String) {
         if audience == "s" && !session.isStaff { return }
         if let id = StreamID(key) {
-            if let last = cursors[conversation]?[session.id]?.lastDelivered, id <= last { return }
+            guard let cursor = cursors[conversation]?[session.id], cursor.messages else { return }
+            if let last = cursor.lastDelivered, id <= last { return }
             cursors[conversation]?[session.id]?.lastDelivered = id
         }
         session.send(frame)

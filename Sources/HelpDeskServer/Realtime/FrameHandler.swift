@@ -78,7 +78,8 @@ struct FrameHandler {
                 throw HelpDeskError(.validationFailed, "last_message_id is not a message id")
             }
             try await authorizeJoin(id)
-            try await hub.join(session, conversationID: id, lastMessageID: data.lastMessageId, sendHistory: true, ref: ref)
+            try await hub.join(session, conversationID: id, lastMessageID: data.lastMessageId, sendHistory: true)
+            ack(ref, ["conversation_id": id])
 
         case "LEAVE_CONVERSATION":
             let data = try decodeFrame(ClientEvent.Leave.self, from: bytes)

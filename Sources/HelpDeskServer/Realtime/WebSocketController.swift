@@ -81,7 +81,7 @@ struct WebSocketController: Sendable {
             }
             if caller.role == .customer, let conversation = caller.conversationID {
                 // A customer follows its own conversation from the start (assignment, close, queue position).
-                try await hub.join(session, conversationID: conversation, lastMessageID: nil, sendHistory: false, ref: nil)
+                try await hub.join(session, conversationID: conversation, lastMessageID: nil, sendHistory: false)
                 if let view = try await store.conversation(conversation), view.status == "waiting" {
                     await hub.trackWaiting(session, conversationID: conversation, category: view.categoryId)
                 }
