@@ -19,10 +19,22 @@ final class RedisCommandHandler: ChannelDuplexHandler {
         var remaining: Int
         var replies: [RESPValue]
         let promise: EventLoopPromise<[RESPValue]>
+        /// When the reply must have come (the request's send time plus the command timeout).
+        let deadline: NIODeadline
     }
 
     private var pending = CircularBuffer<Pending>(initialCapacity: 16)
     private var closedError: RedisError?
+    private let commandTimeout: TimeAmount
+    /// One timer per connection, due at the deadline of the oldest request. Replies come in order,
+    /// so only the oldest request can be overdue; a timer per request would cost the event loop a
+    /// linear-time cancellation per reply (its scheduled-task heap removes by search), which with
+    /// thousands of commands in flight stalls every other channel of that loop for seconds.
+    private var timer: Scheduled<Void>?
+
+    init(commandTimeout: TimeAmount) {
+        self.commandTimeout = commandTimeout
+    }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
@@ -31,9 +43,39 @@ final class RedisCommandHandler: ChannelDuplexHandler {
             promise?.fail(closedError)
             return
         }
-        pending.append(Pending(remaining: request.count, replies: [], promise: request.promise))
+        pending.append(Pending(remaining: request.count, replies: [], promise: request.promise, deadline: .now() + commandTimeout))
         pending[pending.index(before: pending.endIndex)].replies.reserveCapacity(request.count)
+        if timer == nil { armTimer(context: context) }
         context.write(wrapOutboundOut(request.bytes), promise: promise)
+    }
+
+    private func armTimer(context: ChannelHandlerContext) {
+        guard let head = pending.first else {
+            timer = nil
+            return
+        }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(deadline: head.deadline) {
+            let (handler, context) = bound.value
+            handler.timerFired(context: context)
+        }
+    }
+
+    private func timerFired(context: ChannelHandlerContext) {
+        timer = nil
+        guard let head = pending.first else { return }
+        if head.deadline <= .now() {
+            // A reply that never comes leaves the stream out of step: fail everything and close.
+            failAll(RedisError(.timeout, "no reply from Redis within \(commandTimeout)"))
+            context.close(promise: nil)
+        } else {
+            armTimer(context: context)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -54,6 +96,8 @@ final class RedisCommandHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
         failAll(RedisError(.connectionClosed, "connection to Redis closed"))
         context.fireChannelInactive()
     }
@@ -85,7 +129,7 @@ public final class RedisConnection: Sendable {
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> RedisConnection {
         let channel = try await Self.bootstrap(configuration: configuration, eventLoopGroup: eventLoopGroup) { channel in
-            try channel.pipeline.syncOperations.addHandlers([ByteToMessageHandler(RESPDecoder()), RedisCommandHandler()])
+            try channel.pipeline.syncOperations.addHandlers([ByteToMessageHandler(RESPDecoder()), RedisCommandHandler(commandTimeout: TimeAmount(configuration.commandTimeout))])
         }
         let connection = RedisConnection(channel: channel, configuration: configuration)
         do {
@@ -154,12 +198,7 @@ public final class RedisConnection: Sendable {
         for command in commands { RESPCommandEncoder.encode(command, into: &bytes) }
         let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
         let request = RedisRequest(bytes: bytes, count: commands.count, promise: promise)
-        let channel = self.channel
-        // A reply that never comes leaves the stream out of step: close, which fails everything pending.
-        let timeout = channel.eventLoop.scheduleTask(in: .init(configuration.commandTimeout)) {
-            channel.close(promise: nil)
-        }
-        promise.futureResult.whenComplete { _ in timeout.cancel() }
+        // The command handler fails the promise (and closes) if no reply comes within the command timeout.
         channel.writeAndFlush(request).whenFailure { error in
             promise.fail(error as? RedisError ?? RedisError(.connectionClosed, "\(error)"))
         }

@@ -97,6 +97,12 @@ public final class RedisSubscriber: Service, Sendable {
     private func add(_ names: [String], kind: String) async throws {
         let names = Array(Set(names))
         guard !names.isEmpty else { return }
+        // Wanted from now on, even if this call fails: the run loop subscribes on (re)connect.
+        state.withLockedValue { state in
+            for name in names {
+                if kind == "subscribe" { state.channels.insert(name) } else { state.patterns.insert(name) }
+            }
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for name in names {
                 group.addTask {

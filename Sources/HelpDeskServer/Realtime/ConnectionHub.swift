@@ -182,9 +182,9 @@ actor ConnectionHub {
     }
 
     /// Subscribes to the node-wide channels (queue and presence events).
-    func start() async throws {
-        try await ensureSubscribed(keys.queueChannel)
-        try await ensureSubscribed(keys.presenceChannel)
+    func start() async {
+        // Both are wanted even if the pub/sub connection is not up yet; it subscribes when it is.
+        try? await subscriber.subscribe([keys.queueChannel, keys.presenceChannel])
     }
 
     // MARK: fan-out

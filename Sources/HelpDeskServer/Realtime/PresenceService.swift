@@ -58,7 +58,7 @@ struct PubSubPump: Service {
     let logger: Logger
 
     func run() async throws {
-        try? await hub.start()
+        await hub.start()
         await cancelWhenGracefulShutdown {
             for await event in events {
                 switch event {
