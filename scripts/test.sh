@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: fresh Redis and PostgreSQL under .data/test on their own ports, then the Swift tests.
-set -euo pipefail
+set -uo pipefail
+set -e
 cd "$(dirname "$0")/.."
 data=.data/test
 REDIS_PORT=${TEST_REDIS_PORT:-6391}
@@ -14,6 +15,9 @@ export HELPDESK_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:$PG_PORT/helpd
 export HELPDESK_TEST_OUTPUT=${HELPDESK_TEST_OUTPUT:-$PWD/.build/test-output}
 mkdir -p "$HELPDESK_TEST_OUTPUT"
 swift build --build-tests
-swift test --skip-build 2>&1 | tee "$HELPDESK_TEST_OUTPUT/swift-test.log"
-status=${PIPESTATUS[0]}
+status=0
+swift test --skip-build 2>&1 | tee "$HELPDESK_TEST_OUTPUT/swift-test.log" || status=1
+# Browser tests: two real nodes of the binary just built, Debian's Chromium driven by Playwright.
+tests/browser/run.sh 2>&1 | tee "$HELPDESK_TEST_OUTPUT/browser-test.log" || status=1
+[ "$status" = 0 ] && echo "make test: all passed" || echo "make test: FAILED (logs in $HELPDESK_TEST_OUTPUT)"
 exit "$status"

@@ -9,7 +9,11 @@ final class PrivateRedis: @unchecked Sendable {
     let directory: String
     private var process: Process?
 
-    init() {
+    let persistent: Bool
+
+    /// - Parameter persistent: AOF on, so a restart keeps the data (as `deploy/redis.conf` does).
+    init(persistent: Bool = false) {
+        self.persistent = persistent
         // Ports 20000-29999 are free of the services `make test` uses.
         port = Int.random(in: 20000...29999)
         directory = NSTemporaryDirectory() + "redis-\(TestEnvironment.uniqueID())"
@@ -19,10 +23,8 @@ final class PrivateRedis: @unchecked Sendable {
     var url: String { "redis://127.0.0.1:\(port)" }
 
     func start() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory]
-        process.standardOutput = FileHandle.nullDevice
+        let process = Spawn.process("/usr/bin/redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", persistent ? "yes" : "no",
+                             "--appendfsync", "always", "--dir", directory])
         try process.run()
         self.process = process
         // Wait until it accepts connections.

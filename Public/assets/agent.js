@@ -1,0 +1,446 @@
+/* The agent console: presence, the live queue, several chats as tabs, close with a resolution,
+ * a beep and a desktop notification on each new assignment, and the agent's closed chats. */
+(function () {
+  'use strict';
+  const { h, $ } = HD;
+
+  const el = {
+    controls: $('#controls'), me: $('#me'), presence: $('#presence'), notify: $('#notify'), logout: $('#logout'),
+    banner: $('#banner'), login: $('#login'), console: $('#console'), queue: $('#queue'), queueCount: $('#queue-count'),
+    queueEmpty: $('#queue-empty'), pickNext: $('#pick-next'), history: $('#history'), historyEmpty: $('#history-empty'),
+    historyRefresh: $('#history-refresh'), tabs: $('#tabs'), panels: $('#panels'), noChats: $('#no-chats'),
+  };
+
+  // Counters the browser tests read (the sound and the notification cannot be heard or seen there).
+  HD.debug = { beeps: 0, notifications: 0 };
+
+  let session, api, socket, me;
+  const categories = new Map(); // id (string) -> name
+  const queue = new Map(); // conversation id -> conversation (insertion order = queue order)
+  const chats = new Map(); // conversation id -> chat
+  let selected = null;
+
+  // ---- sound and notifications --------------------------------------------------------------
+  let audio = null;
+  function unlockAudio() {
+    try {
+      if (!audio) audio = new (window.AudioContext || window.webkitAudioContext)();
+      if (audio.state === 'suspended') audio.resume();
+    } catch (_) { audio = null; }
+  }
+  document.addEventListener('pointerdown', unlockAudio, { once: true });
+  document.addEventListener('keydown', unlockAudio, { once: true });
+
+  function beep() {
+    HD.debug.beeps += 1;
+    try {
+      unlockAudio();
+      if (!audio) return;
+      const t = audio.currentTime;
+      for (const [offset, freq] of [[0, 880], [0.18, 1175]]) {
+        const osc = audio.createOscillator();
+        const gain = audio.createGain();
+        osc.type = 'sine';
+        osc.frequency.value = freq;
+        gain.gain.setValueAtTime(0.0001, t + offset);
+        gain.gain.exponentialRampToValueAtTime(0.2, t + offset + 0.02);
+        gain.gain.exponentialRampToValueAtTime(0.0001, t + offset + 0.16);
+        osc.connect(gain).connect(audio.destination);
+        osc.start(t + offset);
+        osc.stop(t + offset + 0.18);
+      }
+    } catch (_) { /* no sound, no harm */ }
+  }
+
+  function notify(conversation) {
+    if (!('Notification' in window) || Notification.permission !== 'granted') return;
+    try {
+      const who = conversation.customer && conversation.customer.name ? conversation.customer.name : 'A customer';
+      const n = new Notification('New chat assigned', {
+        body: who + (conversation.subject ? ' — ' + conversation.subject : ''), tag: 'hd-' + conversation.id,
+      });
+      n.onclick = () => { window.focus(); select(conversation.id); n.close(); };
+      HD.debug.notifications += 1;
+    } catch (_) { /* some browsers only allow notifications from a service worker */ }
+  }
+
+  function offerNotifications() {
+    el.notify.hidden = !('Notification' in window) || Notification.permission !== 'default';
+  }
+  el.notify.addEventListener('click', async () => {
+    try { await Notification.requestPermission(); } catch (_) { /* old API */ }
+    offerNotifications();
+    if (Notification.permission === 'granted') HD.toast('Desktop alerts are on.', 'ok');
+  });
+
+  // ---- queue ----------------------------------------------------------------------------------
+  function waitSeconds(c) {
+    return Math.max(0, (socket.now() - (c.enqueued_at || c.created_at || socket.now())) / 1000);
+  }
+  function categoryName(id) {
+    return id && id !== '0' ? categories.get(String(id)) || 'Category ' + id : 'General';
+  }
+  function serves(c) {
+    const mine = (me.category_ids || []).map(String);
+    return mine.length === 0 || mine.indexOf(String(c.category_id)) >= 0;
+  }
+
+  function renderQueue() {
+    const items = [];
+    for (const c of queue.values()) {
+      const pick = h('button', { type: 'button', class: 'small', 'aria-label': 'Pick ' + c.customer.name, onclick: () => pickConversation(c.id) }, 'Pick');
+      items.push(h('li', { class: 'queue-item', dataset: { id: c.id } },
+        h('div', { class: 'info' },
+          h('div', { class: 'name' }, c.customer ? c.customer.name : 'Customer',
+            c.priority && c.priority !== 'normal' ? h('span', { class: 'badge ' + (c.priority === 'low' ? '' : 'warn') }, ' ' + c.priority) : null),
+          h('div', { class: 'sub' }, categoryName(c.category_id) + (c.subject ? ' · ' + c.subject : ''))),
+        h('span', { class: 'wait', dataset: { since: c.enqueued_at || c.created_at } }, HD.formatDuration(waitSeconds(c))),
+        pick));
+    }
+    el.queue.replaceChildren(...items);
+    el.queueCount.textContent = String(queue.size);
+    el.queueEmpty.hidden = queue.size > 0;
+  }
+
+  function tickWaits() {
+    if (!socket) return;
+    for (const span of el.queue.querySelectorAll('.wait')) {
+      span.textContent = HD.formatDuration((socket.now() - Number(span.dataset.since)) / 1000);
+    }
+  }
+
+  async function loadQueue() {
+    try {
+      const list = await api.get('/queue');
+      queue.clear();
+      for (const c of list) if (serves(c)) queue.set(c.id, c);
+      renderQueue();
+    } catch (e) { HD.toast('Queue: ' + e.message, 'bad'); }
+  }
+
+  const PICK_ERRORS = {
+    already_picked: 'Someone else took that customer.',
+    at_capacity: 'You are at capacity: close a chat first.',
+    conflict: 'Set your status to Online to pick customers.',
+    not_found: 'Nobody is waiting.',
+    offline: 'Not connected — try again in a moment.',
+  };
+
+  async function pickConversation(id) {
+    try {
+      const data = id ? { conversation_id: id } : {};
+      const ack = await socket.request('PICK', data);
+      queue.delete(ack.conversation.id);
+      renderQueue();
+      openChat(ack.conversation, true);
+    } catch (e) {
+      HD.toast(PICK_ERRORS[e.code] || e.message, 'bad');
+      if (e.code === 'already_picked' && id) { queue.delete(id); renderQueue(); }
+    }
+  }
+  el.pickNext.addEventListener('click', () => pickConversation(null));
+
+  // ---- chats as tabs --------------------------------------------------------------------------
+  function openChat(conversation, focus, readOnly) {
+    let c = chats.get(conversation.id);
+    if (c) {
+      Object.assign(c.conversation, conversation);
+      const email = conversation.customer && conversation.customer.email;
+      if (email && !c.email.textContent) c.email.textContent = email; // events carry less than REST
+      if (focus) select(conversation.id);
+      return c;
+    }
+    c = { id: conversation.id, conversation, unread: 0, closed: !!readOnly };
+    const name = conversation.customer && conversation.customer.name ? conversation.customer.name : 'Customer';
+    c.badge = h('span', { class: 'badge unread', hidden: true });
+    c.tab = h('button', {
+      type: 'button', role: 'tab', id: 'tab-' + c.id, 'aria-controls': 'panel-' + c.id, 'aria-selected': 'false', tabindex: '-1',
+      onclick: () => select(c.id),
+    }, name, c.badge);
+    const list = h('ol', { class: 'messages', role: 'log', 'aria-label': 'Messages with ' + name });
+    const typingEl = h('div', { class: 'typing', 'aria-live': 'polite', hidden: true });
+    const text = h('textarea', { id: 'text-' + c.id, rows: '2', maxlength: '4000', placeholder: 'Reply to ' + name + ' — Enter sends' });
+    const composer = h('form', { class: 'composer' },
+      h('label', { for: 'text-' + c.id, class: 'sr-only' }, 'Reply'), text, h('button', { type: 'submit', class: 'primary' }, 'Send'));
+    const resolution = h('input', { type: 'text', id: 'resolution-' + c.id, maxlength: '500', placeholder: 'Resolution (e.g. refund issued)' });
+    const closeButton = h('button', { type: 'button', class: 'danger' }, 'Close chat');
+    const closeRow = h('div', { class: 'close-row' },
+      h('label', { for: 'resolution-' + c.id, class: 'sr-only' }, 'Resolution'), resolution, closeButton);
+    const dismiss = h('button', { type: 'button', class: 'small', hidden: true, onclick: () => dismissChat(c.id) }, 'Dismiss');
+    const status = h('span', { class: 'badge ok' }, 'active');
+    c.email = h('span', { class: 'muted small' }, conversation.customer && conversation.customer.email ? conversation.customer.email : '');
+    const head = h('div', { class: 'chat-head' },
+      h('span', { class: 'title' }, name), c.email,
+      h('span', { class: 'muted small' }, categoryName(conversation.category_id) + (conversation.subject ? ' · ' + conversation.subject : '')),
+      status, h('span', { class: 'spacer' }), dismiss);
+    c.panel = h('div', { class: 'chat', role: 'tabpanel', id: 'panel-' + c.id, 'aria-labelledby': 'tab-' + c.id, hidden: true },
+      head, list, typingEl, composer, closeRow);
+    c.view = new HD.ChatView(list, { id: String(me.id), role: 'agent' }, {
+      label: (m) => (m.sender.role === 'customer' ? name : m.sender.name + ' (' + m.sender.role + ')'),
+    });
+    c.typing = HD.typingIndicator(typingEl);
+    c.typingSender = HD.typingSender(socket, () => (c.closed ? null : c.id));
+    c.text = text;
+    c.composer = composer;
+    c.closeRow = closeRow;
+    c.dismiss = dismiss;
+    c.status = status;
+
+    const send = () => {
+      const value = text.value.trim();
+      if (!value || c.closed) return;
+      const clientMsgId = socket.sendMessage(c.id, value, false);
+      c.view.addPending(clientMsgId, value, false);
+      text.value = '';
+      c.typingSender.stop();
+    };
+    composer.addEventListener('submit', (ev) => { ev.preventDefault(); send(); });
+    HD.enterToSend(text, send);
+    text.addEventListener('input', () => { if (text.value) c.typingSender.input(); });
+    closeButton.addEventListener('click', async () => {
+      closeButton.disabled = true;
+      try {
+        await socket.request('CLOSE_CONVERSATION', { conversation_id: c.id, resolution: resolution.value.trim() });
+        markClosed(c, 'You closed this chat' + (resolution.value.trim() ? ': ' + resolution.value.trim() : '') + '.');
+      } catch (e) {
+        HD.toast('Close failed: ' + e.message, 'bad');
+        closeButton.disabled = false;
+      }
+    });
+    resolution.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') { ev.preventDefault(); closeButton.click(); } });
+
+    chats.set(c.id, c);
+    el.tabs.append(c.tab);
+    el.panels.append(c.panel);
+    el.noChats.hidden = true;
+    if (readOnly) {
+      markClosed(c, null);
+    } else {
+      socket.join(c.id);
+    }
+    if (focus || !selected) select(c.id);
+    return c;
+  }
+
+  function select(id) {
+    const c = chats.get(id);
+    if (!c) return;
+    selected = id;
+    for (const other of chats.values()) {
+      const on = other.id === id;
+      other.tab.setAttribute('aria-selected', on ? 'true' : 'false');
+      other.tab.tabIndex = on ? 0 : -1;
+      other.panel.hidden = !on;
+    }
+    c.unread = 0;
+    paintUnread(c);
+    c.view.scroll(true);
+    if (!c.closed) c.text.focus();
+  }
+
+  function paintUnread(c) {
+    c.badge.textContent = String(c.unread);
+    c.badge.hidden = c.unread === 0;
+    c.tab.setAttribute('aria-label', c.tab.firstChild.textContent + (c.unread ? ', ' + c.unread + ' unread' : ''));
+  }
+
+  // Arrow keys move between tabs (WAI-ARIA tabs pattern).
+  el.tabs.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'ArrowRight' && ev.key !== 'ArrowLeft') return;
+    const ids = Array.from(chats.keys());
+    const focused = ids.find((id) => chats.get(id).tab === document.activeElement);
+    const i = ids.indexOf(focused || selected);
+    if (i < 0) return;
+    const next = ids[(i + (ev.key === 'ArrowRight' ? 1 : ids.length - 1)) % ids.length];
+    select(next);
+    chats.get(next).tab.focus();
+  });
+
+  function markClosed(c, note) {
+    const wasClosed = c.closed && c.composer.hidden;
+    c.closed = true;
+    c.composer.hidden = true;
+    c.closeRow.hidden = true;
+    c.dismiss.hidden = false;
+    c.typing.hide();
+    c.tab.classList.add('closed');
+    c.status.textContent = 'closed';
+    c.status.className = 'badge offline';
+    if (note && !wasClosed) c.view.notice(note);
+    if (socket) socket.leave(c.id);
+  }
+
+  function dismissChat(id) {
+    const c = chats.get(id);
+    if (!c) return;
+    c.tab.remove();
+    c.panel.remove();
+    chats.delete(id);
+    if (selected === id) {
+      selected = null;
+      const first = chats.keys().next();
+      if (!first.done) select(first.value);
+    }
+    el.noChats.hidden = chats.size > 0;
+  }
+
+  async function loadActive() {
+    try {
+      const list = await api.get('/conversations?status=active');
+      for (const conv of list) if (conv.agent && String(conv.agent.id) === String(me.id)) openChat(conv, false);
+    } catch (e) { HD.toast('Chats: ' + e.message, 'bad'); }
+  }
+
+  // ---- history ------------------------------------------------------------------------------
+  async function loadHistory() {
+    try {
+      const list = await api.get('/conversations?status=closed&limit=30');
+      el.history.replaceChildren(...list.map((conv) => h('li', { class: 'queue-item' },
+        h('div', { class: 'info' },
+          h('div', { class: 'name' }, conv.customer ? conv.customer.name : 'Customer'),
+          h('div', { class: 'sub' }, HD.formatTime(conv.closed_at) + (conv.resolution ? ' · ' + conv.resolution : ''))),
+        h('button', { type: 'button', class: 'small', 'aria-label': 'View chat with ' + (conv.customer ? conv.customer.name : 'customer'), onclick: () => viewClosed(conv) }, 'View'))));
+      el.historyEmpty.hidden = list.length > 0;
+    } catch (e) { HD.toast('History: ' + e.message, 'bad'); }
+  }
+  el.historyRefresh.addEventListener('click', loadHistory);
+
+  async function viewClosed(conv) {
+    const c = openChat(conv, true, true);
+    if (c.view.messages.length) return;
+    try {
+      const reply = await api.get('/conversations/' + conv.id + '/messages');
+      for (const m of reply.messages) c.view.add(m);
+      if (conv.resolution) c.view.notice('Closed: ' + conv.resolution);
+    } catch (e) { c.view.notice('Could not load the transcript: ' + e.message); }
+  }
+
+  // ---- socket events ------------------------------------------------------------------------
+  function onEvent(event, data) {
+    switch (event) {
+      case 'HELLO':
+        // Our chosen status wins over what Redis remembers (and says we are here).
+        socket.request('SET_STATUS', { status: el.presence.value }).catch((e) => HD.toast('Status: ' + e.message, 'bad'));
+        loadQueue();
+        loadActive();
+        break;
+      case 'RESYNC':
+        loadQueue();
+        break;
+      case 'QUEUE_UPDATED': {
+        const conv = data.conversation || {};
+        if (data.op === 'added' && conv.status !== 'active') {
+          if (serves(conv) && !chats.has(conv.id)) queue.set(conv.id, conv);
+        } else {
+          queue.delete(conv.id);
+        }
+        renderQueue();
+        break;
+      }
+      case 'CONVERSATION_ASSIGNED': {
+        const conv = data.conversation;
+        queue.delete(conv.id);
+        renderQueue();
+        const isNew = !chats.has(conv.id) || chats.get(conv.id).closed;
+        if (isNew && chats.has(conv.id)) dismissChat(conv.id);
+        openChat(conv, !selected);
+        if (isNew) { beep(); notify(conv); }
+        break;
+      }
+      case 'HISTORY': {
+        const c = chats.get(data.conversation_id);
+        if (c) for (const m of data.messages) c.view.add(m);
+        break;
+      }
+      case 'NEW_MESSAGE': {
+        const c = chats.get(data.conversation_id);
+        if (!c) break;
+        const m = data.message;
+        if (c.view.add(m) && !(m.sender.role === 'agent' && String(m.sender.id) === String(me.id))) {
+          if (m.sender.role === 'customer') c.typing.hide();
+          if (selected !== c.id || document.hidden) { c.unread += 1; paintUnread(c); }
+        }
+        break;
+      }
+      case 'MESSAGE_SENT': {
+        const c = chats.get(data.conversation_id);
+        if (c) c.view.setState(data.client_msg_id, 'sent');
+        break;
+      }
+      case 'MESSAGE_FAILED': {
+        const c = chats.get(data.conversation_id);
+        if (c) c.view.setState(data.client_msg_id, 'failed');
+        HD.toast('Message not sent: ' + data.message, 'bad');
+        break;
+      }
+      case 'TYPING': {
+        const c = chats.get(data.conversation_id);
+        if (c && data.role === 'customer') {
+          if (data.typing) c.typing.show(c.conversation.customer ? c.conversation.customer.name : 'The customer'); else c.typing.hide();
+        }
+        break;
+      }
+      case 'CONVERSATION_CLOSED': {
+        const c = chats.get(data.conversation_id);
+        if (c && !c.closed) {
+          const by = data.closed_by && String(data.closed_by.id) === String(me.id) ? 'You' : 'A supervisor';
+          markClosed(c, data.resolution === 'abandoned' ? 'The customer left.' : by + ' closed this chat' + (data.resolution ? ': ' + data.resolution : '') + '.');
+        }
+        // The archive is written by the flusher a moment after the close.
+        for (const delay of [300, 2000, 5000]) setTimeout(loadHistory, delay);
+        break;
+      }
+      case 'CONVERSATION_REQUEUED': {
+        const c = chats.get(data.conversation_id);
+        if (c) markClosed(c, 'This chat went back to the queue (you were offline too long).');
+        break;
+      }
+      case 'JOIN_FAILED': {
+        const c = chats.get(data.conversation_id);
+        if (c && !c.closed) markClosed(c, 'This chat is no longer yours (' + data.message + ').');
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  // ---- start ----------------------------------------------------------------------------------
+  async function main() {
+    const auth = await HD.requireStaff(el.login, ['agent'], 'Agent sign in');
+    session = auth.session;
+    me = auth.user;
+    api = new HD.Api(session);
+    el.me.textContent = me.name;
+    el.presence.value = HD.session.get('hd.agent.status') || 'online';
+    el.controls.hidden = false;
+    el.console.hidden = false;
+    offerNotifications();
+    try {
+      for (const c of await api.get('/categories')) categories.set(String(c.id), c.name);
+    } catch (_) { /* names only */ }
+    socket = new HD.Socket({ api, onEvent, onState: HD.connectionBanner(el.banner) });
+    socket.start();
+    loadHistory();
+    setInterval(tickWaits, 1000);
+
+    el.presence.addEventListener('change', async () => {
+      const status = el.presence.value;
+      HD.session.set('hd.agent.status', status);
+      try {
+        await socket.request('SET_STATUS', { status });
+        HD.toast(status === 'online' ? 'You are online.' : 'You are away: no new chats.', 'ok');
+      } catch (e) {
+        HD.toast('Status not changed: ' + e.message, 'bad');
+      }
+    });
+    el.logout.addEventListener('click', async () => {
+      socket.stop();
+      await session.logout(api);
+      HD.session.remove('hd.agent.status');
+      location.reload();
+    });
+    window.addEventListener('online', () => socket.reconnectNow());
+  }
+  main();
+})();

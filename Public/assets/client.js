@@ -1,0 +1,446 @@
+/* HelpDesk shared client: REST with bearer tokens, a reconnecting WebSocket that rejoins its
+ * conversations from the last message id it saw, and message de-duplication. Plain script, no
+ * build step: it defines window.HD. Every page uses the protocol in shared/PROTOCOL.md only. */
+(function (global) {
+  'use strict';
+
+  const HD = global.HD || (global.HD = {});
+
+  // ---- storage (per tab) ----------------------------------------------------------------------
+  HD.session = {
+    get(key) {
+      try { return JSON.parse(sessionStorage.getItem(key)); } catch (_) { return null; }
+    },
+    set(key, value) {
+      try { sessionStorage.setItem(key, JSON.stringify(value)); } catch (_) { /* full or disabled */ }
+    },
+    remove(key) { try { sessionStorage.removeItem(key); } catch (_) { /* ignore */ } },
+  };
+
+  // ---- ids ------------------------------------------------------------------------------------
+  /** A random id for client_msg_id (crypto.randomUUID needs a secure context; this does not). */
+  HD.randomId = function () {
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  };
+
+  /** Compares two Redis stream ids ("<ms>-<seq>") in send order. */
+  HD.compareIds = function (a, b) {
+    if (a === b) return 0;
+    if (!a) return -1;
+    if (!b) return 1;
+    const [am, as] = String(a).split('-').map(Number);
+    const [bm, bs] = String(b).split('-').map(Number);
+    return am !== bm ? (am < bm ? -1 : 1) : (as < bs ? -1 : as > bs ? 1 : 0);
+  };
+
+  // ---- REST -----------------------------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message || code);
+      this.status = status;
+      this.code = code;
+    }
+  }
+  HD.ApiError = ApiError;
+
+  /** Tokens of a staff login, kept in sessionStorage under `key` (per tab). */
+  class StaffSession {
+    constructor(key) {
+      this.key = key || 'hd.staff';
+      this.state = HD.session.get(this.key);
+      this.refreshing = null;
+      this.onExpired = null;
+    }
+    get user() { return this.state ? this.state.user : null; }
+    get loggedIn() { return !!(this.state && this.state.access_token); }
+    accessToken() { return this.state ? this.state.access_token : null; }
+    canRefresh() { return !!(this.state && this.state.refresh_token); }
+    save(reply) {
+      this.state = {
+        access_token: reply.access_token,
+        refresh_token: reply.refresh_token,
+        user: reply.user || (this.state && this.state.user) || null,
+      };
+      HD.session.set(this.key, this.state);
+    }
+    clear() {
+      this.state = null;
+      HD.session.remove(this.key);
+    }
+    async login(email, password) {
+      const reply = await new Api(null).request('POST', '/auth/login', { email, password });
+      this.save(reply);
+      return reply.user;
+    }
+    /** One refresh at a time: refresh tokens are single use, and reusing one revokes the login. */
+    refresh() {
+      if (!this.refreshing) {
+        const token = this.state && this.state.refresh_token;
+        this.refreshing = (async () => {
+          if (!token) return false;
+          try {
+            this.save(await new Api(null).request('POST', '/auth/refresh', { refresh_token: token }));
+            return true;
+          } catch (e) {
+            if (e.status === 401 || e.status === 400) this.expired();
+            return false;
+          }
+        })().finally(() => { this.refreshing = null; });
+      }
+      return this.refreshing;
+    }
+    expired() {
+      this.clear();
+      if (this.onExpired) this.onExpired();
+    }
+    async logout(api) {
+      const token = this.state && this.state.refresh_token;
+      try { await api.request('POST', '/auth/logout', token ? { refresh_token: token } : undefined); } catch (_) { /* gone anyway */ }
+      this.clear();
+    }
+  }
+  HD.StaffSession = StaffSession;
+
+  /** A customer's token: no refresh, it lives as long as the chat. */
+  class CustomerSession {
+    constructor(token) { this.token = token; this.onExpired = null; }
+    accessToken() { return this.token; }
+    canRefresh() { return false; }
+    refresh() { return Promise.resolve(false); }
+    expired() { if (this.onExpired) this.onExpired(); }
+  }
+  HD.CustomerSession = CustomerSession;
+
+  /** JSON over fetch with the session's bearer token; a 401 refreshes once and retries. */
+  class Api {
+    constructor(auth) { this.auth = auth; }
+    async request(method, path, body, retried) {
+      const headers = { Accept: 'application/json' };
+      const token = this.auth && this.auth.accessToken();
+      if (token) headers.Authorization = 'Bearer ' + token;
+      if (body !== undefined) headers['Content-Type'] = 'application/json';
+      let res;
+      try {
+        res = await fetch('/api/v1' + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      } catch (_) {
+        throw new ApiError(0, 'network_error', 'The server cannot be reached.');
+      }
+      if (res.status === 401 && !retried && this.auth && this.auth.canRefresh()) {
+        if (await this.auth.refresh()) return this.request(method, path, body, true);
+      }
+      const text = res.status === 204 ? '' : await res.text();
+      let data = null;
+      if (text) { try { data = JSON.parse(text); } catch (_) { data = null; } }
+      if (!res.ok) {
+        const err = (data && data.error) || {};
+        if (res.status === 401 && this.auth && path !== '/auth/login') this.auth.expired();
+        throw new ApiError(res.status, err.code || 'http_' + res.status, err.message || res.statusText || 'Request failed');
+      }
+      return data;
+    }
+    get(path) { return this.request('GET', path); }
+    post(path, body) { return this.request('POST', path, body === undefined ? {} : body); }
+    patch(path, body) { return this.request('PATCH', path, body); }
+    put(path, body) { return this.request('PUT', path, body); }
+    del(path) { return this.request('DELETE', path); }
+  }
+  HD.Api = Api;
+
+  // ---- WebSocket ------------------------------------------------------------------------------
+  /**
+   * One reconnecting socket. Each connection takes a fresh single-use ticket (POST /ws-tickets).
+   * After every (re)connect and on RESYNC it re-sends JOIN_CONVERSATION for each joined
+   * conversation with the last message id seen there, so the server sends only what was missed.
+   * NEW_MESSAGE and HISTORY messages are de-duplicated by id before the page sees them.
+   *
+   * Page callbacks: onEvent(event, data, frame), onState('connecting'|'open'|'reconnecting'|'stopped').
+   * Synthetic events: MESSAGE_SENT {conversation_id, client_msg_id, message_id},
+   * MESSAGE_FAILED {conversation_id, client_msg_id, code, message}.
+   */
+  class Socket {
+    constructor(options) {
+      this.api = options.api;
+      this.onEvent = options.onEvent || function () {};
+      this.onState = options.onState || function () {};
+      this.state = 'idle';
+      this.ws = null;
+      this.attempt = 0;
+      this.stopped = true;
+      this.retryTimer = null;
+      this.pingTimer = null;
+      this.lastFrameAt = 0;
+      this.nextRef = 0;
+      this.pending = new Map(); // ref -> {resolve, reject, timer}
+      this.conversations = new Map(); // id -> {lastId, seen: Set}
+      this.outbox = new Map(); // client_msg_id -> {conversation_id, text, internal}
+      this.serverOffset = 0; // server clock minus ours, ms
+      this.hello = null;
+    }
+
+    start() {
+      if (!this.stopped) return;
+      this.stopped = false;
+      this.connect();
+    }
+
+    stop() {
+      this.stopped = true;
+      clearTimeout(this.retryTimer);
+      this.stopHeartbeat();
+      if (this.ws) { const ws = this.ws; this.ws = null; ws.close(1000, 'bye'); }
+      this.failPending('stopped');
+      this.setState('stopped');
+    }
+
+    /** Server time now, ms since epoch (corrected by HELLO's server_time). */
+    now() { return Date.now() + this.serverOffset; }
+
+    get isOpen() { return this.state === 'open'; }
+
+    setState(state) {
+      if (this.state === state) return;
+      this.state = state;
+      this.onState(state);
+    }
+
+    async connect() {
+      if (this.stopped) return;
+      this.setState(this.attempt === 0 && !this.hello ? 'connecting' : 'reconnecting');
+      let ticket;
+      try {
+        ticket = (await this.api.request('POST', '/ws-tickets', {})).ticket;
+      } catch (e) {
+        if (e.status === 401 || e.status === 403) { this.stopped = true; this.setState('stopped'); return; }
+        this.scheduleRetry();
+        return;
+      }
+      if (this.stopped) return;
+      const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+      let ws;
+      try {
+        ws = new WebSocket(scheme + '//' + location.host + '/ws?ticket=' + encodeURIComponent(ticket));
+      } catch (_) {
+        this.scheduleRetry();
+        return;
+      }
+      this.ws = ws;
+      ws.onmessage = (ev) => { if (this.ws === ws) this.receive(ev.data); };
+      ws.onclose = (ev) => {
+        if (this.ws !== ws) return;
+        this.ws = null;
+        this.stopHeartbeat();
+        this.failPending('offline');
+        if (ev.code === 1008) {
+          // Policy violation (e.g. the account was deactivated): retrying would only repeat it.
+          this.stopped = true;
+          this.setState('stopped');
+          this.onEvent('SOCKET_REFUSED', { code: ev.code, reason: ev.reason }, null);
+          return;
+        }
+        if (!this.stopped) this.scheduleRetry();
+      };
+      ws.onerror = () => { /* onclose follows */ };
+    }
+
+    scheduleRetry() {
+      if (this.stopped) return;
+      this.setState('reconnecting');
+      clearTimeout(this.retryTimer);
+      const base = Math.min(15000, 500 * Math.pow(2, this.attempt));
+      this.attempt += 1;
+      this.retryTimer = setTimeout(() => this.connect(), base / 2 + Math.random() * base / 2);
+    }
+
+    /** Forces a new connection now (used when the page comes back online). */
+    reconnectNow() {
+      if (this.stopped || this.state === 'open') return;
+      clearTimeout(this.retryTimer);
+      this.attempt = 0;
+      this.connect();
+    }
+
+    startHeartbeat() {
+      this.stopHeartbeat();
+      this.pingTimer = setInterval(() => {
+        if (!this.ws) return;
+        if (Date.now() - this.lastFrameAt > 65000) { this.ws.close(); return; } // silent: assume dead
+        this.sendFrame('PING', {});
+      }, 25000);
+    }
+
+    stopHeartbeat() { clearInterval(this.pingTimer); this.pingTimer = null; }
+
+    sendFrame(event, data, ref) {
+      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+      const frame = { event, data: data || {} };
+      if (ref) frame.ref = ref;
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    }
+
+    /** Sends an event with a ref; resolves with the ACK's (or HISTORY's) data, rejects on ERROR. */
+    request(event, data, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        if (!this.isOpen) { reject(new ApiError(0, 'offline', 'Not connected')); return; }
+        const ref = 'r' + (++this.nextRef);
+        const timer = setTimeout(() => {
+          this.pending.delete(ref);
+          reject(new ApiError(0, 'timeout', 'No answer from the server'));
+        }, timeoutMs || 10000);
+        this.pending.set(ref, { resolve, reject, timer });
+        this.sendFrame(event, data, ref);
+      });
+    }
+
+    failPending(code) {
+      for (const [ref, p] of this.pending) {
+        clearTimeout(p.timer);
+        p.reject(new ApiError(0, code, 'Connection lost'));
+        this.pending.delete(ref);
+      }
+    }
+
+    conv(id) {
+      let c = this.conversations.get(id);
+      if (!c) { c = { lastId: null, seen: new Set(), joined: false }; this.conversations.set(id, c); }
+      return c;
+    }
+
+    /** Follow a conversation (now and after every reconnect). `lastId`: skip what the page already has. */
+    join(conversationId, lastId) {
+      const c = this.conv(conversationId);
+      c.joined = true;
+      if (lastId && HD.compareIds(lastId, c.lastId) > 0) c.lastId = lastId;
+      if (this.isOpen) return this.sendJoin(conversationId);
+      return Promise.resolve(null);
+    }
+
+    sendJoin(conversationId) {
+      const c = this.conv(conversationId);
+      const data = { conversation_id: conversationId };
+      if (c.lastId) data.last_message_id = c.lastId;
+      return this.request('JOIN_CONVERSATION', data).catch((e) => {
+        this.onEvent('JOIN_FAILED', { conversation_id: conversationId, code: e.code, message: e.message }, null);
+        return null;
+      });
+    }
+
+    leave(conversationId) {
+      const c = this.conversations.get(conversationId);
+      if (!c || !c.joined) return;
+      c.joined = false;
+      if (this.isOpen) this.sendFrame('LEAVE_CONVERSATION', { conversation_id: conversationId });
+    }
+
+    rejoinAll() {
+      for (const [id, c] of this.conversations) if (c.joined) this.sendJoin(id);
+    }
+
+    /** Sends a chat message; kept and re-sent after a reconnect until ACKed (same client_msg_id). */
+    sendMessage(conversationId, text, internal) {
+      const clientMsgId = HD.randomId();
+      this.outbox.set(clientMsgId, { conversation_id: conversationId, text, internal: !!internal });
+      this.flushOne(clientMsgId);
+      return clientMsgId;
+    }
+
+    flushOne(clientMsgId) {
+      const item = this.outbox.get(clientMsgId);
+      if (!item || !this.isOpen || item.inFlight) return;
+      item.inFlight = true;
+      const data = { conversation_id: item.conversation_id, text: item.text, client_msg_id: clientMsgId };
+      if (item.internal) data.internal = true;
+      this.request('SEND_MESSAGE', data).then((ack) => {
+        this.outbox.delete(clientMsgId);
+        this.onEvent('MESSAGE_SENT', { conversation_id: item.conversation_id, client_msg_id: clientMsgId, message_id: ack.message_id }, null);
+      }, (e) => {
+        item.inFlight = false;
+        if (e.code === 'offline' || e.code === 'timeout' || e.code === 'unavailable' || e.code === 'stopped') return; // retried on reconnect
+        this.outbox.delete(clientMsgId);
+        this.onEvent('MESSAGE_FAILED', { conversation_id: item.conversation_id, client_msg_id: clientMsgId, code: e.code, message: e.message }, null);
+      });
+    }
+
+    flushOutbox() { for (const id of this.outbox.keys()) this.flushOne(id); }
+
+    /** Marks a message seen; false when it was seen before. */
+    accept(conversationId, message) {
+      const c = this.conv(conversationId);
+      if (!message || !message.id || c.seen.has(message.id)) return false;
+      c.seen.add(message.id);
+      if (HD.compareIds(message.id, c.lastId) > 0) c.lastId = message.id;
+      if (message.client_msg_id && this.outbox.has(message.client_msg_id)) {
+        // Echo of ours arrived before the ACK (or the ACK was lost): it is stored.
+        this.outbox.delete(message.client_msg_id);
+      }
+      return true;
+    }
+
+    receive(text) {
+      this.lastFrameAt = Date.now();
+      let frame;
+      try { frame = JSON.parse(text); } catch (_) { return; }
+      const event = frame.event;
+      let data = frame.data || {};
+      if (frame.ref && this.pending.has(frame.ref) && (event === 'ACK' || event === 'ERROR' || event === 'HISTORY')) {
+        const p = this.pending.get(frame.ref);
+        this.pending.delete(frame.ref);
+        clearTimeout(p.timer);
+        if (event === 'ERROR') p.reject(new ApiError(0, data.code || 'error', data.message || 'Error'));
+        else p.resolve(data);
+        if (event !== 'HISTORY') return;
+      }
+      switch (event) {
+        case 'HELLO':
+          this.hello = data;
+          if (data.server_time) this.serverOffset = data.server_time - Date.now();
+          this.attempt = 0;
+          this.setState('open');
+          this.startHeartbeat();
+          this.onEvent('HELLO', data, frame);
+          this.rejoinAll();
+          this.flushOutbox();
+          return;
+        case 'RESYNC':
+          this.onEvent('RESYNC', data, frame);
+          this.rejoinAll();
+          this.flushOutbox();
+          return;
+        case 'PONG':
+          return;
+        case 'HISTORY': {
+          const messages = (data.messages || []).filter((m) => this.accept(data.conversation_id, m));
+          data = Object.assign({}, data, { messages });
+          break;
+        }
+        case 'NEW_MESSAGE':
+          if (!this.accept(data.conversation_id, data.message)) return;
+          break;
+        default:
+          break;
+      }
+      this.onEvent(event, data, frame);
+    }
+  }
+  HD.Socket = Socket;
+
+  // ---- small formatting helpers ---------------------------------------------------------------
+  HD.formatDuration = function (seconds) {
+    seconds = Math.max(0, Math.round(seconds || 0));
+    if (seconds < 60) return seconds + ' s';
+    const m = Math.floor(seconds / 60), s = seconds % 60;
+    if (m < 60) return s ? m + ' min ' + String(s).padStart(2, '0') + ' s' : m + ' min';
+    const h = Math.floor(m / 60);
+    return h + ' h ' + String(m % 60).padStart(2, '0') + ' min';
+  };
+
+  HD.formatTime = function (ms) {
+    if (!ms) return '';
+    const d = new Date(ms);
+    const today = new Date();
+    const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    return d.toDateString() === today.toDateString() ? time : d.toLocaleDateString() + ' ' + time;
+  };
+})(window);

@@ -1,0 +1,283 @@
+/* The customer page: start a chat, wait in the queue, chat, rate. State lives in sessionStorage
+ * (per tab), so a reload restores the chat and rejoins from the last message id. */
+(function () {
+  'use strict';
+  const { h, $ } = HD;
+  const KEY = 'hd.customer';
+  const PROFILE = 'hd.customer.profile';
+
+  let state = HD.session.get(KEY); // {conversation_id, token, name, status, agent, position, messages, rated, resolution}
+  let api = null, socket = null, chat = null, typing = null, typingSender = null;
+
+  const el = {
+    start: $('#start'), form: $('#start-form'), name: $('#name'), email: $('#email'), category: $('#category'),
+    subject: $('#subject'), startError: $('#start-error'), startButton: $('#start-button'),
+    chat: $('#chat'), status: $('#status-line'), wait: $('#wait-line'), messages: $('#messages'), typing: $('#typing'),
+    composer: $('#composer'), text: $('#text'), closed: $('#closed'), closedText: $('#closed-text'),
+    ratingForm: $('#rating-form'), ratingError: $('#rating-error'), thanks: $('#rating-thanks'), comment: $('#comment'),
+    newChat: $('#new-chat'), banner: $('#banner'),
+  };
+
+  function save() {
+    if (!state) return;
+    if (chat) state.messages = chat.messages.slice(-300);
+    HD.session.set(KEY, state);
+  }
+
+  // ---- start form ---------------------------------------------------------------------------
+  async function showStart() {
+    el.chat.hidden = true;
+    el.start.hidden = false;
+    const profile = HD.session.get(PROFILE) || {};
+    if (profile.name) el.name.value = profile.name;
+    if (profile.email) el.email.value = profile.email;
+    (profile.name ? el.subject : el.name).focus();
+    try {
+      const categories = await new HD.Api(null).get('/categories');
+      const top = categories.filter((c) => !c.parent_id);
+      el.category.replaceChildren(h('option', { value: '' }, 'General question'));
+      for (const parent of top) {
+        el.category.append(h('option', { value: parent.id }, parent.name));
+        for (const sub of categories.filter((c) => c.parent_id === parent.id)) {
+          el.category.append(h('option', { value: sub.id }, parent.name + ' › ' + sub.name));
+        }
+      }
+    } catch (_) { /* topics are optional */ }
+  }
+
+  el.form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    el.startError.hidden = true;
+    el.startButton.disabled = true;
+    const body = { name: el.name.value.trim(), email: el.email.value.trim() };
+    if (el.category.value) body.category_id = Number(el.category.value);
+    if (el.subject.value.trim()) body.subject = el.subject.value.trim();
+    try {
+      const reply = await new HD.Api(null).post('/conversations', body);
+      HD.session.set(PROFILE, { name: body.name, email: body.email });
+      state = {
+        conversation_id: reply.conversation_id, token: reply.customer_token, name: body.name,
+        status: reply.status || 'waiting', position: reply.position, messages: [],
+      };
+      save();
+      resume();
+    } catch (e) {
+      el.startError.textContent = e.message || 'The chat could not be started.';
+      el.startError.hidden = false;
+    } finally {
+      el.startButton.disabled = false;
+    }
+  });
+
+  // ---- chat -----------------------------------------------------------------------------------
+  function renderStatus() {
+    el.wait.textContent = '';
+    if (state.status === 'waiting') {
+      el.status.textContent = state.position ? 'You are number ' + state.position + ' in the queue' : 'Waiting for an agent…';
+      if (typeof state.estimated_wait_s === 'number') {
+        const s = state.estimated_wait_s;
+        el.wait.textContent = 'Estimated wait: ' + (s < 60 ? 'under a minute' : 'about ' + Math.round(s / 60) + ' min');
+      }
+    } else if (state.status === 'active') {
+      el.status.textContent = 'You are chatting with ' + ((state.agent && state.agent.name) || 'an agent');
+    } else if (state.status === 'closed') {
+      el.status.textContent = 'This chat is closed';
+    } else if (state.status === 'abandoned') {
+      el.status.textContent = 'This chat has ended';
+    }
+  }
+
+  function showClosed() {
+    el.composer.hidden = true;
+    el.typing.hidden = true;
+    el.closed.hidden = false;
+    el.closedText.textContent = state.status === 'abandoned'
+      ? 'This chat ended because we lost contact with you. You can start a new one at any time.'
+      : 'The agent closed this chat. Thank you for contacting us.';
+    const canRate = state.status === 'closed' && !state.rated;
+    el.ratingForm.hidden = !canRate;
+    el.thanks.hidden = !state.rated;
+    if (socket) { socket.stop(); }
+    el.banner.hidden = true;
+  }
+
+  function resume() {
+    el.start.hidden = true;
+    el.chat.hidden = false;
+    el.closed.hidden = true;
+    el.composer.hidden = false;
+    const auth = new HD.CustomerSession(state.token);
+    auth.onExpired = reset;
+    api = new HD.Api(auth);
+    // Our customer id is the token's subject (HELLO confirms it), so our own bubbles show as ours.
+    let me = null;
+    try {
+      me = JSON.parse(atob(state.token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).sub;
+    } catch (_) { /* HELLO sets it */ }
+    chat = new HD.ChatView(el.messages, { id: me, role: 'customer' }, {
+      label: (m) => (m.sender.role === 'customer' ? state.name : m.sender.name || 'Agent'),
+    });
+    for (const m of state.messages || []) chat.add(m);
+    if (!chat.messages.length && state.status === 'waiting') {
+      chat.notice('An agent will be with you shortly. You can already describe your question here.');
+    }
+    typing = HD.typingIndicator(el.typing);
+    renderStatus();
+
+    refreshConversation();
+    if (state.status === 'closed' || state.status === 'abandoned') {
+      showClosed();
+      return;
+    }
+    socket = new HD.Socket({ api, onEvent, onState: HD.connectionBanner(el.banner) });
+    HD.debug = { socket }; // for the browser tests and for a look from the console
+    typingSender = HD.typingSender(socket, () => state && state.conversation_id);
+    socket.join(state.conversation_id, chat.lastId);
+    socket.start();
+    el.text.focus();
+  }
+
+  /** The conversation's current state from REST (after a reload: agent name, closed or not). */
+  async function refreshConversation() {
+    try {
+      const conv = await api.get('/conversations/' + state.conversation_id);
+      const wasOpen = state.status === 'waiting' || state.status === 'active';
+      state.status = conv.status;
+      if (conv.agent) state.agent = conv.agent;
+      save();
+      renderStatus();
+      if (wasOpen && (conv.status === 'closed' || conv.status === 'abandoned')) {
+        await catchUpByRest();
+        showClosed();
+      }
+    } catch (e) {
+      if (e.status === 404) reset();
+    }
+  }
+
+  /** Messages we missed, read over REST (when the chat is already closed). */
+  async function catchUpByRest() {
+    try {
+      const q = chat.lastId ? '?after=' + encodeURIComponent(chat.lastId) : '';
+      const reply = await api.get('/conversations/' + state.conversation_id + '/messages' + q);
+      for (const m of reply.messages || []) chat.add(m);
+      save();
+    } catch (_) { /* keep what we have */ }
+  }
+
+  function onEvent(event, data) {
+    if (data && data.conversation_id && data.conversation_id !== state.conversation_id && event !== 'HELLO') return;
+    switch (event) {
+      case 'HELLO':
+        chat.me.id = data.user.id;
+        break;
+      case 'HISTORY':
+        for (const m of data.messages) chat.add(m);
+        save();
+        break;
+      case 'NEW_MESSAGE':
+        if (chat.add(data.message) && data.message.sender.role !== 'customer') typing.hide();
+        save();
+        break;
+      case 'MESSAGE_SENT':
+        chat.setState(data.client_msg_id, 'sent');
+        break;
+      case 'MESSAGE_FAILED':
+        chat.setState(data.client_msg_id, 'failed');
+        HD.toast('Your message was not sent: ' + data.message, 'bad');
+        break;
+      case 'QUEUE_STATUS':
+        state.status = 'waiting';
+        state.position = data.position;
+        state.estimated_wait_s = data.estimated_wait_s;
+        save();
+        renderStatus();
+        break;
+      case 'CONVERSATION_ASSIGNED':
+        state.status = 'active';
+        state.agent = data.agent;
+        save();
+        renderStatus();
+        chat.notice((data.agent && data.agent.name ? data.agent.name : 'An agent') + ' joined the chat');
+        break;
+      case 'CONVERSATION_REQUEUED':
+        state.status = 'waiting';
+        state.agent = null;
+        save();
+        renderStatus();
+        chat.notice('Your agent was disconnected — you are back in the queue and keep your place.');
+        break;
+      case 'CONVERSATION_CLOSED':
+        state.status = data.resolution === 'abandoned' ? 'abandoned' : 'closed';
+        state.resolution = data.resolution;
+        save();
+        renderStatus();
+        chat.notice('Chat closed');
+        showClosed();
+        break;
+      case 'TYPING':
+        if (data.role !== 'customer') {
+          if (data.typing) typing.show((state.agent && state.agent.name) || 'The agent'); else typing.hide();
+        }
+        break;
+      case 'JOIN_FAILED':
+        if (data.code === 'forbidden' || data.code === 'not_found') reset();
+        break;
+      default:
+        break;
+    }
+  }
+
+  function send() {
+    const text = el.text.value.trim();
+    if (!text || !socket) return;
+    const clientMsgId = socket.sendMessage(state.conversation_id, text, false);
+    chat.addPending(clientMsgId, text, false);
+    el.text.value = '';
+    typingSender.stop();
+    el.text.focus();
+  }
+
+  el.composer.addEventListener('submit', (ev) => { ev.preventDefault(); send(); });
+  HD.enterToSend(el.text, send);
+  el.text.addEventListener('input', () => { if (typingSender && el.text.value) typingSender.input(); });
+
+  el.ratingForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    el.ratingError.hidden = true;
+    const picked = el.ratingForm.querySelector('input[name=rating]:checked');
+    if (!picked) {
+      el.ratingError.textContent = 'Please choose a rating from 1 to 5.';
+      el.ratingError.hidden = false;
+      return;
+    }
+    const button = el.ratingForm.querySelector('button[type=submit]');
+    button.disabled = true;
+    try {
+      await api.post('/conversations/' + state.conversation_id + '/rating', { rating: Number(picked.value), comment: el.comment.value.trim() });
+      state.rated = true;
+    } catch (e) {
+      if (e.status === 409 && /already/.test(e.message)) state.rated = true;
+      else { el.ratingError.textContent = e.message; el.ratingError.hidden = false; }
+    } finally {
+      button.disabled = false;
+    }
+    save();
+    if (state.rated) { el.ratingForm.hidden = true; el.thanks.hidden = false; el.newChat.focus(); }
+  });
+
+  function reset() {
+    if (socket) socket.stop();
+    socket = null;
+    state = null;
+    HD.session.remove(KEY);
+    if (chat) chat.clear();
+    el.banner.hidden = true;
+    showStart();
+  }
+  el.newChat.addEventListener('click', reset);
+
+  window.addEventListener('online', () => { if (socket) socket.reconnectNow(); });
+
+  if (state && state.token && state.conversation_id) resume(); else showStart();
+})();

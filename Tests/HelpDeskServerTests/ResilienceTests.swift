@@ -1,0 +1,123 @@
+import Foundation
+import PostgresClient
+import RedisClient
+import Testing
+import TestSupport
+@testable import HelpDeskServer
+
+@Suite("archive and outages", .serialized)
+struct ResilienceTests {
+    @Test("a flusher killed mid-flush: another node finishes it, with no duplicate rows")
+    func flusherTakeover() async throws {
+        let cluster = try await TestCluster(overrides: ["HELPDESK_OUTBOX_CLAIM_IDLE": "1"])
+        let a = try await cluster.startNode("node-a")
+        let agent = try await cluster.staff("agent@example.com", on: a)
+        let chat = try await cluster.startChat(on: a)
+        let socket = try await TestSocket.connect(a.wsURL, token: agent.token)
+        _ = try await socket.request("PICK", [:])
+        for i in 0..<10 {
+            _ = try await socket.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "m\(i)", "client_msg_id": "m\(i)"])
+        }
+        await socket.close()
+        await cluster.stop(a)
+
+        // No node runs: the conversation closes, and a flusher "dead-node" takes its outbox entry,
+        // writes the archive (the commit happened) and dies before XACK.
+        let redis = cluster.redis()
+        let scripts = try RedisScripts(directory: TestEnvironment.repositoryRoot + "/lua")
+        let keys = RedisKeys(prefix: cluster.prefix)
+        let store = LiveStore(redis: redis, scripts: scripts, keys: keys, clock: { Date() })
+        try await store.close(conversationID: chat.id, actor: .init(id: agent.id, role: .agent, name: "agent"), resolution: "done")
+        _ = try? await redis.send("XGROUP", "CREATE", keys.outbox, "flushers", "0", "MKSTREAM")
+        let taken = try await redis.send("XREADGROUP", "GROUP", "flushers", "dead-node", "COUNT", "10", "STREAMS", keys.outbox, ">")
+        #expect(OutboxFlusher.entries(taken.array?.first?.array?[1] ?? .null).count == 1)
+        let pg = cluster.postgres()
+        defer { Task { await pg.shutdown() } }
+        let hash = try await redis.send("HGETALL", keys.conversation(chat.id)).fieldMap
+        let messages = try await store.messages(chat.id, after: nil)
+        try await ArchiveStore(pool: pg).write(conversation: hash, messages: messages, events: [])
+
+        // Another node starts, finds the entry idle, takes it over and flushes it again.
+        _ = try await cluster.startNode("node-b")
+        defer { Task { await cluster.shutdown() } }
+        try await eventually("entry acknowledged") {
+            (try await redis.send("XPENDING", keys.outbox, "flushers").array?.first?.int ?? 1) == 0
+        }
+        #expect(try await pg.query("SELECT count(*) AS n FROM messages WHERE conversation_id = $1::uuid", [chat.id]).first?.decode("n", as: Int.self) == 10)
+        #expect(try await pg.query("SELECT count(*) AS n FROM conversations WHERE id = $1::uuid", [chat.id]).first?.decode("n", as: Int.self) == 1)
+        #expect(try await pg.query("SELECT count(*) AS n FROM conversation_events WHERE conversation_id = $1::uuid", [chat.id]).first?.decode("n", as: Int.self) ?? 0 >= 3,
+                "the second flush added the events the first left out")
+        // The Redis keys now expire instead of living forever.
+        #expect(try await redis.send("TTL", keys.messages(chat.id)).int ?? -1 > 0)
+    }
+
+    @Test("PostgreSQL stopped while 20 conversations close: all 20 archived after it returns")
+    func postgresOutage() async throws {
+        let postgres = try PrivatePostgres()
+        try postgres.start()
+        defer { postgres.destroy() }
+        let cluster = try await TestCluster(databaseURL: postgres.url)
+        let a = try await cluster.startNode("node-a")
+        defer { Task { await cluster.shutdown() } }
+        let agent = try await cluster.staff("agent@example.com", capacity: 20, on: a)
+        let socket = try await TestSocket.connect(a.wsURL, token: agent.token)
+        var ids: [String] = []
+        for _ in 0..<20 {
+            let chat = try await cluster.startChat(on: a)
+            #expect(try await socket.request("PICK", ["conversation_id": chat.id]).event == "ACK")
+            #expect(try await socket.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "hello", "client_msg_id": "h"]).event == "ACK")
+            ids.append(chat.id)
+        }
+        try postgres.stop()
+        for id in ids {
+            // Closing touches only Redis: it works while PostgreSQL is down.
+            #expect(try await socket.request("CLOSE_CONVERSATION", ["conversation_id": id]).event == "ACK")
+        }
+        try await Task.sleep(for: .seconds(1))
+        let redis = cluster.redis()
+        #expect(try await redis.send("XLEN", cluster.prefix + "outbox").int == 20, "waiting in the outbox")
+        try postgres.start()
+        let pg = PostgresPool(url: postgres.url, size: 1)
+        defer { Task { await pg.shutdown() } }
+        try await eventually("all 20 archived", timeout: .seconds(40)) {
+            (try? await pg.query("SELECT count(*) AS n FROM conversations").first?.decode("n", as: Int.self)) == 20
+        }
+        #expect(try await pg.query("SELECT count(*) AS n FROM messages").first?.decode("n", as: Int.self) == 20)
+        await socket.close()
+    }
+
+    @Test("Redis restarted during a chat: nodes resubscribe, clients are told to resync, the chat goes on")
+    func redisRestart() async throws {
+        let redisServer = PrivateRedis(persistent: true)
+        try redisServer.start()
+        defer { redisServer.stop() }
+        let cluster = try await TestCluster(redisURL: redisServer.url)
+        let a = try await cluster.startNode("node-a")
+        let b = try await cluster.startNode("node-b")
+        defer { Task { await cluster.shutdown() } }
+        let agent = try await cluster.staff("agent@example.com", on: a)
+        let chat = try await cluster.startChat(on: b)
+        let agentSocket = try await TestSocket.connect(a.wsURL, token: agent.token, label: "agent")
+        let customer = try await TestSocket.connect(b.wsURL, token: chat.token, label: "customer")
+        _ = try await agentSocket.request("PICK", [:])
+        _ = try await agentSocket.request("JOIN_CONVERSATION", ["conversation_id": chat.id])
+        _ = try await customer.request("JOIN_CONVERSATION", ["conversation_id": chat.id])
+        _ = try await customer.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "before", "client_msg_id": "b"])
+        let before = try await agentSocket.next("NEW_MESSAGE")
+        let lastSeen = try #require(before.message?["id"] as? String)
+
+        redisServer.stop()
+        try redisServer.start()
+        _ = try await agentSocket.next("RESYNC", timeout: .seconds(15))
+        _ = try await customer.next("RESYNC", timeout: .seconds(15))
+        // Clients re-join from the last message they saw; the chat carries on both ways.
+        #expect(try await agentSocket.request("JOIN_CONVERSATION", ["conversation_id": chat.id, "last_message_id": lastSeen]).event == "ACK")
+        #expect(try await customer.request("JOIN_CONVERSATION", ["conversation_id": chat.id, "last_message_id": lastSeen]).event == "ACK")
+        #expect(try await customer.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "after", "client_msg_id": "a"]).event == "ACK")
+        #expect(try await agentSocket.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "reply", "client_msg_id": "r"]).event == "ACK")
+        let got = try await agentSocket.next("NEW_MESSAGE") { $0.message?["text"] as? String == "after" }
+        #expect(got.message?["sender"] != nil)
+        _ = try await customer.next("NEW_MESSAGE") { $0.message?["text"] as? String == "reply" }
+        await agentSocket.close(); await customer.close()
+    }
+}
