@@ -1,6 +1,6 @@
 # HelpDesk. `make run` serves one node on http://127.0.0.1:8080; `make test` runs every test.
 SHELL := /bin/bash
-.PHONY: all deps build run test stop clean
+.PHONY: all deps build run test bench stop clean
 
 all: build
 
@@ -15,6 +15,10 @@ run: build
 
 test: deps
 	scripts/test.sh
+
+# Release build, two nodes, `helpdesk-bench relay` (BENCHMARKS.md). Pass arguments with ARGS="...".
+bench: deps
+	scripts/bench.sh $(ARGS)
 
 # Stops the Redis and PostgreSQL that `make run` started (their data stays in .data/run).
 stop:

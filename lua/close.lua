@@ -30,8 +30,10 @@ if c[2] and c[2] ~= '' then
     if a[1] == 'online' and a[3] == '1' and active < tonumber(a[2] or '0') then
       redis.call('ZADD', P .. 'agents:available', now, c[2])
     end
-    redis.call('PUBLISH', P .. 'ch:presence', 'a|' .. c[2] .. '|' .. cjson.encode({event = 'PRESENCE_UPDATED', data = {
-      agent_id = c[2], status = a[1] or 'offline', active = active, capacity = tonumber(a[2] or '0'), node_id = a[4] or ''}}))
+    local pa = redis.call('HMGET', agent_key, 'status', 'active', 'capacity', 'node', 'connected', 'since', 'name', 'supervisor_id')
+    redis.call('PUBLISH', P .. 'ch:presence', 'a|' .. (pa[8] or '') .. '|' .. cjson.encode({event = 'PRESENCE_UPDATED', data = {
+      agent_id = c[2], name = pa[7] or '', status = pa[1] or 'offline', active = tonumber(pa[2] or '0'),
+      capacity = tonumber(pa[3] or '0'), node_id = pa[4] or '', connected = pa[5] == '1', since = tonumber(pa[6] or '0')}}))
   end
   -- handle time feeds the customers' estimated wait
   if c[5] and c[5] ~= '' then

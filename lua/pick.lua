@@ -5,7 +5,7 @@
 -- ARGV: prefix, agent_id, conv_id or '' (= the fairest: the oldest head among the agent's queues),
 --       mode ('pick': the agent itself, must be online | 'assign': a supervisor, agent online or away),
 --       actor_id, now_ms
--- Returns {'ok', conv_id, conversation json} or {'err', code}
+-- Returns {'ok', conv_id} or {'err', code}
 local P = ARGV[1]
 local agent_id, wanted, mode, actor, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local agent_key = P .. 'agent:' .. agent_id
@@ -64,13 +64,15 @@ for i = 1, #h, 2 do c[h[i]] = h[i + 1] end
 local conversation = {
   id = id, status = 'active', category_id = c.category_id, subject = c.subject, priority = c.priority,
   customer = {id = c.customer_id, name = c.customer_name}, created_at = tonumber(c.created_at),
-  enqueued_at = tonumber(c.enqueued_at), assigned_at = now, agent_id = agent_id,
+  enqueued_at = tonumber(c.enqueued_at), assigned_at = now, agent_id = agent_id, agent = {id = agent_id, name = a[5] or ''},
 }
 local assigned = cjson.encode({event = 'CONVERSATION_ASSIGNED', data = {conversation = conversation, agent = {id = agent_id, name = a[5] or ''}}})
 redis.call('PUBLISH', P .. 'ch:conv:' .. id, 'a|-|' .. assigned)
 redis.call('PUBLISH', P .. 'ch:user:' .. agent_id, 'a|' .. id .. '|' .. assigned)
 redis.call('PUBLISH', P .. 'ch:queue',
   'a|' .. category .. '|' .. cjson.encode({event = 'QUEUE_UPDATED', data = {op = 'removed', conversation = conversation}}))
-redis.call('PUBLISH', P .. 'ch:presence', 'a|' .. agent_id .. '|' .. cjson.encode({event = 'PRESENCE_UPDATED', data = {
-  agent_id = agent_id, status = status, active = active, capacity = capacity, node_id = redis.call('HGET', agent_key, 'node') or ''}}))
-return {'ok', id, cjson.encode(conversation)}
+local pa = redis.call('HMGET', agent_key, 'status', 'active', 'capacity', 'node', 'connected', 'since', 'name', 'supervisor_id')
+redis.call('PUBLISH', P .. 'ch:presence', 'a|' .. (pa[8] or '') .. '|' .. cjson.encode({event = 'PRESENCE_UPDATED', data = {
+  agent_id = agent_id, name = pa[7] or '', status = pa[1] or 'offline', active = tonumber(pa[2] or '0'),
+  capacity = tonumber(pa[3] or '0'), node_id = pa[4] or '', connected = pa[5] == '1', since = tonumber(pa[6] or '0')}}))
+return {'ok', id}

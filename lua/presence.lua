@@ -3,16 +3,18 @@
 -- or a waiting customer who is gone.
 -- KEYS[1]: <prefix>presence (routing)
 -- ARGV[1]: prefix, ARGV[2]: operation, ARGV[3]: now_ms, then per operation:
---   connect    agent_id node name capacity categories   an agent's first socket on a node ('-' = keep)
+--   connect    agent_id node name capacity categories supervisor_id   an agent's first socket on a node ('-' = keep)
 --   disconnect agent_id node                            an agent's last socket on a node closed
 --   status     agent_id online|away
 --   heartbeat  node node_ttl_ms n_agents agent_ids... conv_ids...   sockets this node holds
 --   sweep      agent_grace_ms node_ttl_ms customer_grace_ms
 local P, op, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
+-- the same PRESENCE_UPDATED shape is built in pick.lua and close.lua; the channel key is the
+-- agent's supervisor id, so nodes show it to that supervisor (and admins) only
 local function publish_presence(agent_id)
-  local a = redis.call('HMGET', P .. 'agent:' .. agent_id, 'status', 'active', 'capacity', 'node', 'connected', 'since', 'name')
-  redis.call('PUBLISH', P .. 'ch:presence', 'a|' .. agent_id .. '|' .. cjson.encode({event = 'PRESENCE_UPDATED', data = {
+  local a = redis.call('HMGET', P .. 'agent:' .. agent_id, 'status', 'active', 'capacity', 'node', 'connected', 'since', 'name', 'supervisor_id')
+  redis.call('PUBLISH', P .. 'ch:presence', 'a|' .. (a[8] or '') .. '|' .. cjson.encode({event = 'PRESENCE_UPDATED', data = {
     agent_id = agent_id, name = a[7] or '', status = a[1] or 'offline', active = tonumber(a[2] or '0'),
     capacity = tonumber(a[3] or '0'), node_id = a[4] or '', connected = a[5] == '1', since = tonumber(a[6] or '0')}}))
 end
@@ -63,13 +65,14 @@ local function abandon(conv_id)
 end
 
 if op == 'connect' then
-  local agent_id, node, name, capacity, categories = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+  local agent_id, node, name, capacity, categories, supervisor = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
   local key = P .. 'agent:' .. agent_id
   local status = redis.call('HGET', key, 'status')
   redis.call('HSET', key, 'id', agent_id, 'name', name, 'node', node, 'connected', '1', 'last_seen', now, 'disconnected_at', '')
   -- '-' keeps what Redis has (the node could not read the account from PostgreSQL just now)
   if capacity ~= '-' then redis.call('HSET', key, 'capacity', capacity) end
   if categories ~= '-' then redis.call('HSET', key, 'categories', categories) end
+  if supervisor and supervisor ~= '-' then redis.call('HSET', key, 'supervisor_id', supervisor) end
   redis.call('HSETNX', key, 'capacity', 1)
   redis.call('SADD', P .. 'agents', agent_id)
   redis.call('HSETNX', key, 'active', 0)

@@ -112,7 +112,7 @@ public func buildApplication(
         router: router,
         server: .http1WebSocketUpgrade(
             webSocketRouter: router,
-            configuration: .init(maxFrameSize: WebSocketController.maxFrameSize, autoPing: .enabled(timePeriod: .seconds(20)))),
+            configuration: .init(ws: .init(maxFrameSize: WebSocketController.maxFrameSize, autoPing: .enabled(timePeriod: .seconds(20))))),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "helpdesk"),
         onServerRunning: onServerRunning,
         logger: services.logger)

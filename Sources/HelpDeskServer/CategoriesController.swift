@@ -22,8 +22,10 @@ struct CategoriesController: Sendable {
     }
 
     func addRoutes(public api: RouterGroup<AppRequestContext>, authenticated: RouterGroup<AuthenticatedContext>) {
-        api.get("categories") { _, _ in
-            let rows = try await pool.query("SELECT id, name, parent_id, active FROM categories WHERE active ORDER BY coalesce(parent_id, id), parent_id NULLS FIRST, name")
+        api.get("categories") { request, context in
+            // Admins may ask for deactivated ones too (`?all=1`), to reactivate them.
+            let all = request.uri.queryParameters.get("all") == "1" && context.caller?.role == .admin
+            let rows = try await pool.query("SELECT id, name, parent_id, active FROM categories WHERE active OR $1 ORDER BY coalesce(parent_id, id), parent_id NULLS FIRST, name", [all])
             return try Response.json(try rows.rows.map(Self.category))
         }
         authenticated.post("categories") { request, context in

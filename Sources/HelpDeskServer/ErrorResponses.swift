@@ -2,6 +2,7 @@ import Foundation
 import HelpDeskCore
 import Hummingbird
 import Logging
+import NIOCore
 import PostgresClient
 import RedisClient
 
@@ -46,6 +47,8 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             default:
                 return Response.errorJSON(status: error.status, code: "http_\(error.status.code)", message: error.body ?? error.status.reasonPhrase)
             }
+        } catch is NIOTooManyBytesError {
+            return Response.errorJSON(status: .badRequest, code: HelpDeskError.Code.payloadTooLarge.rawValue, message: "request body is larger than \(context.maxUploadSize) bytes")
         } catch let error as RedisError {
             context.logger.error("redis error", metadata: ["error": "\(error)"])
             return Response.errorJSON(status: .serviceUnavailable, code: "unavailable", message: "a backing service is unavailable, try again")

@@ -11,7 +11,7 @@ struct HelpDeskCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "helpdesk",
         abstract: "HelpDesk: a real-time customer-support server node.",
-        subcommands: [Serve.self, Migrate.self, UserCommand.self, DemoAccounts.self])
+        subcommands: [Serve.self, Migrate.self, UserCommand.self, DemoAccounts.self, Queue.self])
 }
 
 /// Reads the configuration, sets up logging at its level.
@@ -92,5 +92,14 @@ struct DemoAccounts: AsyncParsableCommand {
             for (email, role, password) in created { print("  \(role.padding(toLength: 10, withPad: " ", startingAt: 0)) \(email)  \(password)") }
         }
         await pool.shutdown()
+    }
+}
+
+struct Queue: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print who is waiting (and for how long) and the agents' load, from Redis.")
+
+    func run() async throws {
+        let (configuration, _) = try loadConfiguration()
+        for line in try await QueueInspection(configuration: configuration).report() { print(line) }
     }
 }

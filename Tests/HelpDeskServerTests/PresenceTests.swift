@@ -13,8 +13,10 @@ struct PresenceTests {
         let a = try await cluster.startNode("node-a")
         let b = try await cluster.startNode("node-b")
         defer { Task { await cluster.shutdown() } }
-        let agent = try await cluster.staff("agent@example.com", on: a)
         let supervisor = try await cluster.staff("sue@example.com", role: .supervisor, on: b)
+        let agent = try await cluster.staff("agent@example.com", supervisor: "sue@example.com", on: a)
+        let stranger = try await cluster.staff("other-sup@example.com", role: .supervisor, on: b)
+        let otherBoard = try await TestSocket.connect(a.wsURL, token: stranger.token, label: "other supervisor")
         let board = try await TestSocket.connect(b.wsURL, token: supervisor.token, label: "supervisor")
         let chat = try await cluster.startChat(on: b)
         let customer = try await TestSocket.connect(b.wsURL, token: chat.token, label: "customer")
@@ -37,6 +39,7 @@ struct PresenceTests {
         }
         #expect(offline.data["active"] as? Int == 0)
         _ = try await customer.next("CONVERSATION_REQUEUED")
+        #expect(otherBoard.count("PRESENCE_UPDATED") == 0, "a supervisor sees only its own agents")
         #expect(try await redis.send("HGET", cluster.prefix + "conv:\(chat.id)", "status").string == "waiting")
         let head = try await redis.send("ZRANGE", cluster.prefix + "queue:0", "0", "-1", "WITHSCORES").array?.compactMap(\.string) ?? []
         #expect(head.first == chat.id, "back at the head")
@@ -44,7 +47,7 @@ struct PresenceTests {
         // The customer is told its place again.
         let status = try await customer.next("QUEUE_STATUS") { $0.data["position"] as? Int == 1 }
         #expect(status.data["conversation_id"] as? String == chat.id)
-        await board.close(); await customer.close(); await laterSocket.close()
+        await board.close(); await customer.close(); await laterSocket.close(); await otherBoard.close()
     }
 
     @Test("an agent back within the grace keeps its conversation")
@@ -61,6 +64,7 @@ struct PresenceTests {
         await first.close()
         try await Task.sleep(for: .seconds(1))
         let back = try await TestSocket.connect(b.wsURL, token: agent.token)
+        #expect(back.helloStatus == "online")
         try await Task.sleep(for: .seconds(4))
         let redis = cluster.redis()
         #expect(try await redis.send("HGET", cluster.prefix + "conv:\(chat.id)", "agent_id").string == agent.id)

@@ -93,7 +93,7 @@ struct ArchiveStore: Sendable {
                (extract(epoch FROM c.enqueued_at) * 1000)::bigint AS enqueued_ms,
                (extract(epoch FROM c.assigned_at) * 1000)::bigint AS assigned_ms,
                (extract(epoch FROM c.first_response_at) * 1000)::bigint AS first_response_ms,
-               (extract(epoch FROM c.closed_at) * 1000)::bigint AS closed_ms, c.resolution
+               (extract(epoch FROM c.closed_at) * 1000)::bigint AS closed_ms, c.resolution, c.rating, c.rating_comment
         FROM conversations c JOIN customers cu ON cu.id = c.customer_id LEFT JOIN users u ON u.id = c.agent_id
         """
 
@@ -106,7 +106,8 @@ struct ArchiveStore: Sendable {
             categoryId: String(try row.decode("category_id", as: Int.self)), subject: try row.decode("subject"), priority: try row.decode("priority"),
             createdAt: try row.decode("created_ms"), enqueuedAt: try row.decode("enqueued_ms"), assignedAt: try row.optional("assigned_ms"),
             firstResponseAt: try row.optional("first_response_ms"), closedAt: try row.optional("closed_ms"),
-            resolution: try row.optional("resolution", as: String.self).flatMap { $0.isEmpty ? nil : $0 })
+            resolution: try row.optional("resolution", as: String.self).flatMap { $0.isEmpty ? nil : $0 },
+            rating: try row.optional("rating"), ratingComment: try row.optional("rating_comment"))
     }
 
     func conversation(_ id: String) async throws -> ConversationView? {

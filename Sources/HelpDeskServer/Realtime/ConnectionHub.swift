@@ -227,7 +227,10 @@ actor ConnectionHub {
             }
             scheduleQueueStatus()
         } else if name == "ch:presence" {
-            for session in sessions.values where session.isSupervisor { session.send(frame) }
+            // key = the agent's supervisor: supervisors see their own agents, admins everyone.
+            for session in sessions.values where session.caller.role == .admin || (session.caller.role == .supervisor && session.caller.id == key) {
+                session.send(frame)
+            }
         }
     }
 

@@ -24,6 +24,9 @@ struct ConversationView: Codable, Sendable, Equatable {
     var firstResponseAt: Int64?
     var closedAt: Int64?
     var resolution: String?
+    /// The customer's 1-5 rating after close, and its comment.
+    var rating: Int?
+    var ratingComment: String?
     /// Wait so far (waiting) or until assignment, in seconds.
     var waitSeconds: Int?
 
@@ -46,12 +49,17 @@ struct ConversationView: Codable, Sendable, Equatable {
         self.firstResponseAt = ms("first_response_at")
         self.closedAt = ms("closed_at")
         self.resolution = hash["resolution"].flatMap { $0.isEmpty ? nil : $0 }
+        self.rating = hash["rating"].flatMap { Int($0) }
+        self.ratingComment = hash["rating_comment"]
         let waitEnd = status == "waiting" ? now : (assignedAt ?? closedAt ?? now)
         self.waitSeconds = Int(max(0, waitEnd - enqueuedAt) / 1000)
     }
 
     init(id: String, status: String, customer: Person, agent: Person?, categoryId: String, subject: String, priority: String,
-         createdAt: Int64, enqueuedAt: Int64, assignedAt: Int64?, firstResponseAt: Int64?, closedAt: Int64?, resolution: String?) {
+         createdAt: Int64, enqueuedAt: Int64, assignedAt: Int64?, firstResponseAt: Int64?, closedAt: Int64?, resolution: String?,
+         rating: Int? = nil, ratingComment: String? = nil) {
+        self.rating = rating
+        self.ratingComment = ratingComment
         self.id = id
         self.status = status
         self.customer = customer

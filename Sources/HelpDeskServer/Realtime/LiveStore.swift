@@ -44,11 +44,10 @@ struct LiveStore: Sendable {
             keys.prefix, agentID, conversationID ?? "", mode, actorID, String(now),
         ], on: redis)
         let r = reply.array ?? []
-        guard r.first?.string == "ok", r.count == 3, let json = r[2].string else {
+        guard r.first?.string == "ok", r.count >= 2, let id = r[1].string else {
             throw Self.scriptError(r.count > 1 ? r[1].string : nil)
         }
-        _ = json
-        guard let id = r[1].string, let view = try await conversation(id) else {
+        guard let view = try await conversation(id) else {
             throw HelpDeskError(.internalError, "picked conversation vanished")
         }
         return view
@@ -140,8 +139,14 @@ struct LiveStore: Sendable {
     // MARK: presence
 
     /// presence.lua connect: an agent's first socket on this node.
-    func agentConnected(agentID: String, node: String, name: String, capacity: String, categories: String) async throws -> String {
-        try await presence("connect", [agentID, node, name, capacity, categories]).string ?? "online"
+    /// Returns the agent's status (`online`, or `away` if it had chosen that). `-` keeps a field.
+    func agentConnected(agentID: String, node: String, name: String, capacity: String, categories: String, supervisorID: String) async throws -> String {
+        try await presence("connect", [agentID, node, name, capacity, categories, supervisorID]).string ?? "online"
+    }
+
+    /// An agent's current status as Redis has it.
+    func agentStatus(_ agentID: String) async throws -> String {
+        try await redis.send("HGET", keys.agent(agentID), "status").string ?? "offline"
     }
 
     func agentDisconnected(agentID: String, node: String) async throws {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RedisClient
 import ServiceLifecycle
 
 /// Runs on every node: heartbeats this node and its sockets, and sweeps absence (agents gone past
@@ -34,7 +35,7 @@ struct PresenceService: Service {
             for agentID in lost {
                 // Redis forgot this agent (restart, or a sweep during a partition) while we hold its socket.
                 guard let session = await hub.sessions(ofUser: agentID).first else { continue }
-                _ = try await store.agentConnected(agentID: agentID, node: nodeID, name: session.caller.name, capacity: "-", categories: "-")
+                _ = try await store.agentConnected(agentID: agentID, node: nodeID, name: session.caller.name, capacity: "-", categories: "-", supervisorID: "-")
             }
             let (offline, requeued, abandoned) = try await store.sweep(
                 agentGrace: Self.ms(agentGrace), nodeTTL: Self.ms(nodeTTL), customerGrace: Self.ms(customerGrace))
@@ -54,7 +55,7 @@ struct PresenceService: Service {
 /// Feeds the pub/sub connection's messages to the hub, off the connection's read path.
 struct PubSubPump: Service {
     let hub: ConnectionHub
-    let events: AsyncStream<RedisPubSubEventAlias>
+    let events: AsyncStream<RedisPubSubEvent>
     let logger: Logger
 
     func run() async throws {
@@ -75,5 +76,3 @@ struct PubSubPump: Service {
     }
 }
 
-import RedisClient
-typealias RedisPubSubEventAlias = RedisPubSubEvent

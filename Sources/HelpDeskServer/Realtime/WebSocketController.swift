@@ -44,7 +44,7 @@ struct WebSocketController: Sendable {
     /// One socket, from HELLO to close.
     func run(caller: Caller, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger) async {
         var categories: Set<String> = []
-        var capacity = "-", categoryList = "-", name = caller.name
+        var capacity = "-", categoryList = "-", supervisor = "-", name = caller.name
         if caller.role == .agent, let id = Int(caller.id) {
             // The account's current capacity and categories; if PostgreSQL is down, Redis keeps the last known.
             if let user = try? await users.find(id: id) {
@@ -55,6 +55,7 @@ struct WebSocketController: Sendable {
                 capacity = String(user.capacity)
                 categoryList = user.categoryIds.map(String.init).joined(separator: ",")
                 categories = Set(user.categoryIds.map(String.init))
+                supervisor = user.supervisorId.map(String.init) ?? ""
                 name = user.name
             }
         }
@@ -72,13 +73,17 @@ struct WebSocketController: Sendable {
 
         do {
             let first = try await hub.register(session)
+            var status: String?
+            if caller.role == .agent {
+                status = first
+                    ? try await store.agentConnected(agentID: caller.id, node: services.configuration.nodeID, name: name,
+                                                     capacity: capacity, categories: categoryList, supervisorID: supervisor)
+                    : try await store.agentStatus(caller.id)
+            }
             session.send(ServerFrame.encode("HELLO", HelloData(
                 nodeId: services.configuration.nodeID,
-                user: .init(id: caller.id, role: caller.role.rawValue, name: name),
+                user: .init(id: caller.id, role: caller.role.rawValue, name: name, status: status),
                 serverTime: epochMillis(services.clock()))))
-            if caller.role == .agent, first {
-                _ = try await store.agentConnected(agentID: caller.id, node: services.configuration.nodeID, name: name, capacity: capacity, categories: categoryList)
-            }
             if caller.role == .customer, let conversation = caller.conversationID {
                 // A customer follows its own conversation from the start (assignment, close, queue position).
                 try await hub.join(session, conversationID: conversation, lastMessageID: nil, sendHistory: false)
@@ -106,7 +111,8 @@ struct WebSocketController: Sendable {
 }
 
 struct HelloData: Encodable {
-    struct User: Encodable { var id: String; var role: String; var name: String }
+    /// `status` is set for agents: their presence (online or away), which survives reconnects.
+    struct User: Encodable { var id: String; var role: String; var name: String; var status: String? }
     var nodeId: String
     var user: User
     var serverTime: Int64

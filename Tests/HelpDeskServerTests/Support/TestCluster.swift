@@ -106,9 +106,9 @@ final class TestCluster: @unchecked Sendable {
     func postgres() -> PostgresPool { PostgresPool(url: databaseURL, size: 2) }
 
     /// Creates a staff account and returns (id, access token) signed with the cluster's key.
-    func staff(_ email: String, role: Role = .agent, capacity: Int = 3, on node: Node) async throws -> (id: String, token: String) {
+    func staff(_ email: String, role: Role = .agent, capacity: Int = 3, supervisor: String? = nil, on node: Node) async throws -> (id: String, token: String) {
         let created = try await StaffAccounts(pool: node.services.postgres)
-            .create(email: email, name: email.components(separatedBy: "@")[0], password: "password123", role: role.rawValue, supervisorEmail: nil, capacity: capacity)
+            .create(email: email, name: email.components(separatedBy: "@")[0], password: "password123", role: role.rawValue, supervisorEmail: supervisor, capacity: capacity)
         let now = Int(Date().timeIntervalSince1970)
         let token = node.services.tokens.sign(TokenClaims(sub: String(created.id), role: role.rawValue, iat: now, exp: now + 3600, name: email.components(separatedBy: "@")[0]))
         return (String(created.id), token)

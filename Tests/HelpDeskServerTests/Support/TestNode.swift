@@ -34,13 +34,15 @@ struct TestNode {
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let services = try NodeServices(configuration: try ServerConfiguration.fromEnvironment(env), logger: logger)
+        // Migrate now, so a test can create accounts before the application is built.
+        try await Migrator(pool: services.postgres, directory: services.configuration.migrationsDirectory).migrate()
         return TestNode(services: services, schema: schema)
     }
 
-    /// Runs `body` against the node's router (no sockets), then closes the pools.
+    /// Runs `body` against the node's router (no sockets). The pools stay open: tests check
+    /// stored state through them afterwards; they end with the test process.
     func test<T: Sendable>(_ body: @Sendable (any TestClientProtocol) async throws -> T) async throws -> T {
         let app = try await buildApplication(services)
-        defer { Task { [services] in await services.shutdown() } }
         return try await app.test(.router, body)
     }
 

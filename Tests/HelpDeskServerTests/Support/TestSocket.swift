@@ -24,6 +24,8 @@ final class TestSocket: @unchecked Sendable {
     private var writer: WebSocketOutboundWriter?
     private var task: Task<Void, Never>?
     private(set) var closeCode: WebSocketErrorCode?
+    /// For agents: the presence status HELLO reported.
+    private(set) var helloStatus: String?
     private var closed = false
     let label: String
 
@@ -57,7 +59,8 @@ final class TestSocket: @unchecked Sendable {
             guard ok else { throw TestSocketError.failed("\(label): connection failed") }
             break
         }
-        _ = try await socket.next("HELLO")
+        let hello = try await socket.next("HELLO")
+        socket.helloStatus = (hello.data["user"] as? [String: Any])?["status"] as? String
         return socket
     }
 
