@@ -65,6 +65,7 @@ let package = Package(
             dependencies: [
                 "HelpDeskServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(

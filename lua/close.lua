@@ -21,6 +21,8 @@ redis.call('ZREM', P .. 'customers:seen', id)
 redis.call('ZREM', P .. 'convs:live', id)
 local customer_key = P .. 'customer:' .. (c[4] or '')
 if redis.call('HGET', customer_key, 'conv') == id then redis.call('HDEL', customer_key, 'conv') end
+-- the customer's id is kept for a returning customer, not forever
+redis.call('PEXPIRE', customer_key, 30 * 86400 * 1000)
 
 if c[2] and c[2] ~= '' then
   local agent_key = P .. 'agent:' .. c[2]

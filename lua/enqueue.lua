@@ -30,6 +30,7 @@ redis.call('HSET', conv_key,
   'category_id', category, 'subject', subject, 'priority', priority,
   'created_at', now, 'enqueued_at', now, 'queue_score', score, 'agent_id', '', 'agent_name', '')
 redis.call('HSET', customer_key, 'id', customer, 'conv', id, 'name', name)
+redis.call('PERSIST', customer_key)
 redis.call('ZADD', P .. 'queue:' .. category, score, id)
 redis.call('SADD', P .. 'queues', category)
 redis.call('ZADD', P .. 'convs:live', now, id)

@@ -56,6 +56,7 @@ local function abandon(conv_id)
   redis.call('ZREM', P .. 'convs:live', conv_id)
   local customer_key = P .. 'customer:' .. (c[3] or '')
   if redis.call('HGET', customer_key, 'conv') == conv_id then redis.call('HDEL', customer_key, 'conv') end
+  redis.call('PEXPIRE', customer_key, 30 * 86400 * 1000)
   redis.call('XADD', conv_key .. ':events', '*', 'type', 'abandoned', 'actor_id', c[4] or '', 'actor_role', 'customer', 'at', now, 'data', '')
   redis.call('XADD', P .. 'outbox', '*', 'conversation_id', conv_id)
   redis.call('PUBLISH', P .. 'ch:queue', 'a|' .. c[2] .. '|' .. cjson.encode({event = 'QUEUE_UPDATED', data = {op = 'removed', conversation = {id = conv_id, category_id = c[2]}}}))

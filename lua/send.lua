@@ -9,6 +9,11 @@ local id, sender, role, name, text, client_id, internal, now =
 local conv_key = P .. 'conv:' .. id
 local c = redis.call('HMGET', conv_key, 'status', 'customer_id', 'agent_id', 'first_response_at')
 if not c[1] then return {'err', 'not_found'} end
+-- a retry of a message this sender already stored gets its id back, even after a close
+local dedupe_key = conv_key .. ':dedupe'
+local dedupe_field = sender .. '|' .. client_id
+local seen = redis.call('HGET', dedupe_key, dedupe_field)
+if seen then return {'ok', seen, 1, ''} end
 if c[1] == 'closed' or c[1] == 'abandoned' then return {'err', 'conversation_closed'} end
 if role == 'customer' then
   if sender ~= c[2] or internal == '1' then return {'err', 'forbidden'} end
@@ -18,14 +23,10 @@ elseif role ~= 'supervisor' and role ~= 'admin' then
   return {'err', 'forbidden'}
 end
 
-local dedupe_key = conv_key .. ':dedupe'
-local seen = redis.call('HGET', dedupe_key, client_id)
-if seen then return {'ok', seen, 1, ''} end
-
 local msg_id = redis.call('XADD', conv_key .. ':msgs', '*',
   'sender_id', sender, 'sender_role', role, 'sender_name', name, 'text', text,
   'client_msg_id', client_id, 'internal', internal, 'sent_at', now)
-redis.call('HSET', dedupe_key, client_id, msg_id)
+redis.call('HSET', dedupe_key, dedupe_field, msg_id)
 redis.call('HSET', conv_key, 'last_message_id', msg_id)
 if role == 'agent' and (not c[4] or c[4] == '') then
   redis.call('HSET', conv_key, 'first_response_at', now)

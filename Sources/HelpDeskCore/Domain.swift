@@ -15,17 +15,20 @@ public struct Caller: Sendable, Equatable {
     public let name: String
     /// For customers: the conversation their token is bound to.
     public let conversationID: String?
+    /// When the caller's token expires (seconds since the epoch); sockets close then.
+    public let expiresAt: Int
 
-    public init(id: String, role: Role, name: String, conversationID: String? = nil) {
+    public init(id: String, role: Role, name: String, conversationID: String? = nil, expiresAt: Int = .max) {
         self.id = id
         self.role = role
         self.name = name
         self.conversationID = conversationID
+        self.expiresAt = expiresAt
     }
 
     public init(claims: TokenClaims) throws {
         guard let role = Role(rawValue: claims.role) else { throw HelpDeskError(.unauthorized, "invalid token") }
-        self.init(id: claims.sub, role: role, name: claims.name ?? "", conversationID: claims.conv)
+        self.init(id: claims.sub, role: role, name: claims.name ?? "", conversationID: claims.conv, expiresAt: claims.exp)
     }
 
     public var isStaff: Bool { role != .customer }

@@ -19,6 +19,10 @@ public struct NodeServices: Sendable {
     public let keys: RedisKeys
     public let clock: @Sendable () -> Date
     public let logger: Logger
+    /// Set when the node starts draining (SIGTERM).
+    public let drain = DrainState()
+    /// This node's sockets and the stores the routes share.
+    let parts: NodeParts
 
     public init(configuration: ServerConfiguration, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) throws {
         self.configuration = configuration
@@ -32,6 +36,12 @@ public struct NodeServices: Sendable {
         self.tokens = JWTSigner(keyring: try JWTKeyring(
             currentKeyID: configuration.jwtKeyID, currentSecret: configuration.jwtSecret, previousKeys: configuration.jwtPreviousKeys))
         self.keys = RedisKeys(prefix: configuration.keyPrefix)
+        self.parts = NodeParts(redis: redis, scripts: scripts, keys: keys, postgres: postgres, subscriber: subscriber, clock: clock, logger: logger)
+    }
+
+    /// The drain step of this node; run it after the application in one `ServiceGroup`.
+    public func drainService() -> DrainService {
+        DrainService(state: drain, hub: parts.hub, timeout: .seconds(configuration.drainTimeoutSeconds), logger: logger)
     }
 
     /// Closes the pools (after the server stopped).
@@ -48,16 +58,18 @@ struct NodeParts: Sendable {
     let users: UserStore
     let hub: ConnectionHub
 
-    init(_ services: NodeServices) {
-        store = LiveStore(redis: services.redis, scripts: services.scripts, keys: services.keys, clock: services.clock)
-        archive = ArchiveStore(pool: services.postgres)
-        users = UserStore(pool: services.postgres)
-        hub = ConnectionHub(store: store, subscriber: services.subscriber, keys: services.keys, logger: services.logger)
+    init(redis: RedisClient, scripts: RedisScripts, keys: RedisKeys, postgres: PostgresPool, subscriber: RedisSubscriber,
+         clock: @escaping @Sendable () -> Date, logger: Logger) {
+        store = LiveStore(redis: redis, scripts: scripts, keys: keys, clock: clock)
+        archive = ArchiveStore(pool: postgres)
+        users = UserStore(pool: postgres)
+        hub = ConnectionHub(store: store, subscriber: subscriber, keys: keys, logger: logger)
     }
 }
 
 /// Builds the router: health, metrics, the REST API, the WebSocket and the web UI.
-func buildRouter(_ services: NodeServices, parts: NodeParts) -> Router<AppRequestContext> {
+func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
+    let parts = services.parts
     Metrics.bootstrap()
     let router = Router(context: AppRequestContext.self)
     router.addMiddleware {
@@ -75,7 +87,7 @@ func buildRouter(_ services: NodeServices, parts: NodeParts) -> Router<AppReques
         return Response(status: .ok, headers: [.contentType: "application/javascript", .cacheControl: "max-age=86400"],
                         body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
-    HealthController(redis: services.redis, postgres: services.postgres, nodeID: services.configuration.nodeID).addRoutes(to: router)
+    HealthController(redis: services.redis, postgres: services.postgres, nodeID: services.configuration.nodeID, drain: services.drain).addRoutes(to: router)
 
     let api = router.group("api/v1")
     api.add(middleware: BearerAuthMiddleware(tokens: services.tokens, clock: services.clock))
@@ -105,8 +117,8 @@ public func buildApplication(
         try await Migrator(pool: services.postgres, directory: services.configuration.migrationsDirectory, logger: services.logger).migrate()
     }
     try await services.scripts.loadAll(on: services.redis)
-    let parts = NodeParts(services)
-    let router = buildRouter(services, parts: parts)
+    let parts = services.parts
+    let router = buildRouter(services)
     let configuration = services.configuration
     var app = Application(
         router: router,

@@ -32,7 +32,9 @@ struct AuthService: Sendable {
         let limitKeys = [keys.loginFailuresByEmail(email), keys.loginFailuresByIP(ip)]
         let window = String(configuration.loginWindowSeconds * 1000)
         let limits = [String(configuration.loginLimitPerEmail), String(configuration.loginLimitPerIP)]
-        let waitMs = try await scripts.run("ratelimit", keys: limitKeys, arguments: ["peek", window] + limits, on: redis).int ?? 0
+        // Count the attempt before checking the password, so parallel guesses cannot all slip
+        // under the limit; a successful login gives its attempt back.
+        let waitMs = try await scripts.run("ratelimit", keys: limitKeys, arguments: ["hit", window] + limits, on: redis).int ?? 0
         if waitMs > 0 {
             throw HelpDeskError(.rateLimited, "too many failed logins; try again in \((waitMs + 999) / 1000) s")
         }
@@ -40,9 +42,9 @@ struct AuthService: Sendable {
         let hash = found?.1 ?? Self.decoyHash
         let matches = try await Self.verifyOffLoop(password, hash)
         guard let (user, _) = found, matches, user.active else {
-            try await scripts.run("ratelimit", keys: limitKeys, arguments: ["hit", window] + limits, on: redis)
             throw HelpDeskError(.invalidCredentials, "wrong e-mail or password")
         }
+        _ = try? await redis.pipeline(limitKeys.map { ["DECR", $0] })
         return try await issue(for: user, family: UUID())
     }
 

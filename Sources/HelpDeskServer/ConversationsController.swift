@@ -56,6 +56,11 @@ struct ConversationsController: Sendable {
                 on: services.redis).int ?? 0
             guard wait == 0 else { throw HelpDeskError(.rateLimited, "too many chats started from here; try again in \((wait + 999) / 1000) s") }
             let queued = try await store.enqueue(name: name, email: email, categoryID: category, subject: subject, priority: priority)
+            // An open conversation is handed back only to whoever holds its customer token: knowing
+            // an e-mail address must not be enough to read or write someone else's chat.
+            if !queued.created, context.caller?.conversationID != queued.conversationID {
+                throw HelpDeskError(.conflict, "a chat for this e-mail address is already open; continue it where it was started")
+            }
             let now = Int(services.clock().timeIntervalSince1970)
             let token = services.tokens.sign(TokenClaims(sub: queued.customerID, role: Role.customer.rawValue, iat: now,
                                                           exp: now + services.configuration.customerTokenTTL, name: name, conv: queued.conversationID))
@@ -113,6 +118,7 @@ struct ConversationsController: Sendable {
 
         authenticated.post("conversations/:id/messages") { request, context in
             let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            try FrameHandler.requireOwnConversation(context.caller, id)
             let body = try await request.decodeJSON(MessageBody.self, context: context)
             let message = try FrameHandler.validMessage(
                 .init(conversationId: id, text: body.text, clientMsgId: body.clientMsgId, isInternal: body.isInternal), caller: context.caller)

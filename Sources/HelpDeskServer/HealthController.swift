@@ -10,6 +10,7 @@ struct HealthController: Sendable {
     let redis: RedisClient
     let postgres: PostgresPool
     let nodeID: String
+    let drain: DrainState
 
     struct Readiness: Encodable {
         var status: String
@@ -23,6 +24,9 @@ struct HealthController: Sendable {
             try Response.json(["status": "ok", "node_id": nodeID])
         }
         router.get("readyz") { _, _ in
+            if drain.isDraining {
+                return try Response.json(["status": "draining", "node_id": nodeID], status: .serviceUnavailable)
+            }
             async let redisOK = Self.probe { try await redis.send("PING") }
             async let postgresOK = Self.probe { try await postgres.query("SELECT 1") }
             let (r, p) = await (redisOK, postgresOK)

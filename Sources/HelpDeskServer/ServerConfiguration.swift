@@ -50,6 +50,8 @@ public struct ServerConfiguration: Sendable {
     public var outboxClaimIdleSeconds: Double
     /// How long Redis keeps an archived conversation.
     public var archiveRetentionSeconds: Int
+    /// Upper bound of a graceful shutdown (drain, then stop), seconds.
+    public var drainTimeoutSeconds: Int
 
     /// Reads the environment. Missing values get development defaults, except the JWT secret,
     /// which must be set (at least 16 bytes).
@@ -62,6 +64,12 @@ public struct ServerConfiguration: Sendable {
             guard let text = env[name] else { return fallback }
             guard let value = Int(text) else { throw HelpDeskError(.validationFailed, "\(name) must be an integer, got \(text)") }
             return value
+        }
+        let prefix = env["HELPDESK_KEY_PREFIX"] ?? "hd:{default}:"
+        // Every script's keys must share one Redis Cluster slot: the prefix holds a `{tag}`.
+        guard let open = prefix.firstIndex(of: "{"), let close = prefix[open...].firstIndex(of: "}"),
+              prefix.index(after: open) < close else {
+            throw HelpDeskError(.validationFailed, "HELPDESK_KEY_PREFIX must contain a non-empty {hash tag}, e.g. hd:{default}:")
         }
         func double(_ name: String, _ fallback: Double) throws -> Double {
             guard let text = env[name] else { return fallback }
@@ -77,7 +85,7 @@ public struct ServerConfiguration: Sendable {
             host: env["HELPDESK_HOST"] ?? "127.0.0.1",
             port: try int("HELPDESK_PORT", 8080),
             nodeID: env["HELPDESK_NODE_ID"] ?? Self.defaultNodeID(),
-            keyPrefix: env["HELPDESK_KEY_PREFIX"] ?? "hd:{default}:",
+            keyPrefix: prefix,
             luaDirectory: env["HELPDESK_LUA_DIR"] ?? resources.directory("lua"),
             migrationsDirectory: env["HELPDESK_MIGRATIONS_DIR"] ?? resources.directory("migrations"),
             publicDirectory: env["HELPDESK_PUBLIC_DIR"] ?? resources.directory("Public"),
@@ -98,7 +106,8 @@ public struct ServerConfiguration: Sendable {
             customerGraceSeconds: try int("HELPDESK_CUSTOMER_GRACE", 60),
             heartbeatSeconds: try double("HELPDESK_HEARTBEAT_INTERVAL", 5),
             outboxClaimIdleSeconds: try double("HELPDESK_OUTBOX_CLAIM_IDLE", 30),
-            archiveRetentionSeconds: try int("HELPDESK_ARCHIVE_RETENTION", 3600)
+            archiveRetentionSeconds: try int("HELPDESK_ARCHIVE_RETENTION", 3600),
+            drainTimeoutSeconds: try int("HELPDESK_DRAIN_TIMEOUT", 20)
         )
     }
 

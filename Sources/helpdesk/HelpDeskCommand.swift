@@ -4,6 +4,7 @@ import HelpDeskCore
 import HelpDeskServer
 import Logging
 import PostgresClient
+import ServiceLifecycle
 
 /// `helpdesk`: serve a node, migrate the database, manage staff accounts.
 @main
@@ -37,7 +38,11 @@ struct Serve: AsyncParsableCommand {
         if let nodeId { configuration.nodeID = nodeId; logger[metadataKey: "node"] = .string(nodeId) }
         let services = try NodeServices(configuration: configuration, logger: logger)
         let app = try await buildApplication(services)
-        try await app.runService()
+        // The drain runs after the application in the group, so on SIGTERM it goes first.
+        var group = ServiceGroupConfiguration(services: [app, services.drainService()], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        group.maximumGracefulShutdownDuration = .seconds(configuration.drainTimeoutSeconds)
+        group.maximumCancellationDuration = .seconds(2)
+        try await ServiceGroup(configuration: group).run()
         await services.shutdown()
     }
 }

@@ -34,6 +34,9 @@ struct RealtimeBadInputTests {
         #expect(try await customer.request("CLOSE_CONVERSATION", ["conversation_id": chat.id]).code == "forbidden")
         #expect(try await otherSocket.request("CLOSE_CONVERSATION", ["conversation_id": chat.id]).code == "forbidden")
         #expect(try await otherSocket.request("TYPING", ["conversation_id": chat.id, "typing": true]).code == "forbidden")
+        let (restStatus, _) = try await HTTP.request("POST", a.url + "/api/v1/conversations/\(chat.id)/messages", token: stranger.token,
+                                                     body: ["text": "hi", "client_msg_id": "x5"])
+        #expect(restStatus == 403, "a customer token grants only its own conversation")
         #expect(try await redis.send("XLEN", streamKey).int == 0)
         try await Task.sleep(for: .milliseconds(200))
         #expect(ownerSocket.count("NEW_MESSAGE") + customer.count("NEW_MESSAGE") == 0, "nothing relayed")
@@ -145,8 +148,15 @@ struct RealtimeBadInputTests {
         let a = try await cluster.startNode()
         defer { Task { await cluster.shutdown() } }
         let first = try await cluster.startChat(on: a, email: "same@example.com")
-        let again = try await cluster.startChat(on: a, email: "Same@Example.com")
-        #expect(first.id == again.id)
+        // Its holder gets it back (a reload that kept the token)...
+        let (status, again) = try await HTTP.request("POST", a.url + "/api/v1/conversations", token: first.token, body: ["name": "C", "email": "Same@Example.com"])
+        #expect(status == 200)
+        #expect(again["conversation_id"] as? String == first.id)
+        #expect(again["customer_token"] is String)
+        // ...but knowing the e-mail alone gets no token for someone else's chat.
+        let (refused, error) = try await HTTP.request("POST", a.url + "/api/v1/conversations", body: ["name": "Mallory", "email": "same@example.com"])
+        #expect(refused == 409)
+        #expect(error["customer_token"] == nil)
         #expect(try await cluster.redis().send("ZCARD", cluster.prefix + "queue:0").int == 1)
     }
 }

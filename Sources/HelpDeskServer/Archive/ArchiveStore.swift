@@ -41,7 +41,9 @@ struct ArchiveStore: Sendable {
     /// Writes a conversation, its messages and events in one transaction. Idempotent: a second
     /// write of the same conversation changes nothing and duplicates nothing.
     func write(conversation c: [String: String], messages: [MessageView], events: [ArchivedEvent]) async throws {
-        guard let id = c["id"], let customer = c["customer_id"] else { return }
+        guard let id = c["id"], let customer = c["customer_id"] else {
+            throw PostgresError(.decodingFailed, "conversation hash without id or customer_id")
+        }
         try await pool.transaction { connection in
             let customerID: String = try connection.query("""
                 INSERT INTO customers (id, email, name) VALUES ($1, $2, $3)

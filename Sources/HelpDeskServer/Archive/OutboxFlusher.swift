@@ -26,6 +26,7 @@ struct OutboxFlusher: Service {
             var backoff = Duration.milliseconds(200)
             var lastClaim = ContinuousClock.now - claimIdle
             var readOwnPending = true
+            var failures: [String: Int] = [:]
             while !Task.isCancelled {
                 do {
                     let connection = try await RedisConnection.connect(configuration: redis.configuration)
@@ -34,14 +35,14 @@ struct OutboxFlusher: Service {
                     while !Task.isCancelled {
                         if readOwnPending {
                             // Entries delivered to this consumer earlier but not acknowledged (a failed flush, a restart).
-                            try await flushAll(try await read(connection, id: "0", block: false))
+                            try await flushAll(try await read(connection, id: "0", block: false), failures: &failures)
                             readOwnPending = false
                         }
                         if ContinuousClock.now - lastClaim >= claimIdle / 2 {
                             lastClaim = .now
-                            try await flushAll(try await claim(connection))
+                            try await flushAll(try await claim(connection), failures: &failures)
                         }
-                        try await flushAll(try await read(connection, id: ">", block: true))
+                        try await flushAll(try await read(connection, id: ">", block: true), failures: &failures)
                         backoff = .milliseconds(200)
                     }
                 } catch {
@@ -88,9 +89,25 @@ struct OutboxFlusher: Service {
         }
     }
 
-    private func flushAll(_ entries: [(String, String)]) async throws {
+    /// Flushes entries in order. An outage (PostgreSQL or Redis unreachable) stops the batch and is
+    /// retried with backoff. An entry PostgreSQL itself refuses three times is poison: it moves to
+    /// `outbox:dead` (with the error) and is acknowledged, so it cannot block the outbox forever.
+    private func flushAll(_ entries: [(String, String)], failures: inout [String: Int]) async throws {
         for (entryID, conversationID) in entries {
-            try await flush(entryID: entryID, conversationID: conversationID)
+            do {
+                try await flush(entryID: entryID, conversationID: conversationID)
+                failures.removeValue(forKey: entryID)
+            } catch let error as PostgresError where error.code == .queryFailed || error.code == .decodingFailed {
+                failures[entryID, default: 0] += 1
+                logger.error("outbox entry refused by PostgreSQL", metadata: ["conversation": "\(conversationID)", "error": "\(error)"])
+                guard failures[entryID, default: 0] >= 3 else { throw error }
+                _ = try await redis.pipeline([
+                    ["XADD", keys.outbox + ":dead", "*", "conversation_id", conversationID, "entry", entryID, "error", error.message],
+                    ["XACK", keys.outbox, Self.group, entryID],
+                    ["XDEL", keys.outbox, entryID],
+                ])
+                failures.removeValue(forKey: entryID)
+            }
         }
     }
 

@@ -87,13 +87,26 @@ actor ConnectionHub {
     /// Local agent ids and waiting customers' conversations, for the node heartbeat.
     func heartbeatSubjects() -> (agents: [String], waitingConversations: [String]) {
         var agents: Set<String> = []
-        for session in sessions.values where session.caller.role == .agent { agents.insert(session.caller.id) }
-        return (Array(agents), Array(Set(waitingCustomers.values.map(\.conversationID))))
+        var customers: Set<String> = []
+        for session in sessions.values {
+            if session.caller.role == .agent { agents.insert(session.caller.id) }
+            // Every connected customer counts as present (the script ignores non-waiting ones),
+            // whether or not this node follows its queue position.
+            if session.caller.role == .customer, let conversation = session.caller.conversationID { customers.insert(conversation) }
+        }
+        return (Array(agents), Array(customers))
     }
 
     /// Sessions of one staff user on this node.
     func sessions(ofUser id: String) -> [SocketSession] {
         (userSessions["s:" + id] ?? []).compactMap { sessions[$0] }
+    }
+
+    /// Closes sockets whose token has expired (a socket is only as good as the token it opened with).
+    func closeExpired(now: Int) {
+        for session in sessions.values where session.caller.expiresAt <= now {
+            session.close(.unknown(4001), "token expired: reconnect with a fresh one")
+        }
     }
 
     /// Every local socket: drain on shutdown, resync after a Redis loss.
@@ -126,6 +139,7 @@ actor ConnectionHub {
 
     /// Watches a waiting customer's queue position (QUEUE_STATUS whenever it changes).
     func trackWaiting(_ session: SocketSession, conversationID: String, category: String) {
+        guard sessions[session.id] != nil else { return }
         waitingCustomers[session.id] = WaitingCustomer(conversationID: conversationID, category: category, lastPosition: nil)
         scheduleQueueStatus()
     }
@@ -287,7 +301,10 @@ actor ConnectionHub {
             let positions = try await store.positions(unique)
             let inputs = try await store.waitInputs()
             for (sessionID, customer) in waiting {
-                guard let session = sessions[sessionID] else { continue }
+                guard let session = sessions[sessionID] else {
+                    waitingCustomers.removeValue(forKey: sessionID)
+                    continue
+                }
                 guard let position = positions[customer.conversationID] else {
                     waitingCustomers.removeValue(forKey: sessionID)
                     continue

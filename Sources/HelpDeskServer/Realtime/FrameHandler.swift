@@ -79,6 +79,9 @@ struct FrameHandler {
             }
             try await authorizeJoin(id)
             try await hub.join(session, conversationID: id, lastMessageID: data.lastMessageId, sendHistory: true)
+            if caller.role == .customer, let view = try await store.conversation(id), view.status == "waiting" {
+                await hub.trackWaiting(session, conversationID: id, category: view.categoryId)
+            }
             ack(ref, ["conversation_id": id])
 
         case "LEAVE_CONVERSATION":
@@ -89,6 +92,7 @@ struct FrameHandler {
         case "SEND_MESSAGE":
             let data = try decodeFrame(ClientEvent.Send.self, from: bytes)
             let message = try Self.validMessage(data, caller: caller)
+            try Self.requireOwnConversation(caller, try Self.conversationID(data.conversationId))
             let sent = try await store.send(conversationID: try Self.conversationID(data.conversationId), sender: caller,
                                             text: message.text, clientMsgID: message.clientMsgID, isInternal: message.isInternal)
             ack(ref, SendAck(conversationId: data.conversationId, messageId: sent.messageID, clientMsgId: message.clientMsgID, duplicate: sent.duplicate))
@@ -140,6 +144,11 @@ struct FrameHandler {
         case .supervisor, .admin:
             guard try await store.conversation(id) != nil else { throw HelpDeskError(.notFound, "no such live conversation") }
         }
+    }
+
+    /// A customer token grants one conversation, never a later one of the same e-mail.
+    static func requireOwnConversation(_ caller: Caller, _ id: String) throws {
+        if caller.role == .customer, caller.conversationID != id { throw HelpDeskError(.forbidden, "not your conversation") }
     }
 
     /// Conversation ids are UUIDs; anything else is refused before it reaches Redis.

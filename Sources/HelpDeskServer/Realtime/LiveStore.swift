@@ -97,11 +97,17 @@ struct LiveStore: Sendable {
         return try await conversations(ids)
     }
 
-    /// Messages after `after` (exclusive), or all; at most `limit`.
-    func messages(_ id: String, after: String?, limit: Int = 10_000) async throws -> [MessageView] {
-        let start = after.map { "(" + $0 } ?? "-"
-        let reply = try await redis.send("XRANGE", keys.messages(id), start, "+", "COUNT", String(limit))
-        return (reply.array ?? []).compactMap(MessageView.init(streamEntry:))
+    /// Every message after `after` (exclusive), or all, read in pages.
+    func messages(_ id: String, after: String?) async throws -> [MessageView] {
+        var messages: [MessageView] = []
+        var start = after.map { "(" + $0 } ?? "-"
+        while true {
+            let page = (try await redis.send("XRANGE", keys.messages(id), start, "+", "COUNT", "1000").array ?? [])
+                .compactMap(MessageView.init(streamEntry:))
+            messages += page
+            guard page.count == 1000, let last = page.last else { return messages }
+            start = "(" + last.id
+        }
     }
 
     struct Sent: Sendable {

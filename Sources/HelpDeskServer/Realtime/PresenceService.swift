@@ -29,6 +29,7 @@ struct PresenceService: Service {
 
     /// One heartbeat and one sweep.
     func tick() async {
+        await hub.closeExpired(now: Int(Date().timeIntervalSince1970))
         do {
             let (agents, waiting) = await hub.heartbeatSubjects()
             let lost = try await store.heartbeat(node: nodeID, nodeTTL: Self.ms(nodeTTL), agents: agents, waitingConversations: waiting)

@@ -33,6 +33,8 @@ struct WebSocketController: Sendable {
         router.group("ws")
             .add(middleware: WebSocketAuthMiddleware(services: services))
             .ws { _, context in
+                // A draining node takes no new sockets; the client retries through the balancer.
+                guard !services.drain.isDraining else { throw HelpDeskError(.unavailable, "this node is shutting down; reconnect") }
                 guard context.caller != nil else { throw HelpDeskError(.unauthorized, "a ticket or bearer token is required") }
                 return .upgrade([:])
             } onUpgrade: { inbound, outbound, context in

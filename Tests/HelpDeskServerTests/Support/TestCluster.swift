@@ -76,7 +76,9 @@ final class TestCluster: @unchecked Sendable {
             portsContinuation.yield(channel.localAddress?.port ?? 0)
             portsContinuation.finish()
         }
-        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
+        var configuration = ServiceGroupConfiguration(services: [app, services.drainService()], gracefulShutdownSignals: [], logger: logger)
+        configuration.maximumGracefulShutdownDuration = .seconds(10)
+        let group = ServiceGroup(configuration: configuration)
         let task = Task { try await group.run() }
         var port = 0
         for await p in ports { port = p }
@@ -85,7 +87,7 @@ final class TestCluster: @unchecked Sendable {
         return node
     }
 
-    /// Stops a node: its sockets close, its services end.
+    /// Stops a node as SIGTERM does: drain (sockets closed with 1012), then stop its services.
     func stop(_ node: Node) async {
         await node.group.triggerGracefulShutdown()
         _ = try? await node.task.value
