@@ -1,6 +1,6 @@
 # HelpDesk. `make run` serves one node on http://127.0.0.1:8080; `make test` runs every test.
 SHELL := /bin/bash
-.PHONY: all deps build run test bench stop clean
+.PHONY: all deps build run cluster test bench stop clean
 
 all: build
 
@@ -12,6 +12,10 @@ build: deps
 
 run: build
 	scripts/run.sh
+
+# Three nodes behind nginx on :8080 (deploy/nginx.conf), with the databases of `make run`.
+cluster: build
+	scripts/cluster.sh
 
 test: deps
 	scripts/test.sh

@@ -7,7 +7,11 @@
 --       actor_id, now_ms
 -- Returns {'ok', conv_id} or {'err', code}
 local P = ARGV[1]
-local agent_id, wanted, mode, actor, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local agent_id, wanted, mode, actor = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+-- assignment time from Redis's clock, not the caller's: assignments on many nodes then order
+-- exactly as they happened (ARGV[6], the node's time, is kept for the interface)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local agent_key = P .. 'agent:' .. agent_id
 local a = redis.call('HMGET', agent_key, 'status', 'capacity', 'active', 'categories', 'name')
 local status, capacity, active = a[1], tonumber(a[2] or '0'), tonumber(a[3] or '0')
