@@ -196,7 +196,7 @@ public final class RedisSubscriber: Service, Sendable {
                     }
                     try? await channel.close()
                     failWaiters(RedisError(.connectionClosed, "pub/sub connection lost"))
-                    logger.warning("pub/sub connection lost")
+                    if !Task.isCancelled && !Task.isShuttingDownGracefully { logger.warning("pub/sub connection lost") }
                 } catch {
                     // Connected but the handshake could not be written: forget the channel, so that
                     // `add` does not wait for confirmations on it.

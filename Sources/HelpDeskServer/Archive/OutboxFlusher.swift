@@ -46,6 +46,7 @@ struct OutboxFlusher: Service {
                         backoff = .milliseconds(200)
                     }
                 } catch {
+                    if Task.isCancelled || Task.isShuttingDownGracefully { break }
                     logger.warning("outbox flush failed; will retry", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
                     readOwnPending = true
                     try? await Task.sleep(for: backoff)
