@@ -1,9 +1,23 @@
 import Foundation
 
-/// Where and how to reach Redis, parsed from `redis://[:password@]host:port/db`.
+/// Where and how to reach Redis, parsed from `redis://[:password@]host:port/db`, or through
+/// Redis Sentinel from `redis+sentinel://[:password@]host:port[,host:port...]/master-name[/db]`.
 public struct RedisConfiguration: Sendable, Equatable {
+    /// A host and port.
+    public struct Endpoint: Sendable, Equatable {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
     public var host: String
     public var port: Int
+    /// Sentinels to ask for the current primary of `masterName` (empty: connect to host:port).
+    public var sentinels: [Endpoint] = []
+    public var masterName: String?
     public var password: String?
     public var username: String?
     public var database: Int
@@ -25,8 +39,13 @@ public struct RedisConfiguration: Sendable, Equatable {
         self.commandTimeout = commandTimeout
     }
 
-    /// Parses `redis://[[user]:password@]host[:port][/db]`.
+    /// Parses `redis://[[user]:password@]host[:port][/db]` or
+    /// `redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master-name[/db]`.
     public init(url: String) throws {
+        if url.hasPrefix("redis+sentinel://") {
+            try self.init(sentinelURL: url)
+            return
+        }
         guard let components = URLComponents(string: url), components.scheme == "redis" else {
             throw RedisError(.invalidArgument, "not a redis:// URL: \(url)")
         }
@@ -43,6 +62,40 @@ public struct RedisConfiguration: Sendable, Equatable {
         let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         if !path.isEmpty {
             guard let db = Int(path), db >= 0 else { throw RedisError(.invalidArgument, "bad database number in redis URL: \(path)") }
+            self.database = db
+        }
+    }
+
+    private init(sentinelURL url: String) throws {
+        var rest = Substring(url.dropFirst("redis+sentinel://".count))
+        var password: String?
+        var username: String?
+        if let at = rest.lastIndex(of: "@") {
+            let userinfo = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            let parts = userinfo.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            if parts.count == 2 {
+                if !parts[0].isEmpty { username = String(parts[0]).removingPercentEncoding }
+                password = String(parts[1]).removingPercentEncoding
+            }
+        }
+        let pieces = rest.split(separator: "/", omittingEmptySubsequences: false)
+        guard pieces.count >= 2, !pieces[1].isEmpty else {
+            throw RedisError(.invalidArgument, "a sentinel URL names its master: redis+sentinel://host:26379/mymaster")
+        }
+        var sentinels: [Endpoint] = []
+        for address in pieces[0].split(separator: ",") {
+            let hp = address.split(separator: ":")
+            guard let host = hp.first, !host.isEmpty else { throw RedisError(.invalidArgument, "bad sentinel address \(address)") }
+            guard let port = hp.count > 1 ? Int(hp[1]) : 26379 else { throw RedisError(.invalidArgument, "bad sentinel port in \(address)") }
+            sentinels.append(Endpoint(host: String(host), port: port))
+        }
+        guard !sentinels.isEmpty else { throw RedisError(.invalidArgument, "no sentinel address in \(url)") }
+        self.init(host: sentinels[0].host, port: sentinels[0].port, password: password, username: username)
+        self.sentinels = sentinels
+        self.masterName = String(pieces[1])
+        if pieces.count > 2, !pieces[2].isEmpty {
+            guard let db = Int(pieces[2]), db >= 0 else { throw RedisError(.invalidArgument, "bad database number in sentinel URL") }
             self.database = db
         }
     }

@@ -93,6 +93,11 @@ final class RedisCommandHandler: ChannelDuplexHandler {
             let done = pending.removeFirst()
             done.promise.succeed(done.replies)
         }
+        // A primary demoted by a failover answers writes with READONLY: drop the connection so the
+        // next use reconnects (through Sentinel, to the new primary).
+        if case .error(let message) = value, message.hasPrefix("READONLY") {
+            context.close(promise: nil)
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -147,6 +152,7 @@ public final class RedisConnection: Sendable {
         handlers: @escaping @Sendable (any Channel) throws -> Void
     ) async throws -> any Channel {
         let timeout = TimeAmount(configuration.connectTimeout)
+        let target = try await primary(of: configuration, eventLoopGroup: eventLoopGroup)
         do {
             return try await ClientBootstrap(group: eventLoopGroup)
                 .connectTimeout(timeout)
@@ -155,11 +161,37 @@ public final class RedisConnection: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture { try handlers(channel) }
                 }
-                .connect(host: configuration.host, port: configuration.port)
+                .connect(host: target.host, port: target.port)
                 .get()
         } catch {
-            throw RedisError(.connectionClosed, "cannot connect to Redis at \(configuration.host):\(configuration.port): \(error)")
+            throw RedisError(.connectionClosed, "cannot connect to Redis at \(target.host):\(target.port): \(error)")
         }
+    }
+
+    /// Where to connect: host:port, or the primary that the first answering sentinel names now.
+    /// Every (re)connect asks again, so pools and the subscriber follow a failover by themselves.
+    static func primary(of configuration: RedisConfiguration, eventLoopGroup: any EventLoopGroup) async throws -> RedisConfiguration.Endpoint {
+        guard let master = configuration.masterName, !configuration.sentinels.isEmpty else {
+            return .init(host: configuration.host, port: configuration.port)
+        }
+        var lastError: (any Error)?
+        for sentinel in configuration.sentinels {
+            do {
+                var direct = RedisConfiguration(host: sentinel.host, port: sentinel.port, connectTimeout: configuration.connectTimeout,
+                                                commandTimeout: configuration.connectTimeout)
+                direct.password = nil
+                let connection = try await RedisConnection.connect(configuration: direct, eventLoopGroup: eventLoopGroup)
+                defer { Task { await connection.close() } }
+                let reply = try await connection.send(["SENTINEL", "get-master-addr-by-name", master])
+                if let parts = reply.array, parts.count == 2, let host = parts[0].string, let port = parts[1].int {
+                    return .init(host: host, port: port)
+                }
+                lastError = RedisError(.unexpectedReply, "sentinel \(sentinel.host):\(sentinel.port) does not know master \(master)")
+            } catch {
+                lastError = error
+            }
+        }
+        throw RedisError(.connectionClosed, "no sentinel named a primary for \(master): \(lastError.map { "\($0)" } ?? "")")
     }
 
     /// The AUTH and SELECT a connection needs before its first command.
