@@ -46,6 +46,21 @@ if c[2] and c[2] ~= '' then
     redis.call('HSET', stats, 'handle_ms_avg', avg)
   end
 end
+-- a call still ringing or running ends with the conversation
+local call_key = conv_key .. ':call'
+local call_id = redis.call('HGET', call_key, 'call_id')
+if call_id then
+  local call = redis.call('HMGET', call_key, 'caller_id', 'callee_id', 'answered_at', 'media')
+  local duration = 0
+  if call[3] and call[3] ~= '' then duration = math.floor((now - tonumber(call[3])) / 1000) end
+  redis.call('DEL', call_key)
+  redis.call('ZREM', P .. 'calls:ringing', id)
+  redis.call('XADD', conv_key .. ':events', '*', 'type', 'call_ended', 'actor_id', actor, 'actor_role', role, 'at', now,
+    'data', cjson.encode({call_id = call_id, duration_s = duration, media = call[4]}))
+  local frame = cjson.encode({event = 'CALL_END', data = {conversation_id = id, call_id = call_id, reason = 'ended', duration_s = duration}})
+  redis.call('PUBLISH', P .. 'ch:conv:' .. id, 't|' .. call[1] .. '|' .. frame)
+  redis.call('PUBLISH', P .. 'ch:conv:' .. id, 't|' .. call[2] .. '|' .. frame)
+end
 redis.call('XADD', conv_key .. ':events', '*', 'type', 'closed', 'actor_id', actor, 'actor_role', role, 'at', now,
   'data', cjson.encode({resolution = resolution}))
 redis.call('PUBLISH', P .. 'ch:conv:' .. id, 'a|-|' .. cjson.encode({event = 'CONVERSATION_CLOSED', data = {

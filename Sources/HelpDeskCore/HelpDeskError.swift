@@ -17,6 +17,7 @@ public struct HelpDeskError: Error, Sendable, Equatable, CustomStringConvertible
         case alreadyPicked = "already_picked"
         case atCapacity = "at_capacity"
         case conversationClosed = "conversation_closed"
+        case busy = "busy"
         case unknownEvent = "unknown_event"
         case unavailable = "unavailable"
         case internalError = "internal_error"
@@ -28,7 +29,7 @@ public struct HelpDeskError: Error, Sendable, Equatable, CustomStringConvertible
             case .unauthorized, .invalidCredentials, .tokenExpired: return 401
             case .forbidden: return 403
             case .notFound: return 404
-            case .conflict, .alreadyPicked, .atCapacity, .conversationClosed: return 409
+            case .conflict, .alreadyPicked, .atCapacity, .conversationClosed, .busy: return 409
             case .rateLimited: return 429
             case .unavailable: return 503
             case .internalError: return 500

@@ -104,6 +104,7 @@ func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
     ConversationsController(store: parts.store, archive: parts.archive, users: users, services: services)
         .addRoutes(public: api, authenticated: authenticated)
     AnalyticsController(pool: services.postgres, store: parts.store).addRoutes(to: authenticated)
+    ICEServersController(configuration: services.configuration, clock: services.clock).addRoutes(to: authenticated)
     WebSocketController(hub: parts.hub, store: parts.store, users: users, services: services)
         .addRoutes(router: router, authenticated: authenticated)
     return router

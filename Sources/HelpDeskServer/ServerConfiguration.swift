@@ -52,6 +52,15 @@ public struct ServerConfiguration: Sendable {
     public var archiveRetentionSeconds: Int
     /// Upper bound of a graceful shutdown (drain, then stop), seconds.
     public var drainTimeoutSeconds: Int
+    /// Seconds an unanswered call rings before it ends as missed.
+    public var callTimeoutSeconds: Int
+    /// STUN and TURN servers handed to browsers (comma-separated in the environment).
+    public var stunURLs: [String]
+    public var turnURLs: [String]
+    /// coturn's `static-auth-secret`; TURN entries are only given when it is set.
+    public var turnSecret: String?
+    /// Lifetime of TURN credentials, seconds.
+    public var turnTTL: Int
 
     /// Reads the environment. Missing values get development defaults, except the JWT secret,
     /// which must be set (at least 16 bytes).
@@ -107,7 +116,12 @@ public struct ServerConfiguration: Sendable {
             heartbeatSeconds: try double("HELPDESK_HEARTBEAT_INTERVAL", 5),
             outboxClaimIdleSeconds: try double("HELPDESK_OUTBOX_CLAIM_IDLE", 30),
             archiveRetentionSeconds: try int("HELPDESK_ARCHIVE_RETENTION", 3600),
-            drainTimeoutSeconds: try int("HELPDESK_DRAIN_TIMEOUT", 20)
+            drainTimeoutSeconds: try int("HELPDESK_DRAIN_TIMEOUT", 20),
+            callTimeoutSeconds: try int("HELPDESK_CALL_TIMEOUT", 45),
+            stunURLs: (env["HELPDESK_STUN_URLS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty },
+            turnURLs: (env["HELPDESK_TURN_URLS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty },
+            turnSecret: env["HELPDESK_TURN_SECRET"].flatMap { $0.isEmpty ? nil : $0 },
+            turnTTL: try int("HELPDESK_TURN_TTL", 3600)
         )
     }
 

@@ -65,3 +65,14 @@ struct CryptoTests {
         #expect(!Crypto.constantTimeEqual([1, 2, 3], [1, 2]))
     }
 }
+
+@Suite("TURN REST credentials")
+struct TurnCredentialTests {
+    /// Vector computed independently: base64(HMAC-SHA1("north-pole-secret", "1800000000:42")).
+    @Test("username is expiry:user and the password the base64 HMAC-SHA1 of it")
+    func knownVector() {
+        let credentials = TurnCredentials(secret: "north-pole-secret", userID: "42", expiresAt: 1_800_000_000)
+        #expect(credentials.username == "1800000000:42")
+        #expect(credentials.credential == "0nFsVdOnvjirPu1aU92nuPtaU7o=")
+    }
+}

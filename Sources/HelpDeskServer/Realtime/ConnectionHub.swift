@@ -203,8 +203,9 @@ actor ConnectionHub {
 
     // MARK: fan-out
 
-    /// One pub/sub message: `<audience>|<key>|<frame>` where audience is `a` (everyone) or `s`
-    /// (staff only) and key is a message id (or `-`), a category, or an agent id.
+    /// One pub/sub message: `<audience>|<key>|<frame>` where audience is `a` (everyone), `s`
+    /// (staff only) or `t` (one user: key is its id), and key is otherwise a message id (or `-`),
+    /// a category, or a supervisor id.
     func deliver(channel: String, payload: String) {
         guard let bar1 = payload.firstIndex(of: "|") else { return }
         let audience = payload[payload.startIndex]
@@ -250,6 +251,11 @@ actor ConnectionHub {
 
     private func forward(_ frame: String, key: String, audience: Character, to session: SocketSession, conversation: String) {
         if audience == "s" && !session.isStaff { return }
+        // 't': for one user only (call signaling); key is that user's id.
+        if audience == "t" {
+            if session.caller.id == key { session.send(frame) }
+            return
+        }
         if let id = StreamID(key) {
             guard let cursor = cursors[conversation]?[session.id], cursor.messages else { return }
             if let last = cursor.lastDelivered, id <= last { return }

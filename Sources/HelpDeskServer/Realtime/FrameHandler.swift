@@ -11,6 +11,8 @@ struct FrameHandler {
     let hub: ConnectionHub
     let store: LiveStore
     let logger: Logger
+    /// Seconds an unanswered call rings.
+    var callTimeout = 45
     /// Error times within the last minute.
     private var recentErrors: [Date] = []
 
@@ -128,6 +130,10 @@ struct FrameHandler {
             ack(ref, ["status": data.status])
 
         default:
+            if let data = try await handleCall(envelope.event, bytes, callTimeout: callTimeout) {
+                if ref != nil || envelope.event != "RTC_SIGNAL" { ack(ref, data) }
+                return
+            }
             throw HelpDeskError(.unknownEvent, "unknown event \(envelope.event.prefix(40))")
         }
     }

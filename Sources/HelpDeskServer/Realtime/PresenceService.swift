@@ -40,6 +40,7 @@ struct PresenceService: Service {
             }
             let (offline, requeued, abandoned) = try await store.sweep(
                 agentGrace: Self.ms(agentGrace), nodeTTL: Self.ms(nodeTTL), customerGrace: Self.ms(customerGrace))
+            try await store.expireCalls()
             if offline + requeued + abandoned > 0 {
                 logger.info("presence sweep", metadata: ["offline": "\(offline)", "requeued": "\(requeued)", "abandoned": "\(abandoned)"])
             }

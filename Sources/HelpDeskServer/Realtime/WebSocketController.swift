@@ -94,6 +94,7 @@ struct WebSocketController: Sendable {
                 }
             }
             var handler = FrameHandler(session: session, hub: hub, store: store, logger: logger)
+            handler.callTimeout = services.configuration.callTimeoutSeconds
             for try await message in inbound.messages(maxSize: Self.maxFrameSize) {
                 await handler.handle(message)
                 if handler.shouldClose {
