@@ -38,6 +38,8 @@ struct ConversationsController: Sendable {
     struct CloseBody: Decodable { var resolution: String? }
     struct StatusBody: Decodable { var status: String }
     struct RatingBody: Decodable { var rating: Int; var comment: String? }
+    struct TransferBody: Decodable { var agentId: Int?; var categoryId: Int?; var note: String? }
+    struct EscalateBody: Decodable { var note: String? }
 
     static let priorities: Set<String> = ["low", "normal", "high", "urgent"]
 
@@ -148,6 +150,35 @@ struct ConversationsController: Sendable {
             let resolution = try Validate.text(body.resolution ?? "", field: "resolution", max: 500, min: 0)
             try await store.close(conversationID: id, actor: context.caller, resolution: resolution)
             return try Response.json(try await store.conversation(id))
+        }
+
+        authenticated.post("conversations/:id/transfer") { request, context in
+            try context.require(.agent, .supervisor, .admin)
+            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            let body = try await request.decodeJSON(TransferBody.self, context: context)
+            guard body.agentId == nil || body.categoryId == nil else {
+                throw HelpDeskError(.validationFailed, "give agent_id or category_id, not both")
+            }
+            let note = try Validate.text(body.note ?? "", field: "note", max: 500, min: 0)
+            let category = try await body.categoryId.asyncMap { try await validCategory($0) }
+            _ = try await store.transfer(conversationID: id, actor: context.caller, agentID: body.agentId.map(String.init), category: category, note: note)
+            return try Response.json(try await store.conversation(id))
+        }
+
+        authenticated.post("conversations/:id/escalate") { request, context in
+            try context.require(.agent)
+            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            let hasBody = request.headers[.contentLength].map { $0 != "0" } ?? false
+            let body = hasBody ? try await request.decodeJSON(EscalateBody.self, context: context) : EscalateBody(note: nil)
+            try await store.escalate(conversationID: id, actor: context.caller, note: try Validate.text(body.note ?? "", field: "note", max: 500, min: 0))
+            return try Response.json(try await store.conversation(id))
+        }
+
+        authenticated.post("conversations/:id/reopen") { _, context in
+            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            try FrameHandler.requireOwnConversation(context.caller, id)
+            let position = try await store.reopen(conversationID: id, actor: context.caller)
+            return try Response.json(["conversation_id": AnyEncodable(id), "position": AnyEncodable(position), "status": AnyEncodable("waiting")])
         }
 
         authenticated.post("conversations/:id/rating") { request, context in

@@ -231,7 +231,9 @@ actor ConnectionHub {
                     waitingCustomers.removeValue(forKey: id)
                 }
             }
-            if frame.contains(#""event":"CONVERSATION_REQUEUED""#) {
+            if frame.contains(#""event":"CONVERSATION_REQUEUED""#) || frame.contains(#""event":"CONVERSATION_TRANSFERRED""#)
+                || frame.contains(#""event":"CONVERSATION_REOPENED""#) {
+                dropFormerAgents(conversation, frame: frame)
                 requeued(conversation)
             }
         } else if name.hasPrefix("ch:user:") {
@@ -262,6 +264,18 @@ actor ConnectionHub {
             cursors[conversation]?[session.id]?.lastDelivered = id
         }
         session.send(frame)
+    }
+
+    /// An agent's access is checked when it joins; when the conversation moves to someone else
+    /// (or back to the queue) its sockets stop following it.
+    private func dropFormerAgents(_ conversation: String, frame: String) {
+        struct Moved: Decodable { struct Data: Decodable { struct Agent: Decodable { var id: String }; var agent: Agent? }; var data: Data }
+        let newAgent = (try? JSONDecoder().decode(Moved.self, from: Data(frame.utf8)))?.data.agent?.id
+        for (id, _) in cursors[conversation] ?? [:] {
+            guard let session = sessions[id], session.caller.role == .agent, session.caller.id != newAgent else { continue }
+            joinedBy[id]?.remove(conversation)
+            removeCursor(session: id, conversation: conversation)
+        }
     }
 
     private func requeued(_ conversation: String) {

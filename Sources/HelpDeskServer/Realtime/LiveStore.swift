@@ -136,6 +136,44 @@ struct LiveStore: Sendable {
         guard r.first?.string == "ok" else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
     }
 
+    /// transfer.lua: to another agent (`agentID`), or back to a queue (`category`, nil keeps it).
+    /// Returns the conversation's status afterwards.
+    func transfer(conversationID: String, actor: Caller, agentID: String?, category: String?, note: String) async throws -> String {
+        try await runTransfer("transfer", conversationID: conversationID, actor: actor, note: note, agentID: agentID ?? "", category: category ?? "")
+    }
+
+    /// transfer.lua escalate: flags the conversation and tells the agent's supervisor (and admins).
+    func escalate(conversationID: String, actor: Caller, note: String) async throws {
+        _ = try await runTransfer("escalate", conversationID: conversationID, actor: actor, note: note, agentID: "", category: "")
+    }
+
+    private func runTransfer(_ op: String, conversationID: String, actor: Caller, note: String, agentID: String, category: String) async throws -> String {
+        let reply = try await scripts.run("transfer", keys: [keys.conversation(conversationID)], arguments: [
+            keys.prefix, op, String(now), conversationID, actor.id, actor.role.rawValue, note, agentID, category,
+        ], on: redis)
+        let r = reply.array ?? []
+        guard r.first?.string == "ok" else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
+        return r.count > 1 ? r[1].string ?? "" : ""
+    }
+
+    /// reopen.lua: a closed conversation back in its queue; returns its position.
+    func reopen(conversationID: String, actor: Caller) async throws -> Int {
+        let reply = try await scripts.run("reopen", keys: [keys.conversation(conversationID)], arguments: [
+            keys.prefix, conversationID, actor.id, actor.role.rawValue, String(now),
+        ], on: redis)
+        let r = reply.array ?? []
+        guard r.first?.string == "ok" else {
+            if r.count > 1, r[1].string == "conflict" {
+                throw HelpDeskError(.conflict, "only a closed conversation can be reopened, and only while its customer has no other open one")
+            }
+            if r.count > 1, r[1].string == "not_found" {
+                throw HelpDeskError(.conflict, "this conversation is archived and can no longer be reopened; start a new chat")
+            }
+            throw Self.scriptError(r.count > 1 ? r[1].string : nil)
+        }
+        return r.count > 1 ? r[1].int ?? 0 : 0
+    }
+
     /// Relays a typing indicator to the conversation's sockets without storing it.
     func publishTyping(conversationID: String, user: Caller, typing: Bool) async throws {
         let frame = ServerFrame.encode("TYPING", TypingData(conversationId: conversationID, userId: user.id, role: user.role.rawValue, typing: typing))
