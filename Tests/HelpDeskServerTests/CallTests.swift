@@ -70,7 +70,8 @@ struct CallTests {
             return types.contains("call_started") && types.contains("call_answered") && types.contains("call_ended")
         }
         let data: String = try await pg.query("SELECT data FROM conversation_events WHERE conversation_id = $1::uuid AND type = 'call_ended'", [id]).first!.decode("data")
-        #expect(data.contains("\"duration_s\":1") || data.contains("\"duration_s\":2"), "\(data)")
+        let duration = (try JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any])?["duration_s"] as? Int ?? 0
+        #expect(duration >= 1, "the call lasted over a second: \(data)")
         await customer.close(); await agent.close(); await board.close()
     }
 

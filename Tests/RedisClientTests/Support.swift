@@ -164,7 +164,7 @@ final class PrivateRedisServer {
     }
 
     var configuration: RedisConfiguration {
-        RedisConfiguration(host: "127.0.0.1", port: port, connectTimeout: .seconds(1), commandTimeout: .seconds(5))
+        RedisConfiguration(host: "127.0.0.1", port: port, connectTimeout: .seconds(3), commandTimeout: .seconds(5))
     }
 
     /// Starts the server and waits until it answers PING.

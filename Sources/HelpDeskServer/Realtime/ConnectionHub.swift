@@ -40,6 +40,9 @@ actor ConnectionHub {
     private var subscriptions: [String: Task<Void, any Error>] = [:]
     private var queueStatusScheduled = false
     private var nextSessionID = 0
+    /// Per agent, the last presence update sent to Redis: updates of one agent run in the order
+    /// its sockets came and went on this node (a reload's disconnect must not land after its connect).
+    private var presenceChains: [String: Task<String?, any Error>] = [:]
 
     init(store: LiveStore, subscriber: RedisSubscriber, keys: RedisKeys, logger: Logger) {
         self.store = store
@@ -55,20 +58,34 @@ actor ConnectionHub {
         return nextSessionID
     }
 
-    /// Adds a socket; returns true when it is its user's first socket on this node.
-    func register(_ session: SocketSession) async throws -> Bool {
+    /// Adds a socket. For an agent, `presence(first)` (first = its first socket on this node) is
+    /// queued behind the agent's earlier presence updates before anything else can interleave, so
+    /// a reload's disconnect never lands after its connect; the returned task gives its result.
+    func register(_ session: SocketSession, presence: (@Sendable (Bool) async throws -> String?)? = nil) async throws -> Task<String?, any Error>? {
         sessions[session.id] = session
         let userKey = Self.userKey(session.caller)
         let first = userSessions[userKey, default: []].isEmpty
         userSessions[userKey, default: []].insert(session.id)
+        let update = presence.map { body in chainPresence(session.caller.id) { try await body(first) } }
         if first, session.isStaff {
             try await ensureSubscribed(keys.userChannel(session.caller.id))
         }
-        return first
+        return update
     }
 
-    /// Removes a socket; returns true when it was its user's last socket on this node.
-    func unregister(_ session: SocketSession) -> Bool {
+    private func chainPresence(_ agentID: String, _ update: @escaping @Sendable () async throws -> String?) -> Task<String?, any Error> {
+        let previous = presenceChains[agentID]
+        let task = Task {
+            _ = try? await previous?.value
+            return try await update()
+        }
+        presenceChains[agentID] = task
+        return task
+    }
+
+    /// Removes a socket; when it was its user's last socket on this node, `onLast` is queued
+    /// (for agents, behind their earlier presence updates) and its task returned.
+    func unregister(_ session: SocketSession, onLast: (@Sendable () async throws -> String?)? = nil) -> Task<String?, any Error>? {
         sessions.removeValue(forKey: session.id)
         waitingCustomers.removeValue(forKey: session.id)
         for conversation in joinedBy.removeValue(forKey: session.id) ?? [] {
@@ -76,12 +93,12 @@ actor ConnectionHub {
         }
         let userKey = Self.userKey(session.caller)
         userSessions[userKey]?.remove(session.id)
-        if userSessions[userKey]?.isEmpty == true {
-            userSessions.removeValue(forKey: userKey)
-            if session.isStaff { unsubscribe(keys.userChannel(session.caller.id)) }
-            return true
-        }
-        return false
+        guard userSessions[userKey]?.isEmpty == true else { return nil }
+        userSessions.removeValue(forKey: userKey)
+        if session.isStaff { unsubscribe(keys.userChannel(session.caller.id)) }
+        guard let onLast else { return nil }
+        let task = chainPresence(session.caller.id, onLast)
+        return task
     }
 
     /// Local agent ids and waiting customers' conversations, for the node heartbeat.

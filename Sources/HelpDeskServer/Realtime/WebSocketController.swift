@@ -74,13 +74,18 @@ struct WebSocketController: Sendable {
         defer { writer.cancel() }
 
         do {
-            let first = try await hub.register(session)
             var status: String?
             if caller.role == .agent {
-                status = first
-                    ? try await store.agentConnected(agentID: caller.id, node: services.configuration.nodeID, name: name,
-                                                     capacity: capacity, categories: categoryList, supervisorID: supervisor)
-                    : try await store.agentStatus(caller.id)
+                let (store, node) = (self.store, services.configuration.nodeID)
+                let (capacity, categoryList, supervisor, name) = (capacity, categoryList, supervisor, name)
+                status = try await hub.register(session) { first in
+                    first
+                        ? try await store.agentConnected(agentID: caller.id, node: node, name: name,
+                                                         capacity: capacity, categories: categoryList, supervisorID: supervisor)
+                        : try await store.agentStatus(caller.id)
+                }?.value
+            } else {
+                _ = try await hub.register(session)
             }
             session.send(ServerFrame.encode("HELLO", HelloData(
                 nodeId: services.configuration.nodeID,
@@ -105,8 +110,14 @@ struct WebSocketController: Sendable {
         } catch {
             logger.debug("socket ended", metadata: ["error": "\(error)"])
         }
-        if await hub.unregister(session), caller.role == .agent {
-            try? await store.agentDisconnected(agentID: caller.id, node: services.configuration.nodeID)
+        if caller.role == .agent {
+            let (store, node) = (self.store, services.configuration.nodeID)
+            _ = try? await hub.unregister(session) {
+                try await store.agentDisconnected(agentID: caller.id, node: node)
+                return nil
+            }?.value
+        } else {
+            _ = await hub.unregister(session)
         }
         session.close(.normalClosure, "bye")
         _ = await writer.result
