@@ -21,7 +21,7 @@ local function event(conv, type, actor, role, data)
 end
 
 -- ends a call: both participants told, history written
-local function finish(conv, call, reason, actor, role)
+local function finish(conv, call, reason, actor, role, name)
   local duration = 0
   if call.answered_at and call.answered_at ~= '' then duration = math.floor((now - tonumber(call.answered_at)) / 1000) end
   redis.call('DEL', P .. 'conv:' .. conv .. ':call')
@@ -34,7 +34,7 @@ local function finish(conv, call, reason, actor, role)
     event(conv, 'call_ended', actor, role, {call_id = call.call_id, duration_s = duration, media = call.media})
   end
   local data = {conversation_id = conv, call_id = call.call_id, reason = reason, duration_s = duration}
-  if actor ~= '' then data.from = {id = actor, role = role} end
+  if actor ~= '' then data.from = {id = actor, role = role, name = name} end
   send_to(conv, call.caller_id, {event = 'CALL_END', data = data})
   send_to(conv, call.callee_id, {event = 'CALL_END', data = data})
 end
@@ -51,7 +51,7 @@ if op == 'expire' then
   local ended = 0
   for _, conv in ipairs(redis.call('ZRANGEBYSCORE', P .. 'calls:ringing', '-inf', now, 'LIMIT', 0, 100)) do
     local call = load_call(conv)
-    if call and call.state == 'ringing' then finish(conv, call, 'missed', '', 'system'); ended = ended + 1
+    if call and call.state == 'ringing' then finish(conv, call, 'missed', '', 'system', ''); ended = ended + 1
     else redis.call('ZREM', P .. 'calls:ringing', conv) end
   end
   return {'ok', ended}
@@ -89,10 +89,11 @@ if op == 'accept' then
   send_to(conv, other, {event = 'CALL_ACCEPT', data = {conversation_id = conv, call_id = call_id, from = from}})
 elseif op == 'reject' then
   if user ~= call.callee_id or call.state ~= 'ringing' then return {'err', 'forbidden'} end
-  finish(conv, call, 'rejected', user, role)
+  send_to(conv, other, {event = 'CALL_REJECT', data = {conversation_id = conv, call_id = call_id, from = from}})
+  finish(conv, call, 'rejected', user, role, name)
 elseif op == 'end' then
   -- hanging up a call nobody answered yet is a missed call for the other side
-  finish(conv, call, call.state == 'ringing' and 'missed' or 'ended', user, role)
+  finish(conv, call, call.state == 'ringing' and 'missed' or 'ended', user, role, name)
 elseif op == 'signal' then
   local ok, signal = pcall(cjson.decode, ARGV[9])
   if not ok or type(signal) ~= 'table' then return {'err', 'validation_failed'} end

@@ -19,6 +19,8 @@ status=0
 swift test --skip-build 2>&1 | tee "$HELPDESK_TEST_OUTPUT/swift-test.log" || status=1
 # Browser tests: two real nodes of the binary just built, Debian's Chromium driven by Playwright.
 tests/browser/run.sh 2>&1 | tee "$HELPDESK_TEST_OUTPUT/browser-test.log" || status=1
+# Calls: WebRTC between two pages, nodes and databases in a loopback-only network namespace.
+tests/browser/run_calls.sh 2>&1 | tee "$HELPDESK_TEST_OUTPUT/calls-test.log" || status=1
 # Scale-out: three real nodes behind nginx, a drain and a kill during 30 chats.
 .build/browser-venv/bin/python -m pytest tests/cluster -q 2>&1 | tee "$HELPDESK_TEST_OUTPUT/cluster-test.log" || status=1
 [ "$status" = 0 ] && echo "make test: all passed" || echo "make test: FAILED (logs in $HELPDESK_TEST_OUTPUT)"

@@ -14,7 +14,7 @@
   // Counters the browser tests read (the sound and the notification cannot be heard or seen there).
   HD.debug = { beeps: 0, notifications: 0 };
 
-  let session, api, socket, me;
+  let session, api, socket, me, calls;
   const categories = new Map(); // id (string) -> name
   const queue = new Map(); // conversation id -> conversation (insertion order = queue order)
   const chats = new Map(); // conversation id -> chat
@@ -168,11 +168,14 @@
       h('label', { for: 'resolution-' + c.id, class: 'sr-only' }, 'Resolution'), resolution, closeButton);
     const dismiss = h('button', { type: 'button', class: 'small', hidden: true, onclick: () => dismissChat(c.id) }, 'Dismiss');
     const status = h('span', { class: 'badge ok' }, 'active');
+    const callAudio = h('button', { type: 'button', class: 'small', 'aria-label': 'Audio call with ' + name, onclick: () => calls.start(c.id, 'audio') }, 'Call');
+    const callVideo = h('button', { type: 'button', class: 'small', 'aria-label': 'Video call with ' + name, onclick: () => calls.start(c.id, 'video') }, 'Video call');
+    c.callButtons = h('span', { class: 'call-buttons' }, callAudio, callVideo);
     c.email = h('span', { class: 'muted small' }, conversation.customer && conversation.customer.email ? conversation.customer.email : '');
     const head = h('div', { class: 'chat-head' },
       h('span', { class: 'title' }, name), c.email,
       h('span', { class: 'muted small' }, categoryName(conversation.category_id) + (conversation.subject ? ' · ' + conversation.subject : '')),
-      status, h('span', { class: 'spacer' }), dismiss);
+      status, h('span', { class: 'spacer' }), c.callButtons, dismiss);
     c.panel = h('div', { class: 'chat', role: 'tabpanel', id: 'panel-' + c.id, 'aria-labelledby': 'tab-' + c.id, hidden: true },
       head, list, typingEl, composer, closeRow);
     c.view = new HD.ChatView(list, { id: String(me.id), role: 'agent' }, {
@@ -185,6 +188,10 @@
     c.closeRow = closeRow;
     c.dismiss = dismiss;
     c.status = status;
+    c.paintCall = () => {
+      c.callButtons.hidden = c.closed || !calls.supported;
+      callAudio.disabled = callVideo.disabled = c.closed || calls.busyFor(c.id);
+    };
 
     const send = () => {
       const value = text.value.trim();
@@ -218,6 +225,7 @@
     } else {
       socket.join(c.id);
     }
+    c.paintCall();
     if (focus || !selected) select(c.id);
     return c;
   }
@@ -266,6 +274,8 @@
     c.tab.classList.add('closed');
     c.status.textContent = 'closed';
     c.status.className = 'badge offline';
+    if (calls) calls.conversationGone(c.id);
+    c.paintCall();
     if (note && !wasClosed) c.view.notice(note);
     if (socket) socket.leave(c.id);
   }
@@ -315,8 +325,25 @@
     } catch (e) { c.view.notice('Could not load the transcript: ' + e.message); }
   }
 
+  // ---- calls ----------------------------------------------------------------------------------
+  function paintCalls() {
+    for (const c of chats.values()) c.paintCall();
+  }
+
+  function incomingCall(invite) {
+    // The page may be in the background: a desktop alert, as for a new chat.
+    if (!document.hidden || !('Notification' in window) || Notification.permission !== 'granted') return;
+    try {
+      const c = chats.get(invite.conversation_id);
+      const who = (c && c.conversation.customer && c.conversation.customer.name) || (invite.from && invite.from.name) || 'A customer';
+      const n = new Notification(who + ' is calling', { body: invite.media === 'video' ? 'Video call' : 'Audio call', tag: 'hd-call-' + invite.call_id });
+      n.onclick = () => { window.focus(); select(invite.conversation_id); n.close(); };
+    } catch (_) { /* notifications from a service worker only */ }
+  }
+
   // ---- socket events ------------------------------------------------------------------------
   function onEvent(event, data) {
+    if (calls.handleEvent(event, data)) return;
     switch (event) {
       case 'HELLO':
         // Our chosen status wins over what Redis remembers (and says we are here).
@@ -420,6 +447,20 @@
       for (const c of await api.get('/categories')) categories.set(String(c.id), c.name);
     } catch (_) { /* names only */ }
     socket = new HD.Socket({ api, onEvent, onState: HD.connectionBanner(el.banner) });
+    // The agent is the impolite peer: on an offer collision its offer wins.
+    calls = new HD.CallManager({
+      socket, api, polite: false,
+      peerName: (id, from) => {
+        const c = chats.get(id);
+        return (c && c.conversation.customer && c.conversation.customer.name) || (from && from.name) || 'The customer';
+      },
+      notice: (id, text, kind) => { const c = chats.get(id); if (c) c.view.notice(text, kind); },
+      onChange: paintCalls,
+      onIncoming: incomingCall,
+      onAccept: (id) => select(id),
+      mount: $('#call-slot'),
+    });
+    HD.debug.calls = calls;
     socket.start();
     loadHistory();
     setInterval(tickWaits, 1000);

@@ -7,7 +7,7 @@
   const PROFILE = 'hd.customer.profile';
 
   let state = HD.session.get(KEY); // {conversation_id, token, name, status, agent, position, messages, rated, resolution}
-  let api = null, socket = null, chat = null, typing = null, typingSender = null;
+  let api = null, socket = null, chat = null, typing = null, typingSender = null, calls = null;
 
   const el = {
     start: $('#start'), form: $('#start-form'), name: $('#name'), email: $('#email'), category: $('#category'),
@@ -16,6 +16,7 @@
     composer: $('#composer'), text: $('#text'), closed: $('#closed'), closedText: $('#closed-text'),
     ratingForm: $('#rating-form'), ratingError: $('#rating-error'), thanks: $('#rating-thanks'), comment: $('#comment'),
     newChat: $('#new-chat'), banner: $('#banner'),
+    callButtons: $('#call-buttons'), callAudio: $('#call-audio'), callVideo: $('#call-video'),
   };
 
   function save() {
@@ -85,7 +86,18 @@
     } else if (state.status === 'abandoned') {
       el.status.textContent = 'This chat has ended';
     }
+    renderCallButtons();
   }
+
+  // ---- calls ----------------------------------------------------------------------------------
+  /** Calls are for an active chat with an agent, one at a time. */
+  function renderCallButtons() {
+    const possible = !!(calls && calls.supported && state && state.status === 'active');
+    el.callButtons.hidden = !possible;
+    el.callAudio.disabled = el.callVideo.disabled = !possible || calls.busyFor(state.conversation_id);
+  }
+  el.callAudio.addEventListener('click', () => { if (calls) calls.start(state.conversation_id, 'audio'); });
+  el.callVideo.addEventListener('click', () => { if (calls) calls.start(state.conversation_id, 'video'); });
 
   function showClosed() {
     el.composer.hidden = true;
@@ -97,8 +109,10 @@
     const canRate = state.status === 'closed' && !state.rated;
     el.ratingForm.hidden = !canRate;
     el.thanks.hidden = !state.rated;
+    if (calls) calls.conversationGone(state.conversation_id);
     if (socket) { socket.stop(); }
     el.banner.hidden = true;
+    renderCallButtons();
   }
 
   function resume() {
@@ -130,7 +144,21 @@
       return;
     }
     socket = new HD.Socket({ api, onEvent, onState: HD.connectionBanner(el.banner) });
-    HD.debug = { socket }; // for the browser tests and for a look from the console
+    if (!calls) {
+      // The customer is the polite peer: on an offer collision its own offer yields.
+      calls = new HD.CallManager({
+        socket, api, polite: true,
+        peerName: (id, from) => (state && state.agent && state.agent.name) || (from && from.name) || 'The agent',
+        notice: (id, text, kind) => { if (chat) chat.notice(text, kind); },
+        onChange: renderCallButtons,
+        mount: $('#call-slot'),
+      });
+    } else {
+      calls.socket = socket;
+      calls.api = api;
+    }
+    renderCallButtons();
+    HD.debug = { socket, calls }; // for the browser tests and for a look from the console
     typingSender = HD.typingSender(socket, () => state && state.conversation_id);
     socket.join(state.conversation_id, chat.lastId);
     socket.start();
@@ -167,6 +195,7 @@
 
   function onEvent(event, data) {
     if (data && data.conversation_id && data.conversation_id !== state.conversation_id && event !== 'HELLO') return;
+    if (calls && calls.handleEvent(event, data)) return;
     switch (event) {
       case 'HELLO':
         chat.me.id = data.user.id;
@@ -204,6 +233,7 @@
         state.status = 'waiting';
         state.agent = null;
         save();
+        if (calls) calls.conversationGone(state.conversation_id);
         renderStatus();
         chat.notice('Your agent was disconnected — you are back in the queue and keep your place.');
         break;
@@ -267,6 +297,7 @@
   });
 
   function reset() {
+    if (calls && state) calls.conversationGone(state.conversation_id);
     if (socket) socket.stop();
     socket = null;
     state = null;

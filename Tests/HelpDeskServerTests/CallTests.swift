@@ -83,6 +83,7 @@ struct CallTests {
         #expect(try await agent.request("CALL_INVITE", ["conversation_id": id, "call_id": "c1", "media": "video"]).event == "ACK")
         _ = try await customer.next("CALL_INVITE")
         #expect(try await customer.request("CALL_REJECT", ["conversation_id": id, "call_id": "c1"]).event == "ACK")
+        #expect((try await agent.next("CALL_REJECT").data["from"] as? [String: Any])?["role"] as? String == "customer")
         #expect(try await agent.next("CALL_END").data["reason"] as? String == "rejected")
         #expect(try await customer.next("CALL_END").data["reason"] as? String == "rejected")
         #expect(try await customer.request("CALL_END", ["conversation_id": id, "call_id": "c1"]).code == "not_found")

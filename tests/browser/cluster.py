@@ -106,14 +106,14 @@ class Node:
 class Cluster:
     """Its own schema `t_<hex>` in the test database and Redis prefix `hd:{b<hex>}:`."""
 
-    def __init__(self, output: Path):
+    def __init__(self, output: Path, redis_url: str | None = None, database_url: str | None = None):
         self.output = output
         self.output.mkdir(parents=True, exist_ok=True)
         tag = secrets.token_hex(4)
         self.schema = f"t_browser_{tag}"
         self.prefix = f"hd:{{b{tag}}}:"
-        self.redis_url = os.environ.get("HELPDESK_TEST_REDIS_URL", "redis://127.0.0.1:6391")
-        self.database_url = os.environ.get("HELPDESK_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5491/helpdesk_test")
+        self.redis_url = redis_url or os.environ.get("HELPDESK_TEST_REDIS_URL", "redis://127.0.0.1:6391")
+        self.database_url = database_url or os.environ.get("HELPDESK_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5491/helpdesk_test")
         sep = "&" if "?" in self.database_url else "?"
         self.env = dict(
             os.environ,
