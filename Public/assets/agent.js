@@ -18,6 +18,7 @@
   const categories = new Map(); // id (string) -> name
   const queue = new Map(); // conversation id -> conversation (insertion order = queue order)
   const chats = new Map(); // conversation id -> chat
+  const announced = new Set(); // conversation ids whose assignment was announced (sound, notification)
   let selected = null;
 
   // ---- sound and notifications --------------------------------------------------------------
@@ -371,7 +372,8 @@
         const isNew = !chats.has(conv.id) || chats.get(conv.id).closed;
         if (isNew && chats.has(conv.id)) dismissChat(conv.id);
         openChat(conv, !selected);
-        if (isNew) { beep(); notify(conv); }
+        // Announce each assignment once, whether this event or the PICK's ACK opened the tab first.
+        if (isNew || !announced.has(conv.id)) { announced.add(conv.id); beep(); notify(conv); }
         break;
       }
       case 'HISTORY': {
