@@ -32,3 +32,11 @@ public enum Spawn {
         }
     }
 }
+
+/// Runs blocking work (waiting for a process, sleeping) on a Dispatch thread instead of Swift
+/// concurrency's cooperative pool, which has one thread per core: blocking it stalls every test.
+public func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import RedisClient
 import Testing
 import TestSupport
 @testable import HelpDeskServer
@@ -22,37 +23,37 @@ final class PrivateRedis: @unchecked Sendable {
 
     var url: String { "redis://127.0.0.1:\(port)" }
 
-    func start() throws {
+    /// Starts redis-server and waits (without blocking a cooperative thread) until it answers.
+    func start() async throws {
         let process = Spawn.process("/usr/bin/redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", persistent ? "yes" : "no",
                              "--appendfsync", "always", "--dir", directory])
         try process.run()
         self.process = process
-        // Wait until it accepts connections.
+        let port = self.port
         for _ in 0..<100 {
-            if Self.canConnect(port: port) { return }
-            Thread.sleep(forTimeInterval: 0.05)
+            if let connection = try? await RedisConnection.connect(configuration: .init(host: "127.0.0.1", port: port)) {
+                await connection.close()
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
         }
     }
 
-    func stop() {
-        process?.terminate()
-        process?.waitUntilExit()
-        process = nil
+    /// SIGTERM (AOF is flushed) and wait for the exit, off the cooperative pool.
+    func stop() async {
+        guard let process else { return }
+        self.process = nil
+        process.terminate()
+        _ = try? await offPool { process.waitUntilExit() }
     }
 
-    deinit { stop() }
-
-    static func canConnect(port: Int) -> Bool {
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
-        probe.arguments = ["-p", String(port), "ping"]
-        let pipe = Pipe()
-        probe.standardOutput = pipe
-        probe.standardError = FileHandle.nullDevice
-        try? probe.run()
-        probe.waitUntilExit()
-        return String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("PONG")
+    /// For `defer`: kill without waiting.
+    func kill() {
+        guard let process, process.isRunning else { return }
+        Foundation.kill(process.processIdentifier, SIGKILL)
     }
+
+    deinit { kill() }
 }
 
 @Suite("health and readiness")
@@ -60,8 +61,8 @@ struct HealthTests {
     @Test("healthz answers; readyz is 503 while Redis is down and 200 again when it returns, without a restart")
     func readinessFollowsRedis() async throws {
         let redis = PrivateRedis()
-        try redis.start()
-        defer { redis.stop() }
+        try await redis.start()
+        defer { redis.kill() }
         let node = try await TestNode.make(redisURL: redis.url)
         try await node.test { client in
             #expect(try await client.json(.get, "/healthz").status == 200)
@@ -69,14 +70,14 @@ struct HealthTests {
             #expect(up.status == 200)
             #expect(up.body["redis"] as? String == "up")
 
-            redis.stop()
+            await redis.stop()
             let down = try await client.json(.get, "/readyz")
             #expect(down.status == 503)
             #expect(down.body["redis"] as? String == "down")
             #expect(down.body["postgres"] as? String == "up")
             #expect(try await client.json(.get, "/healthz").status == 200, "liveness does not depend on Redis")
 
-            try redis.start()
+            try await redis.start()
             var status = 0
             for _ in 0..<20 {
                 status = try await client.json(.get, "/readyz").status

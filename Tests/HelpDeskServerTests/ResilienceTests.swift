@@ -53,9 +53,9 @@ struct ResilienceTests {
 
     @Test("PostgreSQL stopped while 20 conversations close: all 20 archived after it returns")
     func postgresOutage() async throws {
-        let postgres = try PrivatePostgres()
-        try postgres.start()
-        defer { postgres.destroy() }
+        let postgres = try await offPool { try PrivatePostgres() }
+        try await offPool { try postgres.start() }
+        defer { Task.detached { _ = try? await offPool { postgres.destroy() } } }
         let cluster = try await TestCluster(databaseURL: postgres.url)
         let a = try await cluster.startNode("node-a")
         defer { Task { await cluster.shutdown() } }
@@ -68,7 +68,7 @@ struct ResilienceTests {
             #expect(try await socket.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "hello", "client_msg_id": "h"]).event == "ACK")
             ids.append(chat.id)
         }
-        try postgres.stop()
+        try await offPool { try postgres.stop() }
         for id in ids {
             // Closing touches only Redis: it works while PostgreSQL is down.
             #expect(try await socket.request("CLOSE_CONVERSATION", ["conversation_id": id]).event == "ACK")
@@ -76,7 +76,7 @@ struct ResilienceTests {
         try await Task.sleep(for: .seconds(1))
         let redis = cluster.redis()
         #expect(try await redis.send("XLEN", cluster.prefix + "outbox").int == 20, "waiting in the outbox")
-        try postgres.start()
+        try await offPool { try postgres.start() }
         let pg = PostgresPool(url: postgres.url, size: 1)
         defer { Task { await pg.shutdown() } }
         try await eventually("all 20 archived", timeout: .seconds(40)) {
@@ -89,8 +89,8 @@ struct ResilienceTests {
     @Test("Redis restarted during a chat: nodes resubscribe, clients are told to resync, the chat goes on")
     func redisRestart() async throws {
         let redisServer = PrivateRedis(persistent: true)
-        try redisServer.start()
-        defer { redisServer.stop() }
+        try await redisServer.start()
+        defer { redisServer.kill() }
         let cluster = try await TestCluster(redisURL: redisServer.url)
         let a = try await cluster.startNode("node-a")
         let b = try await cluster.startNode("node-b")
@@ -106,8 +106,8 @@ struct ResilienceTests {
         let before = try await agentSocket.next("NEW_MESSAGE")
         let lastSeen = try #require(before.message?["id"] as? String)
 
-        redisServer.stop()
-        try redisServer.start()
+        await redisServer.stop()
+        try await redisServer.start()
         _ = try await agentSocket.next("RESYNC", timeout: .seconds(15))
         _ = try await customer.next("RESYNC", timeout: .seconds(15))
         // Clients re-join from the last message they saw; the chat carries on both ways.

@@ -39,16 +39,18 @@ final class SentinelSetup: @unchecked Sendable {
         processes[name] = process
     }
 
-    func kill(_ name: String) {
+    /// SIGKILL and wait for the exit, off the cooperative pool.
+    func kill(_ name: String) async {
         guard let process = processes[name] else { return }
         Foundation.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        _ = try? await offPool { process.waitUntilExit() }
         processes[name] = nil
     }
 
+    /// For `defer`: kill everything without waiting.
     func stopAll() {
-        for name in Array(processes.keys) { kill(name) }
-        try? FileManager.default.removeItem(atPath: directory)
+        for process in processes.values where process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        processes = [:]
     }
 }
 
@@ -86,7 +88,7 @@ struct SentinelTests {
         try await eventually("replicated") {
             (try? await replica.send("HGET", cluster.prefix + "conv:\(chat.id)", "last_message_id").string) == lastSeen
         }
-        setup.kill("primary")
+        await setup.kill("primary")
 
         try await eventually("Sentinel promoted the replica", timeout: .seconds(20)) {
             let reply = try? await sentinel.send("SENTINEL", "get-master-addr-by-name", "mymaster")
