@@ -220,16 +220,19 @@ actor ConnectionHub {
 
     // MARK: fan-out
 
-    /// One pub/sub message: `<audience>|<key>|<frame>` where audience is `a` (everyone), `s`
-    /// (staff only) or `t` (one user: key is its id), and key is otherwise a message id (or `-`),
-    /// a category, or a supervisor id.
+    /// One pub/sub message: `<kind>|<audience>|<key>\n<frame>` (lua/lib/hd.lua describes it).
+    /// Routing reads the header only.
     func deliver(channel: String, payload: String) {
-        guard let bar1 = payload.firstIndex(of: "|") else { return }
-        let audience = payload[payload.startIndex]
-        let rest = payload[payload.index(after: bar1)...]
-        guard let bar2 = rest.firstIndex(of: "|") else { return }
-        let key = String(rest[..<bar2])
-        let frame = String(rest[rest.index(after: bar2)...])
+        guard let newline = payload.firstIndex(of: "\n") else { return }
+        let header = payload[..<newline].split(separator: "|", maxSplits: 2, omittingEmptySubsequences: false)
+        guard header.count == 3, let audienceCode = header[1].first else { return }
+        let kind = header[0]
+        // 'u' (one user) is what this hub calls 't'
+        let audience: Character = audienceCode == "u" ? "t" : audienceCode
+        let key = String(header[2])
+        // on a conversation channel only a chat message's key is a stream id (the cursor)
+        let forwardKey = kind == "msg" || audience == "t" ? key : "-"
+        let frame = String(payload[payload.index(after: newline)...])
         guard channel.hasPrefix(keys.prefix) else { return }
         let name = channel.dropFirst(keys.prefix.count)
 
@@ -238,19 +241,18 @@ actor ConnectionHub {
             for (id, cursor) in cursors[conversation] ?? [:] {
                 guard let session = sessions[id] else { continue }
                 if cursor.pending != nil {
-                    cursors[conversation]?[id]?.pending?.append((key, audience, frame))
+                    cursors[conversation]?[id]?.pending?.append((forwardKey, audience, frame))
                 } else {
-                    forward(frame, key: key, audience: audience, to: session, conversation: conversation)
+                    forward(frame, key: forwardKey, audience: audience, to: session, conversation: conversation)
                 }
             }
-            if frame.contains(#""event":"CONVERSATION_ASSIGNED""#) || frame.contains(#""event":"CONVERSATION_CLOSED""#) {
+            if kind == "assigned" || kind == "closed" {
                 for (id, waiting) in waitingCustomers where waiting.conversationID == conversation {
                     waitingCustomers.removeValue(forKey: id)
                 }
             }
-            if frame.contains(#""event":"CONVERSATION_REQUEUED""#) || frame.contains(#""event":"CONVERSATION_TRANSFERRED""#)
-                || frame.contains(#""event":"CONVERSATION_REOPENED""#) {
-                dropFormerAgents(conversation, frame: frame)
+            if kind == "moved" {
+                dropFormerAgents(conversation, newAgent: key == "-" ? nil : key)
                 requeued(conversation)
             }
         } else if name.hasPrefix("ch:user:") {
@@ -285,9 +287,7 @@ actor ConnectionHub {
 
     /// An agent's access is checked when it joins; when the conversation moves to someone else
     /// (or back to the queue) its sockets stop following it.
-    private func dropFormerAgents(_ conversation: String, frame: String) {
-        struct Moved: Decodable { struct Data: Decodable { struct Agent: Decodable { var id: String }; var agent: Agent? }; var data: Data }
-        let newAgent = (try? JSONDecoder().decode(Moved.self, from: Data(frame.utf8)))?.data.agent?.id
+    private func dropFormerAgents(_ conversation: String, newAgent: String?) {
         for (id, _) in cursors[conversation] ?? [:] {
             guard let session = sessions[id], session.caller.role == .agent, session.caller.id != newAgent else { continue }
             joinedBy[id]?.remove(conversation)
