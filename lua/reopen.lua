@@ -1,32 +1,35 @@
 -- reopen.lua: a closed conversation still held in Redis goes back to its queue (the customer
 -- came back, or staff want to follow up). One open conversation per customer still holds.
--- KEYS[1]: <prefix>conv:<id>
--- ARGV: prefix, conv_id, actor_id, actor_role, now_ms
+-- KEYS: 1 conv:<id>  2 conv:<id>:msgs  3 conv:<id>:events  4 conv:<id>:dedupe  5 customer:<email>
+--       6 conv:<the customer's open conversation>  7 queue:<category>  8 queues  9 convs:live
+--       10 customers:seen  11 ch:queue  12 ch:conv:<id>
+--       (email, category and the customer's open conversation as the node read them)
+-- ARGV: now override, conv_id, actor_id, actor_role, email, category_id, open conv id ('' none) as read
 -- Returns {'ok', position} or {'err', code}
-local P, id, actor, role, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local conv_key = P .. 'conv:' .. id
-local c = redis.call('HMGET', conv_key, 'status', 'customer_id', 'customer_email', 'category_id', 'subject', 'priority', 'customer_name', 'created_at')
+local now = hd.now(ARGV[1])
+local id, actor, role = ARGV[2], ARGV[3], ARGV[4]
+local conv_key, customer_key = KEYS[1], KEYS[5]
+local c = redis.call('HMGET', conv_key, 'status', 'customer_id', 'customer_email', 'category_id', 'created_at')
 if not c[1] then return {'err', 'not_found'} end
+if (c[3] or '') ~= ARGV[5] or (c[4] or '') ~= ARGV[6] then return hd.STALE end
 if role == 'customer' and actor ~= c[2] then return {'err', 'forbidden'} end
 if c[1] ~= 'closed' and c[1] ~= 'abandoned' then return {'err', 'conflict'} end
-local customer_key = P .. 'customer:' .. (c[3] or '')
 local open = redis.call('HGET', customer_key, 'conv')
+if (open or '') ~= ARGV[7] then return hd.STALE end
 if open and open ~= id then
-  local st = redis.call('HGET', P .. 'conv:' .. open, 'status')
+  local st = redis.call('HGET', KEYS[6], 'status')
   if st == 'waiting' or st == 'active' then return {'err', 'conflict'} end
 end
-for _, key in ipairs({conv_key, conv_key .. ':msgs', conv_key .. ':events', conv_key .. ':dedupe'}) do redis.call('PERSIST', key) end
+for i = 1, 4 do redis.call('PERSIST', KEYS[i]) end
 redis.call('HSET', conv_key, 'status', 'waiting', 'agent_id', '', 'agent_name', '', 'assigned_at', '', 'closed_at', '',
   'resolution', '', 'reopened_at', now, 'enqueued_at', now, 'queue_score', now)
 redis.call('HSET', customer_key, 'conv', id)
 redis.call('PERSIST', customer_key)
-redis.call('ZADD', P .. 'queue:' .. c[4], now, id)
-redis.call('SADD', P .. 'queues', c[4])
-redis.call('ZADD', P .. 'convs:live', tonumber(c[8]) or now, id)
-redis.call('ZADD', P .. 'customers:seen', now, id)
-redis.call('XADD', conv_key .. ':events', '*', 'type', 'reopened', 'actor_id', actor, 'actor_role', role, 'at', now, 'data', '')
-local conversation = {id = id, status = 'waiting', category_id = c[4], subject = c[5], priority = c[6],
-  customer = {id = c[2], name = c[7]}, created_at = tonumber(c[8]), enqueued_at = now}
-redis.call('PUBLISH', P .. 'ch:queue', 'a|' .. c[4] .. '|' .. cjson.encode({event = 'QUEUE_UPDATED', data = {op = 'added', conversation = conversation}}))
-redis.call('PUBLISH', P .. 'ch:conv:' .. id, 'a|-|' .. cjson.encode({event = 'CONVERSATION_REOPENED', data = {conversation_id = id, by = {id = actor, role = role}}}))
-return {'ok', redis.call('ZRANK', P .. 'queue:' .. c[4], id) + 1}
+redis.call('ZADD', KEYS[7], now, id)
+redis.call('SADD', KEYS[8], c[4])
+redis.call('ZADD', KEYS[9], tonumber(c[5]) or now, id)
+redis.call('ZADD', KEYS[10], now, id)
+hd.log(KEYS[3], 'reopened', actor, role, now, nil)
+hd.publish(KEYS[11], 'queue', 'a', c[4], 'QUEUE_UPDATED', {op = 'added', conversation = hd.conversation(hd.hash(conv_key))})
+hd.publish(KEYS[12], 'moved', 'a', '-', 'CONVERSATION_REOPENED', {conversation_id = id, by = {id = actor, role = role}})
+return {'ok', redis.call('ZRANK', KEYS[7], id) + 1}

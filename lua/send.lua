@@ -1,16 +1,13 @@
 -- send.lua: one chat message. Checks the sender belongs to the conversation, drops a repeated
 -- client_msg_id, appends to the conversation's stream and publishes, all in one step.
--- KEYS[1]: <prefix>conv:<id>
--- ARGV: prefix, conv_id, sender_id, sender_role, sender_name, text, client_msg_id, internal (0|1), now_ms
+-- KEYS: 1 conv:<id>  2 conv:<id>:msgs  3 conv:<id>:dedupe  4 ch:conv:<id>
+-- ARGV: now override, conv_id, sender_id, sender_role, sender_name, text, client_msg_id, internal (0|1)
 -- Returns {'ok', message_id, duplicate 0|1, message json} or {'err', code}
-local P = ARGV[1]
-local id, sender, role, name, text, client_id, internal, now =
-  ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
-local conv_key = P .. 'conv:' .. id
+local id, sender, role, name, text, client_id, internal = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local conv_key, msgs_key, dedupe_key, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local c = redis.call('HMGET', conv_key, 'status', 'customer_id', 'agent_id', 'first_response_at')
 if not c[1] then return {'err', 'not_found'} end
 -- a retry of a message this sender already stored gets its id back, even after a close
-local dedupe_key = conv_key .. ':dedupe'
 local dedupe_field = sender .. '|' .. client_id
 local seen = redis.call('HGET', dedupe_key, dedupe_field)
 if seen then return {'ok', seen, 1, ''} end
@@ -23,7 +20,8 @@ elseif role ~= 'supervisor' and role ~= 'admin' then
   return {'err', 'forbidden'}
 end
 
-local msg_id = redis.call('XADD', conv_key .. ':msgs', '*',
+local now = hd.now(ARGV[1])
+local msg_id = redis.call('XADD', msgs_key, '*',
   'sender_id', sender, 'sender_role', role, 'sender_name', name, 'text', text,
   'client_msg_id', client_id, 'internal', internal, 'sent_at', now)
 redis.call('HSET', dedupe_key, dedupe_field, msg_id)
@@ -31,11 +29,7 @@ redis.call('HSET', conv_key, 'last_message_id', msg_id)
 if role == 'agent' and (not c[4] or c[4] == '') then
   redis.call('HSET', conv_key, 'first_response_at', now)
 end
-local message = {
-  id = msg_id, sender = {id = sender, role = role, name = name}, text = text, sent_at = now,
-  client_msg_id = client_id, internal = internal == '1',
-}
-local frame = cjson.encode({event = 'NEW_MESSAGE', data = {conversation_id = id, message = message}})
--- 's' = staff sockets only (internal notes), 'a' = every socket of the conversation
-redis.call('PUBLISH', P .. 'ch:conv:' .. id, (internal == '1' and 's' or 'a') .. '|' .. msg_id .. '|' .. frame)
+local message = hd.message(msg_id, sender, role, name, text, now, client_id, internal == '1')
+-- internal notes reach staff sockets only
+hd.publish(channel, 'msg', internal == '1' and 's' or 'a', msg_id, 'NEW_MESSAGE', {conversation_id = id, message = message})
 return {'ok', msg_id, 0, cjson.encode(message)}

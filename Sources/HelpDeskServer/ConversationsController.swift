@@ -242,22 +242,16 @@ struct ConversationsController: Sendable {
 
     /// Stores a rating once, after close: in the archive row if it is written, else in the Redis
     /// hash with the conversation queued again for the flusher (which carries the rating over), so
-    /// a flush running at the same moment cannot lose it.
+    /// a flush running at the same moment cannot lose it. The Redis check and write are one
+    /// script (rate.lua): two ratings sent at once cannot both pass.
     private func rate(_ id: String, rating: Int, comment: String) async throws {
-        let live = try await services.redis.send("HMGET", services.keys.conversation(id), "status", "rating").array ?? []
-        let status = live.first?.string
-        if let status, status != "closed" && status != "abandoned" {
-            throw HelpDeskError(.conflict, "a conversation can be rated once it is closed")
-        }
-        if live.count > 1, live[1].string != nil { throw HelpDeskError(.conflict, "this conversation was already rated") }
-        if status != nil {
-            try await services.redis.send("HSET", services.keys.conversation(id), "rating", String(rating), "rating_comment", comment, "rated_at", String(epochMillis(services.clock())))
-        }
+        let live = try await store.rate(conversationID: id, rating: rating, comment: comment)
         let updated = try await services.postgres.query(
             "UPDATE conversations SET rating = $2, rating_comment = $3, rated_at = now() WHERE id = $1::uuid AND rating IS NULL", [id, rating, comment])
         if updated.affectedRows == 0 {
-            if status != nil {
-                try await services.redis.send("XADD", services.keys.outbox, "*", "conversation_id", id)
+            if case .live(let epoch) = live {
+                // archived before the rating, or not yet: flush this close generation again
+                try await services.redis.send("XADD", services.keys.outbox, "*", "conversation_id", id, "epoch", epoch)
             } else if try await archive.conversation(id) != nil {
                 throw HelpDeskError(.conflict, "this conversation was already rated")
             } else {

@@ -1,7 +1,7 @@
 /// Every Redis key and channel name, in one place. All start with the deployment's prefix, which
 /// holds a hash tag (`hd:{default}:`), so the keys of any one script share a Redis Cluster slot.
-/// README's key table documents each of them for operators. The Lua scripts build the same names
-/// from the prefix they are given.
+/// README's key table documents each of them for operators. Lua scripts never build a name: every
+/// key (and channel) a script touches is passed in its KEYS from here.
 public struct RedisKeys: Sendable {
     public let prefix: String
 
@@ -26,6 +26,10 @@ public struct RedisKeys: Sendable {
     public func events(_ id: String) -> String { prefix + "conv:" + id + ":events" }
     /// HASH: client_msg_id to message id, for dedupe.
     public func dedupe(_ id: String) -> String { prefix + "conv:" + id + ":dedupe" }
+    /// HASH: the conversation's call (call_id, state, media, caller_id, callee_id, started_at, answered_at).
+    public func call(_ id: String) -> String { prefix + "conv:" + id + ":call" }
+    /// HASH: a customer by e-mail: its id, name and open conversation (`conv`).
+    public func customer(_ email: String) -> String { prefix + "customer:" + email }
     /// ZSET: waiting conversation ids of one category, score = enqueue ms minus priority boost.
     public func queue(_ category: String) -> String { prefix + "queue:" + category }
     /// SET: categories that have had a queue.
@@ -34,12 +38,20 @@ public struct RedisKeys: Sendable {
     public var liveConversations: String { prefix + "convs:live" }
     /// HASH: one agent's presence and load.
     public func agent(_ id: String) -> String { prefix + "agent:" + id }
+    /// SET: the conversation ids an agent holds.
+    public func agentConversations(_ id: String) -> String { prefix + "agent:" + id + ":convs" }
+    /// ZSET: the nodes an agent has sockets on, by last heartbeat ms.
+    public func agentNodes(_ id: String) -> String { prefix + "agent:" + id + ":nodes" }
     /// SET: every agent id that has connected.
     public var agents: String { prefix + "agents" }
     /// ZSET: agents that can take new work, by idle-since ms.
     public var availableAgents: String { prefix + "agents:available" }
     /// ZSET: agent id to last heartbeat ms.
     public var presence: String { prefix + "presence" }
+    /// ZSET: waiting conversation id to the last time its customer had a socket (ms).
+    public var customersSeen: String { prefix + "customers:seen" }
+    /// ZSET: conversation ids with a ringing call, by the ms it stops ringing.
+    public var ringingCalls: String { prefix + "calls:ringing" }
     /// ZSET: node id to last heartbeat ms.
     public var nodes: String { prefix + "nodes" }
     /// STREAM: closed conversations to archive; consumer group `flushers`.

@@ -3,26 +3,44 @@ import NIOConcurrencyHelpers
 
 /// The Lua scripts of `lua/`, loaded with SCRIPT LOAD and called with EVALSHA.
 ///
+/// Every script runs with the prelude of `lua/lib/*.lua` in front of it (one chunk, so the
+/// prelude's locals, `hd.*`, are the script's): the frames and views all scripts publish are built
+/// there once. The digest Redis knows, and `evalCommand`'s source, are of that combined text.
+///
 /// Redis forgets its script cache on restart or failover; a call that meets NOSCRIPT loads the
 /// script again and retries, so callers never see it.
 public final class RedisScripts: Sendable {
-    /// Script name (file name without `.lua`) to source.
+    /// Script name (file name without `.lua`) to its full source, prelude included.
     public let sources: [String: String]
+    /// The prelude put before every script (empty when there is none).
+    public let prelude: String
     private let shas = NIOLockedValueBox<[String: String]>([:])
 
-    /// Reads every `*.lua` file of `directory`.
+    /// Reads every `*.lua` file of `directory` as a script and every `lib/*.lua` (in name order)
+    /// as the prelude.
     public init(directory: String) throws {
-        let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".lua") }
+        let files = FileManager.default
+        let names = try files.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".lua") }
+        let libDirectory = directory + "/lib"
+        let libNames = ((try? files.contentsOfDirectory(atPath: libDirectory)) ?? []).filter { $0.hasSuffix(".lua") }.sorted()
+        let prelude = try libNames.map { try String(contentsOfFile: libDirectory + "/" + $0, encoding: .utf8) }.joined(separator: "\n")
         var sources: [String: String] = [:]
         for file in names {
-            sources[String(file.dropLast(4))] = try String(contentsOfFile: directory + "/" + file, encoding: .utf8)
+            let body = try String(contentsOfFile: directory + "/" + file, encoding: .utf8)
+            sources[String(file.dropLast(4))] = Self.combine(prelude: prelude, body)
         }
         self.sources = sources
+        self.prelude = prelude
     }
 
-    /// Scripts given in code (tests, tools).
-    public init(sources: [String: String]) {
-        self.sources = sources
+    /// Scripts given in code (tests, tools), each with `prelude` in front of it.
+    public init(sources: [String: String], prelude: String = "") {
+        self.sources = sources.mapValues { Self.combine(prelude: prelude, $0) }
+        self.prelude = prelude
+    }
+
+    private static func combine(prelude: String, _ body: String) -> String {
+        prelude.isEmpty ? body : prelude + "\n" + body
     }
 
     /// Loads every script into Redis's cache and remembers the SHA1 digests.

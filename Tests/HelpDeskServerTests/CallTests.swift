@@ -103,10 +103,12 @@ struct CallTests {
         let cluster = try await TestCluster()
         defer { Task { await cluster.shutdown() } }
         let (id, customer, agent, agentAccount) = try await activeChat(cluster)
-        // A store whose clock the test moves, on the cluster's Redis and prefix.
+        // A store whose clock the test moves, on the cluster's Redis and prefix. Scripts take
+        // Redis's clock unless given the override (ARGV[1]) this store passes.
         let now = NIOLockedValueBox(Date())
         let store = LiveStore(redis: cluster.redis(), scripts: try RedisScripts(directory: TestEnvironment.repositoryRoot + "/lua"),
-                              keys: RedisKeys(prefix: cluster.prefix), clock: { now.withLockedValue { $0 } })
+                              keys: RedisKeys(prefix: cluster.prefix), clock: { now.withLockedValue { $0 } },
+                              scriptClock: { now.withLockedValue { $0 } })
         let caller = HelpDeskCore.Caller(id: agentAccount.id, role: .agent, name: "agent")
         try await store.call("invite", conversationID: id, callID: "ring", caller: caller, extra: ["audio", "45000"])
         _ = try await customer.next("CALL_INVITE")

@@ -96,6 +96,36 @@ struct RedisScriptsTests {
         await client.close()
     }
 
+    @Test("a prelude is one chunk with each script: its locals are the script's; digest and EVAL are of the combined text")
+    func preludeIsPrepended() async throws {
+        let server = try PrivateRedisServer()
+        defer { server.stop() }
+        try await server.start()
+        let client = RedisClient(configuration: server.configuration, poolSize: 1)
+        let prelude = "local lib = {}\nfunction lib.twice(x) return tonumber(x) * 2 end"
+        let scripts = RedisScripts(sources: ["use": "return lib.twice(ARGV[1])"], prelude: prelude)
+        #expect(scripts.sources["use"] == prelude + "\nreturn lib.twice(ARGV[1])")
+        #expect(try await scripts.run("use", keys: [], arguments: ["21"], on: client) == .integer(42))
+        let sha = try #require(try await client.send("SCRIPT", "LOAD", scripts.sources["use"]!).string)
+        #expect(try await client.send("EVALSHA", sha, "0", "4") == .integer(8))
+        // NOSCRIPT after a flush reloads the combined text
+        #expect(try await client.send("SCRIPT", "FLUSH") == .simpleString("OK"))
+        #expect(try await scripts.run("use", keys: [], arguments: ["5"], on: client) == .integer(10))
+        // and the EVAL form of a pipeline carries the prelude too
+        #expect(try await client.pipeline([try scripts.evalCommand("use", keys: [], arguments: ["1"])]) == [.integer(2)])
+        await client.close()
+    }
+
+    @Test("RedisScripts(directory:) puts lua/lib/*.lua before every script of lua/")
+    func readsPrelude() throws {
+        let scripts = try RedisScripts(directory: TestEnvironment.repositoryRoot + "/lua")
+        #expect(scripts.prelude.contains("local hd = {}"))
+        #expect(!scripts.sources.keys.contains("hd"))
+        for (name, source) in scripts.sources {
+            #expect(source.hasPrefix(scripts.prelude), "\(name) runs without the prelude")
+        }
+    }
+
     @Test("RedisScripts(directory:) reads every .lua file of lua/")
     func readsDirectory() throws {
         let scripts = try RedisScripts(directory: TestEnvironment.repositoryRoot + "/lua")

@@ -2,13 +2,18 @@ import Foundation
 import HelpDeskCore
 import Hummingbird
 
-/// Call signaling: `lua/call.lua` keeps the invariants (one call per conversation, only its
+/// Call signaling: lua/call_*.lua keep the invariants (one call per conversation, only its
 /// customer and its agent, only while active); this shapes arguments and replies.
 extension LiveStore {
-    /// Runs one call operation for `caller` in `conversationID`.
+    /// Runs one call operation (`invite`, `accept`, `reject`, `end`, `signal`: lua/call_<op>.lua)
+    /// for `caller` in `conversationID`. `extra`: media and timeout ms (invite), the signal JSON (signal).
     func call(_ op: String, conversationID: String, callID: String, caller: Caller, extra: [String] = []) async throws {
-        let reply = try await scripts.run("call", keys: [keys.conversation(conversationID)], arguments: [
-            keys.prefix, op, String(now), conversationID, callID, caller.id, caller.role.rawValue, caller.name,
+        let id = conversationID
+        let callKeys = op == "signal"
+            ? [keys.conversation(id), keys.call(id), keys.conversationChannel(id)]
+            : [keys.conversation(id), keys.call(id), keys.ringingCalls, keys.events(id), keys.conversationChannel(id)]
+        let reply = try await scripts.run("call_" + op, keys: callKeys, arguments: [
+            nowOverride, id, callID, caller.id, caller.role.rawValue, caller.name,
         ] + extra, on: redis)
         let r = reply.array ?? []
         guard r.first?.string == "ok" else {
@@ -20,9 +25,18 @@ extension LiveStore {
         }
     }
 
-    /// Ends ringing calls nobody answered in time (both sides get CALL_END missed).
-    func expireCalls() async throws {
-        _ = try await scripts.run("call", keys: [keys.prefix + "calls:ringing"], arguments: [keys.prefix, "expire", String(now)], on: redis)
+    /// Ends ringing calls nobody answered in time (both sides get CALL_END missed). Candidates are
+    /// the calls:ringing entries due by Redis's clock; call_expire.lua decides each.
+    @discardableResult
+    func expireCalls() async throws -> Int {
+        let read = try await redis.pipeline([["TIME"], ["ZRANGE", keys.ringingCalls, "0", "99", "WITHSCORES"]])
+        var ended = 0
+        for id in Self.dueMembers(read[1], atMost: redisNow(read[0])) {
+            let reply = try await scripts.run("call_expire", keys: [keys.ringingCalls, keys.call(id), keys.events(id), keys.conversationChannel(id)],
+                                              arguments: [nowOverride, id], on: redis)
+            ended += reply.int ?? 0
+        }
+        return ended
     }
 }
 

@@ -267,7 +267,7 @@ final class ConnectionHub: Sendable {
 
     /// One pub/sub message, routed by its header (`PubSubEnvelope`).
     func deliver(channel: String, payload: [UInt8]) {
-        guard let header = PubSubEnvelope.parseHeader(payload) ?? LegacyPayload.header(channel: channel, payload: payload, keys: keys) else {
+        guard let header = PubSubEnvelope.parseHeader(payload) else {
             logger.warning("pub/sub payload without a header", metadata: ["channel": "\(channel)"])
             return
         }
@@ -372,28 +372,3 @@ enum HistoryFrame {
     }
 }
 
-/// TEMPORARY (until the scripts publish headers): reads the old `audience|key|frame` payloads.
-enum LegacyPayload {
-    static func header(channel: String, payload: [UInt8], keys: RedisKeys) -> (kind: PubSubEnvelope.Kind, audience: PubSubEnvelope.Audience, key: String, frameStart: Int)? {
-        let text = String(decoding: payload, as: UTF8.self)
-        let parts = text.split(separator: "|", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count == 3 else { return nil }
-        let start = parts[0].utf8.count + parts[1].utf8.count + 2
-        let audience: PubSubEnvelope.Audience = parts[0] == "s" ? .staff : parts[0] == "t" ? .user : .everyone
-        let frame = parts[2]
-        if channel == keys.queueChannel { return (.queue, audience, String(parts[1]), start) }
-        if channel == keys.presenceChannel { return (.presence, audience, String(parts[1]), start) }
-        if channel.hasPrefix(keys.userChannel("")) { return (.user, audience, "-", start) }
-        if frame.hasPrefix(#"{"event":"NEW_MESSAGE""#) || frame.contains(#""event":"NEW_MESSAGE""#) { return (.message, audience, String(parts[1]), start) }
-        if frame.contains(#""event":"CONVERSATION_ASSIGNED""#) { return (.assigned, audience, "-", start) }
-        if frame.contains(#""event":"CONVERSATION_CLOSED""#) { return (.closed, audience, "-", start) }
-        if frame.contains(#""event":"CONVERSATION_TRANSFERRED""#) || frame.contains(#""event":"CONVERSATION_REQUEUED""#) || frame.contains(#""event":"CONVERSATION_REOPENED""#) {
-            var agent = "-"
-            if let r = frame.range(of: #""agent":{"id":""#) {
-                agent = String(frame[r.upperBound...].prefix(while: { $0 != "\"" }))
-            }
-            return (.moved, audience, agent, start)
-        }
-        return (.event, audience, String(parts[1]), start)
-    }
-}

@@ -3,17 +3,47 @@ import HelpDeskCore
 import RedisClient
 
 /// Live conversations, the queue and presence in Redis. Every change goes through one Lua script
-/// (lua/*.lua), which keeps its invariant; this type only shapes arguments and replies.
+/// (lua/*.lua, each with the prelude lua/lib/*.lua in front), which keeps its invariant; this type
+/// only shapes arguments and replies.
+///
+/// Every key a script touches is passed in its KEYS (names from `RedisKeys`). Where a key can only
+/// be learned from data (a conversation's agent or category, an agent's queues) this type reads it
+/// first and passes what it read; the script checks that still holds and otherwise answers
+/// `{'err', 'stale'}`, and the call is prepared again (`runFresh`).
 struct LiveStore: Sendable {
     let redis: RedisClient
     let scripts: RedisScripts
     let keys: RedisKeys
     let clock: @Sendable () -> Date
+    /// Scripts take time from Redis's clock (one clock for every node). Tests that move time set
+    /// this; its value is then passed as every script's `now` override (ARGV[1]).
+    var scriptClock: (@Sendable () -> Date)? = nil
 
     var now: Int64 { epochMillis(clock()) }
 
+    /// ARGV[1] of every script: "" = Redis's clock.
+    var nowOverride: String { scriptClock.map { String(epochMillis($0())) } ?? "" }
+
     /// Priority boosts in ms: a higher priority jumps ahead of customers who have waited less than this.
     static let priorityBoost: [String: Int64] = ["low": -300_000, "normal": 0, "high": 300_000, "urgent": 900_000]
+
+    /// How many times a script answering `stale` is prepared and run again before giving up.
+    static let staleAttempts = 8
+    /// How many of the oldest waiting conversations a fairest pick passes as candidates: the script
+    /// needs the head's keys, and the head moves by one per pick racing in between.
+    static let pickCandidates = 16
+
+    /// Runs a script whose keys the node reads first (`prepare`); `{'err', 'stale'}` means what was
+    /// read changed in between, so it is read again, a bounded number of times.
+    func runFresh(_ name: String, _ prepare: () async throws -> (keys: [String], arguments: [String])) async throws -> RESPValue {
+        for _ in 0..<Self.staleAttempts {
+            let (keys, arguments) = try await prepare()
+            let reply = try await scripts.run(name, keys: keys, arguments: arguments, on: redis)
+            if let r = reply.array, r.count == 2, r[0].string == "err", r[1].string == "stale" { continue }
+            return reply
+        }
+        throw HelpDeskError(.conflict, "the conversation kept changing meanwhile; try again")
+    }
 
     // MARK: queue
 
@@ -28,27 +58,67 @@ struct LiveStore: Sendable {
     /// enqueue.lua: a new waiting conversation, or the e-mail's open one.
     func enqueue(name: String, email: String, categoryID: String, subject: String, priority: String) async throws -> Enqueued {
         let id = UUID().uuidString.lowercased()
-        let reply = try await scripts.run("enqueue", keys: [keys.conversation(id)], arguments: [
-            keys.prefix, id, UUID().uuidString.lowercased(), name, email, categoryID, subject, priority,
-            String(now), String(Self.priorityBoost[priority] ?? 0),
-        ], on: redis)
-        guard let r = reply.array, r.count == 5, let conv = r[0].string, let customer = r[3].string else {
+        let newCustomer = UUID().uuidString.lowercased()
+        let reply = try await runFresh("enqueue") {
+            // the e-mail's open conversation and its queue, if it has one
+            let open = try await redis.send("HGET", keys.customer(email), "conv").string
+            var openCategory = ""
+            if let open { openCategory = try await redis.send("HGET", keys.conversation(open), "category_id").string ?? "" }
+            return ([keys.conversation(id), keys.events(id), keys.customer(email), keys.queue(categoryID), keys.queues,
+                     keys.liveConversations, keys.customersSeen, keys.queueChannel,
+                     keys.conversation(open ?? id), keys.queue(open == nil ? categoryID : openCategory)],
+                    [nowOverride, id, newCustomer, name, email, categoryID, subject, priority,
+                     String(Self.priorityBoost[priority] ?? 0), open ?? "", openCategory])
+        }
+        let r = reply.array ?? []
+        guard r.count == 6, r[0].string == "ok", let conv = r[1].string, let customer = r[4].string else {
             throw HelpDeskError(.internalError, "enqueue: unexpected reply")
         }
-        return Enqueued(conversationID: conv, position: r[1].int ?? 0, created: r[2].int == 1, customerID: customer, status: r[4].string ?? "waiting")
+        return Enqueued(conversationID: conv, position: r[2].int ?? 0, created: r[3].int == 1, customerID: customer, status: r[5].string ?? "waiting")
     }
 
     /// pick.lua: `agentID` takes `conversationID` (or the fairest); mode `pick` (the agent) or `assign` (a supervisor).
+    /// The script answers with the conversation's hash: no second round trip.
     func pick(agentID: String, conversationID: String?, mode: String, actorID: String) async throws -> ConversationView {
-        let reply = try await scripts.run("pick", keys: [keys.agent(agentID)], arguments: [
-            keys.prefix, agentID, conversationID ?? "", mode, actorID, String(now),
-        ], on: redis)
+        let reply = try await runFresh("pick") {
+            let base = [keys.agent(agentID), keys.agentConversations(agentID), keys.availableAgents, keys.customersSeen,
+                        keys.queueChannel, keys.presenceChannel, keys.userChannel(agentID), keys.queues]
+            func candidateKeys(_ ids: [String]) -> [String] {
+                ids.flatMap { [keys.conversation($0), keys.events($0), keys.conversationChannel($0)] }
+            }
+            if let wanted = conversationID {
+                let read = try await redis.pipeline([["HGET", keys.agent(agentID), "categories"], ["HGET", keys.conversation(wanted), "category_id"]])
+                let categories = read[0].string ?? "", category = read[1].string ?? ""
+                return (base + [keys.queue(category)] + candidateKeys([wanted]),
+                        [nowOverride, agentID, wanted, mode, actorID, categories, "1", category, wanted])
+            }
+            let read = try await redis.pipeline([["HGET", keys.agent(agentID), "categories"], ["SMEMBERS", keys.queues]])
+            let categories = read[0].string ?? ""
+            let queues = categories.isEmpty ? (read[1].array ?? []).compactMap(\.string) : categories.split(separator: ",").map(String.init)
+            // the oldest few of all the agent's queues: the head the script finds is among them
+            // unless more than `pickCandidates` picks got in between
+            var waiting: [(id: String, score: Double)] = []
+            if !queues.isEmpty {
+                let heads = try await redis.pipeline(queues.map { ["ZRANGE", keys.queue($0), "0", String(Self.pickCandidates - 1), "WITHSCORES"] })
+                for head in heads {
+                    let items = head.array ?? []
+                    var i = 0
+                    while i + 1 < items.count {
+                        if let id = items[i].string, let score = items[i + 1].string.flatMap(Double.init) { waiting.append((id, score)) }
+                        i += 2
+                    }
+                }
+            }
+            let candidates = waiting.sorted { $0.score < $1.score }.prefix(Self.pickCandidates).map(\.id)
+            return (base + queues.map(keys.queue) + candidateKeys(candidates),
+                    [nowOverride, agentID, "", mode, actorID, categories, String(queues.count)] + queues + candidates)
+        }
         let r = reply.array ?? []
-        guard r.first?.string == "ok", r.count >= 2, let id = r[1].string else {
+        guard r.first?.string == "ok", r.count >= 3 else {
             throw Self.scriptError(r.count > 1 ? r[1].string : nil)
         }
-        guard let view = try await conversation(id) else {
-            throw HelpDeskError(.internalError, "picked conversation vanished")
+        guard let view = ConversationView(hash: r[2].fieldMap, now: now) else {
+            throw HelpDeskError(.internalError, "pick: unexpected reply")
         }
         return view
     }
@@ -113,25 +183,31 @@ struct LiveStore: Sendable {
     struct Sent: Sendable {
         var messageID: String
         var duplicate: Bool
-        var message: MessageView?
     }
 
     /// send.lua: store and publish one message.
     func send(conversationID: String, sender: Caller, text: String, clientMsgID: String, isInternal: Bool) async throws -> Sent {
-        let reply = try await scripts.run("send", keys: [keys.conversation(conversationID)], arguments: [
-            keys.prefix, conversationID, sender.id, sender.role.rawValue, sender.name, text, clientMsgID, isInternal ? "1" : "0", String(now),
+        let id = conversationID
+        let reply = try await scripts.run("send", keys: [keys.conversation(id), keys.messages(id), keys.dedupe(id), keys.conversationChannel(id)], arguments: [
+            nowOverride, id, sender.id, sender.role.rawValue, sender.name, text, clientMsgID, isInternal ? "1" : "0",
         ], on: redis)
         let r = reply.array ?? []
         guard r.first?.string == "ok", r.count == 4, let id = r[1].string else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
-        let message = r[3].string.flatMap { try? JSON.decoder.decode(MessageView.self, from: Data($0.utf8)) }
-        return Sent(messageID: id, duplicate: r[2].int == 1, message: message)
+        return Sent(messageID: id, duplicate: r[2].int == 1)
     }
 
-    /// close.lua: close and queue for archiving.
+    /// close.lua: close, end its call, and queue for archiving with a new close generation.
     func close(conversationID: String, actor: Caller, resolution: String) async throws {
-        let reply = try await scripts.run("close", keys: [keys.conversation(conversationID)], arguments: [
-            keys.prefix, conversationID, actor.id, actor.role.rawValue, resolution, String(now),
-        ], on: redis)
+        let id = conversationID
+        let reply = try await runFresh("close") {
+            let read = try await redis.send("HMGET", keys.conversation(id), "customer_email", "category_id", "agent_id").array ?? []
+            let email = read.first?.string ?? "", category = read.count > 1 ? read[1].string ?? "" : ""
+            let agent = read.count > 2 ? read[2].string ?? "" : ""
+            return ([keys.conversation(id), keys.events(id), keys.call(id), keys.conversationChannel(id), keys.customer(email),
+                     keys.queue(category), keys.customersSeen, keys.liveConversations, keys.ringingCalls, keys.outbox, keys.stats,
+                     keys.queueChannel, keys.agent(agent), keys.agentConversations(agent), keys.availableAgents, keys.presenceChannel],
+                    [nowOverride, id, actor.id, actor.role.rawValue, resolution, email, category, agent])
+        }
         let r = reply.array ?? []
         guard r.first?.string == "ok" else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
     }
@@ -139,28 +215,45 @@ struct LiveStore: Sendable {
     /// transfer.lua: to another agent (`agentID`), or back to a queue (`category`, nil keeps it).
     /// Returns the conversation's status afterwards.
     func transfer(conversationID: String, actor: Caller, agentID: String?, category: String?, note: String) async throws -> String {
-        try await runTransfer("transfer", conversationID: conversationID, actor: actor, note: note, agentID: agentID ?? "", category: category ?? "")
-    }
-
-    /// transfer.lua escalate: flags the conversation and tells the agent's supervisor (and admins).
-    func escalate(conversationID: String, actor: Caller, note: String) async throws {
-        _ = try await runTransfer("escalate", conversationID: conversationID, actor: actor, note: note, agentID: "", category: "")
-    }
-
-    private func runTransfer(_ op: String, conversationID: String, actor: Caller, note: String, agentID: String, category: String) async throws -> String {
-        let reply = try await scripts.run("transfer", keys: [keys.conversation(conversationID)], arguments: [
-            keys.prefix, op, String(now), conversationID, actor.id, actor.role.rawValue, note, agentID, category,
-        ], on: redis)
+        let id = conversationID, target = agentID ?? "", newCategory = category ?? ""
+        let reply = try await runFresh("transfer") {
+            let read = try await redis.send("HMGET", keys.conversation(id), "agent_id", "category_id").array ?? []
+            let old = read.first?.string ?? "", current = read.count > 1 ? read[1].string ?? "" : ""
+            return ([keys.conversation(id), keys.events(id), keys.call(id), keys.conversationChannel(id), keys.ringingCalls,
+                     keys.agent(old), keys.agentConversations(old), keys.availableAgents, keys.presenceChannel, keys.userChannel(old),
+                     keys.agent(target), keys.agentConversations(target), keys.userChannel(target),
+                     keys.queue(newCategory.isEmpty ? current : newCategory), keys.queues, keys.customersSeen, keys.queueChannel],
+                    [nowOverride, id, actor.id, actor.role.rawValue, note, target, newCategory, old, current])
+        }
         let r = reply.array ?? []
         guard r.first?.string == "ok" else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
         return r.count > 1 ? r[1].string ?? "" : ""
     }
 
+    /// escalate.lua: flags the conversation and tells the agent's supervisor (and admins).
+    func escalate(conversationID: String, actor: Caller, note: String) async throws {
+        let id = conversationID
+        let reply = try await runFresh("escalate") {
+            let agent = try await redis.send("HGET", keys.conversation(id), "agent_id").string ?? ""
+            return ([keys.conversation(id), keys.events(id), keys.conversationChannel(id), keys.agent(agent), keys.presenceChannel],
+                    [nowOverride, id, actor.id, actor.role.rawValue, note, agent])
+        }
+        let r = reply.array ?? []
+        guard r.first?.string == "ok" else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
+    }
+
     /// reopen.lua: a closed conversation back in its queue; returns its position.
     func reopen(conversationID: String, actor: Caller) async throws -> Int {
-        let reply = try await scripts.run("reopen", keys: [keys.conversation(conversationID)], arguments: [
-            keys.prefix, conversationID, actor.id, actor.role.rawValue, String(now),
-        ], on: redis)
+        let id = conversationID
+        let reply = try await runFresh("reopen") {
+            let read = try await redis.send("HMGET", keys.conversation(id), "customer_email", "category_id").array ?? []
+            let email = read.first?.string ?? "", category = read.count > 1 ? read[1].string ?? "" : ""
+            let open = try await redis.send("HGET", keys.customer(email), "conv").string
+            return ([keys.conversation(id), keys.messages(id), keys.events(id), keys.dedupe(id), keys.customer(email),
+                     keys.conversation(open ?? id), keys.queue(category), keys.queues, keys.liveConversations, keys.customersSeen,
+                     keys.queueChannel, keys.conversationChannel(id)],
+                    [nowOverride, id, actor.id, actor.role.rawValue, email, category, open ?? ""])
+        }
         let r = reply.array ?? []
         guard r.first?.string == "ok" else {
             if r.count > 1, r[1].string == "conflict" {
@@ -174,18 +267,42 @@ struct LiveStore: Sendable {
         return r.count > 1 ? r[1].int ?? 0 : 0
     }
 
-    /// Relays a typing indicator to the conversation's sockets without storing it.
+    enum Rated: Sendable, Equatable {
+        /// Stored in the live hash; `closeEpoch` is the close generation it belongs to.
+        case live(closeEpoch: String)
+        /// Redis no longer holds the conversation (archived and expired, or never existed).
+        case notLive
+    }
+
+    /// rate.lua: the customer's rating, once, after close: checked and written in one step.
+    func rate(conversationID: String, rating: Int, comment: String) async throws -> Rated {
+        let reply = try await scripts.run("rate", keys: [keys.conversation(conversationID)],
+                                          arguments: [nowOverride, String(rating), comment], on: redis)
+        let r = reply.array ?? []
+        if r.first?.string == "ok" { return .live(closeEpoch: r.count > 1 ? r[1].string ?? "0" : "0") }
+        switch r.count > 1 ? r[1].string : nil {
+        case "not_found": return .notLive
+        case "not_closed": throw HelpDeskError(.conflict, "a conversation can be rated once it is closed")
+        case "already_rated": throw HelpDeskError(.conflict, "this conversation was already rated")
+        case let code: throw Self.scriptError(code)
+        }
+    }
+
+    /// Relays a typing indicator to the conversation's sockets without storing it (the same
+    /// payload format as the scripts' frames: see lua/lib/hd.lua).
     func publishTyping(conversationID: String, user: Caller, typing: Bool) async throws {
         let frame = ServerFrame.encode("TYPING", TypingData(conversationId: conversationID, userId: user.id, role: user.role.rawValue, typing: typing))
-        try await redis.send("PUBLISH", keys.conversationChannel(conversationID), "a|-|" + frame)
+        try await redis.send("PUBLISH", keys.conversationChannel(conversationID), "event|a|-\n" + frame)
     }
 
     // MARK: presence
 
-    /// presence.lua connect: an agent's first socket on this node.
+    /// agent_connect.lua: an agent's first socket on this node.
     /// Returns the agent's status (`online`, or `away` if it had chosen that). `-` keeps a field.
     func agentConnected(agentID: String, node: String, name: String, capacity: String, categories: String, supervisorID: String) async throws -> String {
-        try await presence("connect", [agentID, node, name, capacity, categories, supervisorID]).string ?? "online"
+        try await scripts.run("agent_connect", keys: [
+            keys.agent(agentID), keys.agentNodes(agentID), keys.agents, keys.presence, keys.availableAgents, keys.presenceChannel,
+        ], arguments: [nowOverride, agentID, node, name, capacity, categories, supervisorID], on: redis).string ?? "online"
     }
 
     /// An agent's current status as Redis has it.
@@ -193,32 +310,87 @@ struct LiveStore: Sendable {
         try await redis.send("HGET", keys.agent(agentID), "status").string ?? "offline"
     }
 
+    /// agent_disconnect.lua: an agent's last socket on this node closed.
     func agentDisconnected(agentID: String, node: String) async throws {
-        _ = try await presence("disconnect", [agentID, node])
+        try await scripts.run("agent_disconnect", keys: [keys.agent(agentID), keys.agentNodes(agentID), keys.availableAgents, keys.presenceChannel],
+                              arguments: [nowOverride, agentID, node], on: redis)
     }
 
+    /// agent_status.lua: online or away.
     func setStatus(agentID: String, status: String) async throws {
-        do {
-            _ = try await presence("status", [agentID, status])
-        } catch let error as RedisError where error.message.contains("not_connected") {
-            throw HelpDeskError(.conflict, "connect a socket before setting a status")
+        let r = try await scripts.run("agent_status", keys: [keys.agent(agentID), keys.availableAgents, keys.presenceChannel],
+                                      arguments: [nowOverride, agentID, status], on: redis).array ?? []
+        guard r.first?.string == "ok" else {
+            if r.count > 1, r[1].string == "not_connected" { throw HelpDeskError(.conflict, "connect a socket before setting a status") }
+            throw Self.scriptError(r.count > 1 ? r[1].string : nil)
         }
     }
 
-    /// Refreshes this node's sockets; returns the agents Redis no longer knows as connected here.
+    /// node_heartbeat.lua: refreshes this node's sockets; returns the agents Redis no longer knows as connected here.
     func heartbeat(node: String, nodeTTL: Int, agents: [String], waitingConversations: [String]) async throws -> [String] {
-        let reply = try await presence("heartbeat", [node, String(nodeTTL), String(agents.count)] + agents + waitingConversations)
+        let reply = try await scripts.run("node_heartbeat",
+            keys: [keys.nodes, keys.presence, keys.customersSeen] + agents.flatMap { [keys.agent($0), keys.agentNodes($0)] }
+                + waitingConversations.map(keys.conversation),
+            arguments: [nowOverride, node, String(nodeTTL), String(agents.count)] + agents + waitingConversations, on: redis)
         return (reply.array ?? []).compactMap(\.string)
     }
 
-    /// Acts on absence; returns (agents gone offline, conversations requeued, customers abandoned).
-    func sweep(agentGrace: Int, nodeTTL: Int, customerGrace: Int) async throws -> (Int, Int, Int) {
-        let r = try await presence("sweep", [String(agentGrace), String(nodeTTL), String(customerGrace)]).array ?? []
-        return (r.first?.int ?? 0, r.count > 1 ? r[1].int ?? 0 : 0, r.count > 2 ? r[2].int ?? 0 : 0)
+    /// Redis's clock in ms (or the test override), for choosing sweep candidates.
+    func redisNow(_ time: RESPValue) -> Int64 {
+        if let override = Int64(nowOverride) { return override }
+        let parts = time.array ?? []
+        let seconds = parts.first?.string.flatMap { Int64($0) } ?? 0
+        let micros = parts.count > 1 ? parts[1].string.flatMap { Int64($0) } ?? 0 : 0
+        return seconds * 1000 + micros / 1000
     }
 
-    private func presence(_ op: String, _ arguments: [String]) async throws -> RESPValue {
-        try await scripts.run("presence", keys: [keys.presence], arguments: [keys.prefix, op, String(now)] + arguments, on: redis)
+    /// `[member, score, ...]` members whose score is at most `limit`.
+    static func dueMembers(_ reply: RESPValue, atMost limit: Int64) -> [String] {
+        let items = reply.array ?? []
+        var out: [String] = []
+        var i = 0
+        while i + 1 < items.count {
+            if let member = items[i].string, let score = items[i + 1].string.flatMap(Double.init), score <= Double(limit) { out.append(member) }
+            i += 2
+        }
+        return out
+    }
+
+    /// Acts on absence; returns (agents gone offline, conversations requeued, customers abandoned).
+    /// Candidates come from the presence and customers:seen sets (oldest first, by Redis's clock);
+    /// agent_sweep.lua and customer_abandon.lua decide, so every node may sweep at once.
+    func sweep(agentGrace: Int, nodeTTL: Int, customerGrace: Int) async throws -> (Int, Int, Int) {
+        let read = try await redis.pipeline([["TIME"], ["ZRANGE", keys.presence, "0", "199", "WITHSCORES"],
+                                             ["ZRANGE", keys.customersSeen, "0", "199", "WITHSCORES"]])
+        let now = redisNow(read[0])
+        var (offline, requeued, abandoned) = (0, 0, 0)
+        for agentID in Self.dueMembers(read[1], atMost: now - Int64(nodeTTL)) {
+            let reply = try await runFresh("agent_sweep") {
+                let convs = (try await redis.send("SMEMBERS", keys.agentConversations(agentID)).array ?? []).compactMap(\.string)
+                let categories = convs.isEmpty ? [] : try await redis.pipeline(convs.map { ["HGET", keys.conversation($0), "category_id"] }).map { $0.string ?? "" }
+                let convKeys = zip(convs, categories).flatMap { id, category in
+                    [keys.conversation(id), keys.events(id), keys.call(id), keys.conversationChannel(id), keys.queue(category)]
+                }
+                return ([keys.agent(agentID), keys.agentNodes(agentID), keys.agentConversations(agentID), keys.presence, keys.availableAgents,
+                         keys.presenceChannel, keys.queues, keys.customersSeen, keys.ringingCalls, keys.queueChannel] + convKeys,
+                        [nowOverride, agentID, String(agentGrace), String(nodeTTL)] + convs + categories)
+            }
+            let r = reply.array ?? []
+            offline += r.first?.int ?? 0
+            requeued += r.count > 1 ? r[1].int ?? 0 : 0
+        }
+        for conversationID in Self.dueMembers(read[2], atMost: now - Int64(customerGrace)) {
+            let id = conversationID
+            let reply = try await runFresh("customer_abandon") {
+                let c = try await redis.send("HMGET", keys.conversation(id), "category_id", "customer_email").array ?? []
+                let category = c.first?.string ?? "", email = c.count > 1 ? c[1].string ?? "" : ""
+                return ([keys.conversation(id), keys.events(id), keys.queue(category), keys.customer(email), keys.customersSeen,
+                         keys.liveConversations, keys.outbox, keys.queueChannel, keys.conversationChannel(id)],
+                        [nowOverride, id, String(customerGrace), category, email])
+            }
+            abandoned += reply.int ?? 0
+        }
+        return (offline, requeued, abandoned)
     }
 
     /// Every agent Redis knows, with status and load.

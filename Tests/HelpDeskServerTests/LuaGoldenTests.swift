@@ -1,0 +1,252 @@
+import Foundation
+import HelpDeskCore
+import RedisClient
+import TestSupport
+import Testing
+@testable import HelpDeskServer
+
+/// The frames the scripts publish, as the pages and nodes read them. Strict: a missing or
+/// mistyped field fails the decode. (To be replaced by HelpDeskProtocol's types once that target lands.)
+enum Wire {
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }()
+
+    struct Person: Decodable { var id: String; var name: String }
+    struct Actor: Decodable { var id: String; var role: String }
+    struct Sender: Decodable { var id: String; var role: String; var name: String }
+
+    struct Conversation: Decodable {
+        var id: String
+        var status: String
+        var customer: Person
+        var agent: Person?
+        var categoryId: String
+        var subject: String
+        var priority: String
+        var createdAt: Int64
+        var enqueuedAt: Int64
+        var assignedAt: Int64?
+        var firstResponseAt: Int64?
+        var closedAt: Int64?
+        var resolution: String?
+        var escalated: Bool
+    }
+
+    struct Message: Decodable {
+        var id: String
+        var sender: Sender
+        var text: String
+        var sentAt: Int64
+        var clientMsgId: String
+        var `internal`: Bool
+    }
+
+    struct Presence: Decodable {
+        var agentId: String
+        var name: String
+        var status: String
+        var active: Int
+        var capacity: Int
+        var nodeId: String
+        var connected: Bool
+        var since: Int64
+    }
+
+    struct NewMessage: Decodable { var conversationId: String; var message: Message }
+    struct Assigned: Decodable { var conversation: Conversation; var agent: Person; var transferredFrom: String?; var note: String? }
+    struct QueueUpdated: Decodable { var op: String; var conversation: Conversation }
+    struct Closed: Decodable { var conversationId: String; var resolution: String; var closedAt: Int64; var closedBy: Actor? }
+    struct Requeued: Decodable { var conversationId: String; var reason: String }
+    struct Transferred: Decodable { var conversationId: String; var fromAgentId: String; var agent: Person?; var categoryId: String?; var note: String? }
+    struct Reopened: Decodable { var conversationId: String; var by: Actor }
+    struct Escalated: Decodable { var conversationId: String; var note: String; var by: Actor; var customer: Person; var subject: String }
+    struct Typing: Decodable { var conversationId: String; var userId: String; var role: String; var typing: Bool }
+    struct CallInvite: Decodable { var conversationId: String; var callId: String; var media: String; var from: Sender }
+    struct CallStep: Decodable { var conversationId: String; var callId: String; var from: Sender }
+    struct CallEnd: Decodable { var conversationId: String; var callId: String; var reason: String; var durationS: Int; var from: Sender? }
+    struct Signal: Decodable { var conversationId: String; var callId: String; var from: Sender; var signal: [String: String] }
+
+    /// Decodes a frame's data as the type of its event; throws for an unknown event.
+    static func decode(_ event: String, _ frame: String) throws {
+        struct Envelope<T: Decodable>: Decodable { var event: String; var data: T }
+        func d<T: Decodable>(_: T.Type) throws { _ = try decoder.decode(Envelope<T>.self, from: Data(frame.utf8)) }
+        switch event {
+        case "NEW_MESSAGE": try d(NewMessage.self)
+        case "CONVERSATION_ASSIGNED": try d(Assigned.self)
+        case "QUEUE_UPDATED": try d(QueueUpdated.self)
+        case "PRESENCE_UPDATED": try d(Presence.self)
+        case "CONVERSATION_CLOSED": try d(Closed.self)
+        case "CONVERSATION_REQUEUED": try d(Requeued.self)
+        case "CONVERSATION_TRANSFERRED": try d(Transferred.self)
+        case "CONVERSATION_REOPENED": try d(Reopened.self)
+        case "CONVERSATION_ESCALATED": try d(Escalated.self)
+        case "TYPING": try d(Typing.self)
+        case "CALL_INVITE": try d(CallInvite.self)
+        case "CALL_ACCEPT", "CALL_REJECT": try d(CallStep.self)
+        case "CALL_END": try d(CallEnd.self)
+        case "RTC_SIGNAL": try d(Signal.self)
+        default: Issue.record("unknown event \(event)")
+        }
+    }
+
+    /// The fields a conversation view may have; every view carries the required ones.
+    static let conversationFields: Set<String> = ["id", "status", "customer", "agent", "category_id", "subject", "priority", "created_at",
+                                                   "enqueued_at", "assigned_at", "first_response_at", "closed_at", "resolution", "escalated"]
+    static let conversationRequired: Set<String> = ["id", "status", "customer", "category_id", "subject", "priority", "created_at", "enqueued_at", "escalated"]
+}
+
+@Suite("Lua golden frames", .serialized)
+struct LuaGoldenTests {
+    /// Checks one payload's header against the routing rules (lua/lib/hd.lua) and decodes its frame.
+    static func check(_ p: Published, supervisors: [String: String] = [:]) throws {
+        #expect(!p.frame.contains("\n"))
+        #expect(["a", "s", "u"].contains(p.audience), "\(p)")
+        if p.audience == "u" { #expect(p.key != "-" && !p.key.isEmpty, "\(p)") }
+        if p.channel.hasPrefix("ch:conv:") {
+            let conversation = String(p.channel.dropFirst("ch:conv:".count))
+            #expect(p.data["conversation_id"] as? String == conversation, "\(p)")
+            switch p.kind {
+            case "msg":
+                #expect(p.event == "NEW_MESSAGE")
+                #expect(StreamID(p.key) != nil && (p.data["message"] as? [String: Any])?["id"] as? String == p.key, "\(p)")
+                let internalNote = (p.data["message"] as? [String: Any])?["internal"] as? Bool
+                #expect(p.audience == (internalNote == true ? "s" : "a"), "\(p)")
+            case "assigned":
+                #expect(p.event == "CONVERSATION_ASSIGNED" && p.audience == "a")
+                #expect((p.data["agent"] as? [String: Any])?["id"] as? String == p.key, "\(p)")
+            case "closed":
+                #expect(p.event == "CONVERSATION_CLOSED" && p.key == "-" && p.audience == "a", "\(p)")
+            case "moved":
+                #expect(["CONVERSATION_REQUEUED", "CONVERSATION_TRANSFERRED", "CONVERSATION_REOPENED"].contains(p.event), "\(p)")
+                #expect(p.key == ((p.data["agent"] as? [String: Any])?["id"] as? String ?? "-"), "\(p)")
+            case "event":
+                #expect(!["NEW_MESSAGE", "CONVERSATION_ASSIGNED", "CONVERSATION_CLOSED", "CONVERSATION_REQUEUED", "CONVERSATION_REOPENED"].contains(p.event), "\(p)")
+                if p.audience != "u" { #expect(p.key == "-", "\(p)") }
+                // a transfer's customer copy carries no note
+                if p.event == "CONVERSATION_TRANSFERRED" { #expect(p.audience == "u" && p.data["note"] == nil, "\(p)") }
+            default:
+                Issue.record("kind \(p.kind) on a conversation channel: \(p)")
+            }
+            if p.data["note"] != nil { #expect(p.audience == "s", "a note outside staff: \(p)") }
+        } else if p.channel == "ch:queue" {
+            #expect(p.kind == "queue" && p.audience == "a" && p.event == "QUEUE_UPDATED", "\(p)")
+            #expect((p.data["conversation"] as? [String: Any])?["category_id"] as? String == p.key, "\(p)")
+        } else if p.channel == "ch:presence" {
+            #expect(p.kind == "presence" && p.audience == "a", "\(p)")
+            #expect(["PRESENCE_UPDATED", "CONVERSATION_ESCALATED"].contains(p.event), "\(p)")
+            if p.event == "PRESENCE_UPDATED", let agent = p.data["agent_id"] as? String {
+                #expect(p.key == (supervisors[agent] ?? "-"), "\(p)")
+            }
+        } else if p.channel.hasPrefix("ch:user:") {
+            #expect(p.kind == "user" && p.key == "-" && p.audience == "a", "\(p)")
+        } else {
+            Issue.record("unexpected channel \(p)")
+        }
+        try Wire.decode(p.event, p.frame)
+        // one conversation shape everywhere, without e-mail
+        for case let view as [String: Any] in [p.data["conversation"]] {
+            let fields = Set(view.keys)
+            #expect(fields.isSubset(of: Wire.conversationFields), "\(p): \(fields.subtracting(Wire.conversationFields))")
+            #expect(Wire.conversationRequired.isSubset(of: fields), "\(p): missing \(Wire.conversationRequired.subtracting(fields))")
+            #expect((view["customer"] as? [String: Any])?["email"] == nil, "\(p)")
+        }
+    }
+
+    @Test("every script runs with only the keys it is given, and every frame it publishes has a valid header and decodes")
+    func golden() async throws {
+        let f = try await ScriptFixture()
+        defer { Task { await f.finish() } }
+        let store = f.store
+        let (ann, bob) = (ScriptFixture.agent("101"), ScriptFixture.agent("102", "Bob"))
+        let supervisors = ["101": "900"]
+
+        #expect(try await store.agentConnected(agentID: "101", node: "n1", name: "Ann", capacity: "2", categories: "", supervisorID: "900") == "online")
+        #expect(try await store.agentConnected(agentID: "102", node: "n1", name: "Bob", capacity: "2", categories: "7,8", supervisorID: "-") == "online")
+
+        let a = try await store.enqueue(name: "Cleo", email: "cleo@example.com", categoryID: "7", subject: "Billing", priority: "normal")
+        #expect(a.created && a.position == 1)
+        let again = try await store.enqueue(name: "Cleo", email: "cleo@example.com", categoryID: "7", subject: "Billing", priority: "normal")
+        #expect(!again.created && again.conversationID == a.conversationID && again.position == 1)
+        let b = try await store.enqueue(name: "Dan", email: "dan@example.com", categoryID: "8", subject: "Login", priority: "high")
+        let cleo = ScriptFixture.customer(a.customerID), dan = ScriptFixture.customer(b.customerID)
+
+        // b has the higher priority: the fairest pick
+        let picked = try await store.pick(agentID: "101", conversationID: nil, mode: "pick", actorID: "101")
+        #expect(picked.id == b.conversationID && picked.agent?.id == "101" && picked.status == "active")
+        let assigned = try await store.pick(agentID: "101", conversationID: a.conversationID, mode: "assign", actorID: "900")
+        #expect(assigned.id == a.conversationID && assigned.customer.email == "cleo@example.com")
+
+        let id = a.conversationID
+        _ = try await store.send(conversationID: id, sender: cleo, text: "hello\nthere \"quoted\"", clientMsgID: "m1", isInternal: false)
+        _ = try await store.send(conversationID: id, sender: ann, text: "a note", clientMsgID: "n1", isInternal: true)
+        #expect(try await store.send(conversationID: id, sender: cleo, text: "hello", clientMsgID: "m1", isInternal: false).duplicate)
+        try await store.publishTyping(conversationID: id, user: ann, typing: true)
+
+        try await store.call("invite", conversationID: id, callID: "c1", caller: cleo, extra: ["audio", "45000"])
+        try await store.call("accept", conversationID: id, callID: "c1", caller: ann)
+        try await store.call("signal", conversationID: id, callID: "c1", caller: ann, extra: [#"{"type":"offer","sdp":"v=0"}"#])
+        try await store.call("end", conversationID: id, callID: "c1", caller: cleo)
+        try await store.call("invite", conversationID: id, callID: "c2", caller: ann, extra: ["video", "45000"])
+        try await store.call("reject", conversationID: id, callID: "c2", caller: cleo)
+
+        try await store.escalate(conversationID: id, actor: ann, note: "angry")
+        try await store.call("invite", conversationID: id, callID: "c3", caller: cleo, extra: ["audio", "45000"])
+        #expect(try await store.transfer(conversationID: id, actor: ann, agentID: "102", category: nil, note: "billing expert") == "active")
+        #expect(try await store.transfer(conversationID: id, actor: bob, agentID: nil, category: "8", note: "wrong team") == "waiting")
+        _ = try await store.pick(agentID: "102", conversationID: nil, mode: "pick", actorID: "102")
+
+        try await store.setStatus(agentID: "101", status: "away")
+        try await store.setStatus(agentID: "101", status: "online")
+        try await store.call("invite", conversationID: id, callID: "c4", caller: bob, extra: ["audio", "45000"])
+        try await store.call("accept", conversationID: id, callID: "c4", caller: cleo)
+        try await store.close(conversationID: id, actor: bob, resolution: "solved")
+        #expect(try await store.rate(conversationID: id, rating: 5, comment: "great") == .live(closeEpoch: "1"))
+        _ = try await store.reopen(conversationID: id, actor: cleo)
+        try await store.close(conversationID: id, actor: ScriptFixture.supervisor, resolution: "")
+
+        // an unanswered call past its deadline ends as missed
+        let c = try await store.enqueue(name: "Eve", email: "eve@example.com", categoryID: "7", subject: "Other", priority: "low")
+        _ = try await store.pick(agentID: "102", conversationID: c.conversationID, mode: "pick", actorID: "102")
+        try await store.call("invite", conversationID: c.conversationID, callID: "c6", caller: bob, extra: ["audio", "0"])
+        #expect(try await store.expireCalls() == 1)
+
+        // presence: a heartbeat, then the node is gone: the sweep takes both agents offline and
+        // requeues their chats (b's ringing call ends), then abandons them once their customers are gone too
+        try await store.call("invite", conversationID: b.conversationID, callID: "c5", caller: dan, extra: ["audio", "45000"])
+        #expect(try await store.heartbeat(node: "n1", nodeTTL: 60_000, agents: ["101", "102", "103"], waitingConversations: [a.conversationID]) == ["103"])
+        try await store.agentDisconnected(agentID: "101", node: "n1")
+        try await Task.sleep(for: .milliseconds(20))
+        let (offline, requeued, _) = try await store.sweep(agentGrace: 0, nodeTTL: 1, customerGrace: 600_000)
+        #expect(offline == 2 && requeued == 2)
+        let (_, _, abandoned) = try await store.sweep(agentGrace: 0, nodeTTL: 600_000, customerGrace: 0)
+        #expect(abandoned == 2)
+
+        let published = try await f.published().map { try Published(channel: $0.channel, payload: $0.payload) }
+        for p in published { try Self.check(p, supervisors: supervisors) }
+        let events = Set(published.map(\.event))
+        let expected: Set<String> = ["NEW_MESSAGE", "CONVERSATION_ASSIGNED", "QUEUE_UPDATED", "PRESENCE_UPDATED", "CONVERSATION_CLOSED",
+                                     "CONVERSATION_REQUEUED", "CONVERSATION_TRANSFERRED", "CONVERSATION_REOPENED", "CONVERSATION_ESCALATED",
+                                     "TYPING", "CALL_INVITE", "CALL_ACCEPT", "CALL_REJECT", "CALL_END", "RTC_SIGNAL"]
+        #expect(events == expected, "missing \(expected.subtracting(events))")
+        let kinds = Set(published.map(\.kind))
+        #expect(kinds == ["msg", "assigned", "closed", "moved", "event", "queue", "presence", "user"])
+        // the missed call of the expiry and the abandon are among them
+        #expect(published.contains { $0.event == "CALL_END" && $0.data["reason"] as? String == "missed" && $0.data["call_id"] as? String == "c6" })
+        #expect(published.contains { $0.event == "CONVERSATION_CLOSED" && $0.data["resolution"] as? String == "abandoned" })
+    }
+
+    @Test("the key guard itself fails a script that touches a key it was not given")
+    func guardCatchesUndeclaredKeys() async throws {
+        let f = try await ScriptFixture()
+        defer { Task { await f.finish() } }
+        let scripts = RedisScripts(sources: ["bad": ScriptFixture.keyGuard + "\nredis.call('SET', KEYS[1], 1)\nreturn redis.call('GET', KEYS[1] .. ':x')"])
+        let error = await #expect(throws: RedisError.self) {
+            try await scripts.run("bad", keys: [f.prefix + "k"], arguments: [], on: f.redis)
+        }
+        #expect(error?.message.contains("undeclared key") == true)
+        _ = try await f.redis.send("DEL", f.prefix + "k")
+    }
+}

@@ -1,0 +1,216 @@
+import Foundation
+import HelpDeskCore
+import RedisClient
+import TestSupport
+import Testing
+@testable import HelpDeskServer
+
+@Suite("Lua scripts: Redis's contract and the fixes made in them", .serialized)
+struct ScriptContractTests {
+    static let luaDirectory = TestEnvironment.repositoryRoot + "/lua"
+
+    static func luaFiles() throws -> [(name: String, text: String)] {
+        let files = FileManager.default
+        var out: [(String, String)] = []
+        for directory in [luaDirectory, luaDirectory + "/lib"] {
+            for name in try files.contentsOfDirectory(atPath: directory).filter({ $0.hasSuffix(".lua") }).sorted() {
+                out.append((directory.hasSuffix("lib") ? "lib/" + name : name, try String(contentsOfFile: directory + "/" + name, encoding: .utf8)))
+            }
+        }
+        return out
+    }
+
+    @Test("no script builds a key name: every redis.call names its key from KEYS or a variable, never a concatenation")
+    func noKeyBuiltInLua() throws {
+        let call = try Regex(#"redis\.p?call\(\s*'([A-Za-z]+)'\s*,\s*([^,)]*)"#)
+        for (name, text) in try Self.luaFiles() {
+            for line in text.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).hasPrefix("--") {
+                for match in line.matches(of: call) {
+                    let firstArgument = String(match.output[2].substring ?? "")
+                    #expect(!firstArgument.contains(".."), "\(name): key built by concatenation: \(line)")
+                    #expect(!firstArgument.hasPrefix("'") && !firstArgument.hasPrefix("\""), "\(name): literal key name: \(line)")
+                }
+            }
+            // the prefix argument is gone: names come from RedisKeys.swift only
+            #expect(!text.contains("P .. '"), "\(name) builds names from a prefix")
+            if !name.hasPrefix("lib/") { #expect(text.contains("-- KEYS"), "\(name) does not document its KEYS") }
+        }
+    }
+
+    @Test("one script per operation: presence.lua and call.lua are split")
+    func onePerOperation() throws {
+        let names = Set(try Self.luaFiles().map(\.name))
+        #expect(!names.contains("presence.lua") && !names.contains("call.lua"))
+        for name in ["agent_connect", "agent_disconnect", "agent_status", "node_heartbeat", "agent_sweep", "customer_abandon",
+                     "call_invite", "call_accept", "call_reject", "call_end", "call_signal", "call_expire", "escalate", "rate"] {
+            #expect(names.contains(name + ".lua"), "\(name).lua missing")
+        }
+    }
+
+    /// An agent 101 with an active chat (and the customer as a caller).
+    static func activeChat(_ f: ScriptFixture, email: String = "cleo@example.com") async throws -> (id: String, customer: Caller) {
+        _ = try await f.store.agentConnected(agentID: "101", node: "n1", name: "Ann", capacity: "3", categories: "", supervisorID: "900")
+        _ = try await f.store.agentConnected(agentID: "102", node: "n1", name: "Bob", capacity: "3", categories: "", supervisorID: "900")
+        let queued = try await f.store.enqueue(name: "Cleo", email: email, categoryID: "7", subject: "Hi", priority: "normal")
+        _ = try await f.store.pick(agentID: "101", conversationID: queued.conversationID, mode: "pick", actorID: "101")
+        return (queued.conversationID, ScriptFixture.customer(queued.customerID))
+    }
+
+    @Test("pick.lua answers with the assigned conversation itself (no HGETALL after it)")
+    func pickReturnsTheConversation() async throws {
+        let f = try await ScriptFixture()
+        defer { Task { await f.finish() } }
+        _ = try await f.store.agentConnected(agentID: "101", node: "n1", name: "Ann", capacity: "1", categories: "", supervisorID: "-")
+        let queued = try await f.store.enqueue(name: "Cleo", email: "c@example.com", categoryID: "7", subject: "Hi", priority: "normal")
+        let id = queued.conversationID
+        let reply = try await f.store.scripts.run("pick", keys: [
+            f.keys.agent("101"), f.keys.agentConversations("101"), f.keys.availableAgents, f.keys.customersSeen, f.keys.queueChannel,
+            f.keys.presenceChannel, f.keys.userChannel("101"), f.keys.queues, f.keys.queue("7"),
+            f.keys.conversation(id), f.keys.events(id), f.keys.conversationChannel(id),
+        ], arguments: ["", "101", id, "pick", "101", "", "1", "7", id], on: f.redis).array ?? []
+        #expect(reply.first?.string == "ok" && reply[1].string == id)
+        let hash = try #require(reply.count > 2 ? reply[2].fieldMap : nil)
+        #expect(hash["status"] == "active" && hash["agent_id"] == "101" && hash["customer_email"] == "c@example.com")
+    }
+
+    @Test("a script given keys for data that changed answers stale and writes nothing")
+    func staleWritesNothing() async throws {
+        let f = try await ScriptFixture()
+        defer { Task { await f.finish() } }
+        let (id, _) = try await Self.activeChat(f)
+        // close.lua told the conversation's agent is 102 (it is 101): stale, still active
+        let reply = try await f.store.scripts.run("close", keys: [
+            f.keys.conversation(id), f.keys.events(id), f.keys.call(id), f.keys.conversationChannel(id), f.keys.customer("cleo@example.com"),
+            f.keys.queue("7"), f.keys.customersSeen, f.keys.liveConversations, f.keys.ringingCalls, f.keys.outbox, f.keys.stats,
+            f.keys.queueChannel, f.keys.agent("102"), f.keys.agentConversations("102"), f.keys.availableAgents, f.keys.presenceChannel,
+        ], arguments: ["", id, "900", "supervisor", "", "cleo@example.com", "7", "102"], on: f.redis)
+        #expect(reply == .array([.bulkString(Array("err".utf8)), .bulkString(Array("stale".utf8))]))
+        #expect(try await f.redis.send("HGET", f.keys.conversation(id), "status").string == "active")
+        // LiveStore reads the agent itself, so the same close goes through
+        try await f.store.close(conversationID: id, actor: ScriptFixture.supervisor, resolution: "")
+        #expect(try await f.redis.send("HGET", f.keys.conversation(id), "status").string == "closed")
+    }
+
+    @Test("issue 10 #5: close and abandon start a new close generation and the outbox entry carries it")
+    func closeEpoch() async throws {
+        let f = try await ScriptFixture()
+        defer { Task { await f.finish() } }
+        let (id, customer) = try await Self.activeChat(f)
+        try await f.store.close(conversationID: id, actor: ScriptFixture.agent("101"), resolution: "done")
+        _ = try await f.store.reopen(conversationID: id, actor: customer)
+        try await f.store.close(conversationID: id, actor: ScriptFixture.supervisor, resolution: "")
+        let waiting = try await f.store.enqueue(name: "Dan", email: "dan@example.com", categoryID: "7", subject: "Hi", priority: "normal")
+        #expect(try await f.store.sweep(agentGrace: 600_000, nodeTTL: 600_000, customerGrace: 0).2 == 1)
+        let fields = try await f.redis.send("XRANGE", f.keys.outbox, "-", "+").array?.compactMap { $0.array?[1].fieldMap } ?? []
+        #expect(fields.map { $0["conversation_id"] ?? "" } == [id, id, waiting.conversationID])
+        #expect(fields.map { $0["epoch"] ?? "" } == ["1", "2", "1"])
+        #expect(try await f.redis.send("HGET", f.keys.conversation(id), "close_epoch").string == "2")
+    }
+
+    @Test("issue 10 #6: a transfer's note reaches staff only; the customer gets the event without it")
+    func transferNoteStaffOnly() async throws {
+        let f = try await ScriptFixture()
+        defer { Task { await f.finish() } }
+        let (id, customer) = try await Self.activeChat(f)
+        _ = try await f.published()
+        _ = try await f.store.transfer(conversationID: id, actor: ScriptFixture.agent("101"), agentID: "102", category: nil, note: "secret: VIP")
+        _ = try await f.store.transfer(conversationID: id, actor: ScriptFixture.agent("102", "Bob"), agentID: nil, category: nil, note: "secret 2")
+        let onChannel = try await f.published().map { try Published(channel: $0.channel, payload: $0.payload) }
+            .filter { $0.channel == "ch:conv:" + id }
+        let transferred = onChannel.filter { $0.event == "CONVERSATION_TRANSFERRED" }
+        #expect(transferred.count == 4)
+        for p in transferred {
+            // what a customer's socket receives: audience a, or u with its id
+            let toCustomer = p.audience == "a" || (p.audience == "u" && p.key == customer.id)
+            #expect(toCustomer == (p.data["note"] == nil), "\(p)")
+            #expect(!p.frame.contains("secret") || p.audience == "s", "\(p)")
+        }
+        #expect(transferred.filter { $0.audience == "u" && $0.key == customer.id }.count == 2)
+    }
+
+    @Test("issue 10 #7: transfer, requeue and close end a running or ringing call for both sides and clear it")
+    func movesEndTheCall() async throws {
+        let f = try await ScriptFixture()
+        defer { Task { await f.finish() } }
+        let ann = ScriptFixture.agent("101"), bob = ScriptFixture.agent("102", "Bob")
+        let (id, customer) = try await Self.activeChat(f)
+
+        func callEndsFor(_ who: [String], _ body: () async throws -> Void) async throws {
+            _ = try await f.published()
+            try await body()
+            let ends = try await f.published().map { try Published(channel: $0.channel, payload: $0.payload) }.filter { $0.event == "CALL_END" }
+            #expect(Set(ends.map(\.key)) == Set(who) && ends.allSatisfy { $0.audience == "u" }, "\(ends)")
+            #expect(try await f.redis.send("EXISTS", f.keys.call(id)).int == 0)
+            #expect(try await f.redis.send("ZSCORE", f.keys.ringingCalls, id).string == nil)
+        }
+        // running call, transfer to another agent
+        try await f.store.call("invite", conversationID: id, callID: "k1", caller: customer, extra: ["audio", "45000"])
+        try await f.store.call("accept", conversationID: id, callID: "k1", caller: ann)
+        try await callEndsFor([customer.id, "101"]) {
+            _ = try await f.store.transfer(conversationID: id, actor: ann, agentID: "102", category: nil, note: "")
+        }
+        // ringing call, transfer back to the queue
+        try await f.store.call("invite", conversationID: id, callID: "k2", caller: bob, extra: ["audio", "45000"])
+        try await callEndsFor([customer.id, "102"]) {
+            _ = try await f.store.transfer(conversationID: id, actor: bob, agentID: nil, category: nil, note: "")
+        }
+        // a new call is possible afterwards (the conversation is not "busy" forever)
+        _ = try await f.store.pick(agentID: "101", conversationID: id, mode: "pick", actorID: "101")
+        try await f.store.call("invite", conversationID: id, callID: "k3", caller: ann, extra: ["audio", "45000"])
+        // requeue: the agent's node is gone past its grace
+        try await f.store.agentDisconnected(agentID: "101", node: "n1")
+        try await f.store.agentDisconnected(agentID: "102", node: "n1")
+        try await Task.sleep(for: .milliseconds(20))
+        try await callEndsFor([customer.id, "101"]) {
+            #expect(try await f.store.sweep(agentGrace: 0, nodeTTL: 1, customerGrace: 600_000).1 == 1)
+        }
+        // close (a running call)
+        _ = try await f.store.agentConnected(agentID: "102", node: "n1", name: "Bob", capacity: "3", categories: "", supervisorID: "900")
+        _ = try await f.store.pick(agentID: "102", conversationID: id, mode: "pick", actorID: "102")
+        try await f.store.call("invite", conversationID: id, callID: "k4", caller: customer, extra: ["audio", "45000"])
+        try await f.store.call("accept", conversationID: id, callID: "k4", caller: bob)
+        try await callEndsFor([customer.id, "102"]) {
+            try await f.store.close(conversationID: id, actor: bob, resolution: "")
+        }
+    }
+
+    @Test("issue 10 #12: times come from Redis's clock, not from a node whose clock is an hour ahead")
+    func redisClock() async throws {
+        let ahead: @Sendable () -> Date = { Date().addingTimeInterval(3600) }
+        let f = try await ScriptFixture(clock: ahead)
+        defer { Task { await f.finish() } }
+        let (id, customer) = try await Self.activeChat(f)
+        _ = try await f.store.send(conversationID: id, sender: customer, text: "hi", clientMsgID: "1", isInternal: false)
+        try await f.store.call("invite", conversationID: id, callID: "t1", caller: customer, extra: ["audio", "45000"])
+        try await f.store.close(conversationID: id, actor: ScriptFixture.agent("101"), resolution: "")
+        let time = try await f.redis.send("TIME").array ?? []
+        let redisNow = (Int64(time[0].string ?? "") ?? 0) * 1000
+        let hash = try await f.redis.send("HGETALL", f.keys.conversation(id)).fieldMap
+        let message = try await f.store.messages(id, after: nil).first
+        for (what, value) in [("created_at", Int64(hash["created_at"] ?? "")), ("assigned_at", Int64(hash["assigned_at"] ?? "")),
+                              ("closed_at", Int64(hash["closed_at"] ?? "")), ("sent_at", message?.sentAt)] {
+            let value = try #require(value, "\(what) missing")
+            #expect(abs(value - redisNow) < 60_000, "\(what) is \(value - redisNow) ms off Redis's clock")
+        }
+        // the node's clock does not drive presence either: a fresh heartbeat is not swept
+        #expect(try await f.store.heartbeat(node: "n1", nodeTTL: 15_000, agents: ["102"], waitingConversations: []).isEmpty)
+        let swept = try await f.store.sweep(agentGrace: 60_000, nodeTTL: 15_000, customerGrace: 60_000)
+        #expect(swept.0 == 0 && swept.1 == 0 && swept.2 == 0)
+    }
+
+    @Test("issue 10 #22: ten ratings sent at once: exactly one is stored")
+    func ratingIsAtomic() async throws {
+        let f = try await ScriptFixture()
+        defer { Task { await f.finish() } }
+        let (id, _) = try await Self.activeChat(f)
+        await #expect(throws: HelpDeskError.self) { _ = try await f.store.rate(conversationID: id, rating: 5, comment: "") }
+        try await f.store.close(conversationID: id, actor: ScriptFixture.agent("101"), resolution: "")
+        let store = f.store
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for i in 1...10 { group.addTask { (try? await store.rate(conversationID: id, rating: i % 5 + 1, comment: "r\(i)")) != nil } }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 }.count == 1)
+        #expect(try await f.store.rate(conversationID: "00000000-0000-0000-0000-000000000000", rating: 3, comment: "") == .notLive)
+    }
+}

@@ -1,0 +1,29 @@
+-- customer_abandon.lua: the sweep for one waiting customer whose socket has been gone longer than
+-- its grace: the conversation leaves the queue as abandoned and goes to the outbox. The node finds
+-- candidates in customers:seen; this decides (by Redis's clock), so every node may run it at once.
+-- KEYS: 1 conv:<id>  2 conv:<id>:events  3 queue:<category>  4 customer:<email>  5 customers:seen
+--       6 convs:live  7 outbox  8 ch:queue  9 ch:conv:<id>   (category and email as the node read them)
+-- ARGV: now override, conv_id, customer grace_ms, category_id as read, email as read
+-- Returns 1 (abandoned), 0 (not due, or no longer waiting) or {'err', 'stale'}
+local now = hd.now(ARGV[1])
+local id, grace = ARGV[2], tonumber(ARGV[3])
+local conv_key, seen_key = KEYS[1], KEYS[5]
+local seen = tonumber(redis.call('ZSCORE', seen_key, id) or '')
+if not seen or now - seen < grace then return 0 end
+local c = redis.call('HMGET', conv_key, 'status', 'category_id', 'customer_email', 'customer_id')
+if c[1] ~= 'waiting' then
+  redis.call('ZREM', seen_key, id)
+  return 0
+end
+if (c[2] or '') ~= ARGV[4] or (c[3] or '') ~= ARGV[5] then return hd.STALE end
+redis.call('ZREM', KEYS[3], id)
+redis.call('ZREM', seen_key, id)
+redis.call('HSET', conv_key, 'status', 'abandoned', 'closed_at', now, 'resolution', 'abandoned')
+redis.call('ZREM', KEYS[6], id)
+if redis.call('HGET', KEYS[4], 'conv') == id then redis.call('HDEL', KEYS[4], 'conv') end
+redis.call('PEXPIRE', KEYS[4], 30 * 86400 * 1000)
+hd.log(KEYS[2], 'abandoned', c[4] or '', 'customer', now, nil)
+hd.to_outbox(conv_key, KEYS[7], id)
+hd.publish(KEYS[8], 'queue', 'a', c[2], 'QUEUE_UPDATED', {op = 'removed', conversation = hd.conversation(hd.hash(conv_key))})
+hd.publish(KEYS[9], 'closed', 'a', '-', 'CONVERSATION_CLOSED', {conversation_id = id, resolution = 'abandoned', closed_at = now})
+return 1

@@ -1,0 +1,171 @@
+-- lua/lib/hd.lua: the prelude. RedisScripts puts lua/lib/*.lua before every script of lua/, as one
+-- chunk (the SHA1 Redis knows is of prelude + script). Every published frame and every shared view
+-- (conversation, message, presence, call) is built here, so each object has one shape whichever
+-- script sends it.
+--
+-- PUB/SUB PAYLOAD: '<kind>|<audience>|<key>\n<frame JSON>'. One header line, then the frame exactly
+-- as sockets get it. cjson never emits a raw newline, so the first '\n' ends the header. Nodes route
+-- by the header alone and never search or decode the frame.
+--   kind      msg       a chat message (NEW_MESSAGE); key = its stream id
+--             assigned  CONVERSATION_ASSIGNED; key = the new agent's id
+--             closed    CONVERSATION_CLOSED, abandoned included; key '-'
+--             moved     CONVERSATION_REQUEUED / _TRANSFERRED / _REOPENED; key = the new agent's id,
+--                       '-' when the conversation is back in a queue
+--             event     anything else on a conversation channel (typing, calls, escalation);
+--                       key '-' unless the audience is 'u'
+--             queue     on the queue channel; key = the category id
+--             presence  on the presence channel; key = the agent's supervisor id or '-'
+--             user      on a user channel; key '-'
+--   audience  a  every socket that follows the channel
+--             s  staff sockets only (internal notes, transfer notes, escalations)
+--             u  only the sockets of the user whose id is the key (call signaling)
+-- LiveStore.publishTyping (Swift) writes the same format.
+--
+-- KEYS: every key a script touches arrives in KEYS, channels included (a sharded PUBLISH declares
+-- its channel as a key); no script builds a key name. Names are defined once, in RedisKeys.swift.
+-- Where a key can only be learned from data (a conversation's agent, its category) the node reads
+-- it first and passes it along with what it read; the script checks that still holds and otherwise
+-- answers {'err', 'stale'} (the node reads again and retries).
+--
+-- TIME: scripts take 'now' from Redis's clock (hd.now), never from a node's. ARGV[1] of every
+-- script except ratelimit.lua overrides it when not empty: a hook for tests that move time.
+local hd = {}
+
+--- ms since the epoch by Redis's clock, or the caller's override (tests only)
+function hd.now(override)
+  if override and override ~= '' then return tonumber(override) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+hd.STALE = {'err', 'stale'}
+
+--- a hash as a Lua table (empty when the key does not exist)
+function hd.hash(key)
+  local h = redis.call('HGETALL', key)
+  local t = {}
+  for i = 1, #h, 2 do t[h[i]] = h[i + 1] end
+  return t
+end
+
+local function num(v)
+  if v == nil or v == '' then return nil end
+  return tonumber(v)
+end
+local function str(v)
+  if v == nil or v == '' then return nil end
+  return v
+end
+hd.num, hd.str = num, str
+
+--- the conversation view, from the fields of a conv hash. No e-mail: frames reach other people.
+--- Times are ms since the epoch; absent (not null) when not reached yet.
+function hd.conversation(c)
+  local view = {
+    id = c.id, status = c.status,
+    customer = {id = c.customer_id or '', name = c.customer_name or ''},
+    category_id = c.category_id or '0', subject = c.subject or '', priority = c.priority or 'normal',
+    created_at = num(c.created_at) or 0, enqueued_at = num(c.enqueued_at) or num(c.created_at) or 0,
+    assigned_at = num(c.assigned_at), first_response_at = num(c.first_response_at), closed_at = num(c.closed_at),
+    resolution = str(c.resolution), escalated = c.escalated == '1',
+  }
+  if str(c.agent_id) then view.agent = {id = c.agent_id, name = c.agent_name or ''} end
+  return view
+end
+
+--- the message view (NEW_MESSAGE, send's reply)
+function hd.message(id, sender, role, name, text, sent_at, client_msg_id, internal)
+  return {
+    id = id, sender = {id = sender, role = role, name = name}, text = text, sent_at = sent_at,
+    client_msg_id = client_msg_id, internal = internal,
+  }
+end
+
+--- the presence view (PRESENCE_UPDATED), from the fields of an agent hash
+function hd.presence(agent_id, a)
+  return {
+    agent_id = agent_id, name = a.name or '', status = str(a.status) or 'offline', active = num(a.active) or 0,
+    capacity = num(a.capacity) or 0, node_id = a.node or '', connected = a.connected == '1', since = num(a.since) or 0,
+  }
+end
+
+--- publishes one frame with its routing header (format above); returns the frame's JSON
+function hd.publish(channel, kind, audience, key, event, data)
+  local frame = cjson.encode({event = event, data = data})
+  redis.call('PUBLISH', channel, kind .. '|' .. audience .. '|' .. (key or '-') .. '\n' .. frame)
+  return frame
+end
+
+--- one entry of a conversation's event history (archived to PostgreSQL with it)
+function hd.log(events_key, type, actor, role, now, data)
+  redis.call('XADD', events_key, '*', 'type', type, 'actor_id', actor or '', 'actor_role', role, 'at', now,
+    'data', data and cjson.encode(data) or '')
+end
+
+--- an agent can be routed new work when online, connected and under capacity
+function hd.refresh_available(available_key, agent_key, agent_id, now)
+  local a = redis.call('HMGET', agent_key, 'status', 'active', 'capacity', 'connected')
+  if a[1] == 'online' and a[4] == '1' and tonumber(a[2] or '0') < tonumber(a[3] or '0') then
+    redis.call('ZADD', available_key, 'NX', now, agent_id)
+  else
+    redis.call('ZREM', available_key, agent_id)
+  end
+end
+
+--- PRESENCE_UPDATED to the agent's supervisor (the header key) and admins
+function hd.publish_presence(presence_channel, agent_key, agent_id)
+  local a = hd.hash(agent_key)
+  hd.publish(presence_channel, 'presence', 'a', str(a.supervisor_id) or '-', 'PRESENCE_UPDATED', hd.presence(agent_id, a))
+end
+
+--- gives back the capacity one conversation took from its agent (close, transfer, requeue)
+function hd.release(agent_key, convs_key, available_key, presence_channel, agent_id, conv_id, now)
+  if redis.call('SREM', convs_key, conv_id) == 1 then
+    redis.call('HINCRBY', agent_key, 'active', -1)
+    hd.refresh_available(available_key, agent_key, agent_id, now)
+    hd.publish_presence(presence_channel, agent_key, agent_id)
+  end
+end
+
+--- ends the conversation's call, if there is one, for both participants: CALL_END to each,
+--- history written, the call cleared. reason: ended | missed | rejected. Returns true if it did.
+function hd.end_call(call_key, ringing_key, events_key, channel, conv_id, reason, actor, role, name, now)
+  local call = hd.hash(call_key)
+  if not call.call_id then return false end
+  local duration = 0
+  if str(call.answered_at) then duration = math.floor((now - tonumber(call.answered_at)) / 1000) end
+  redis.call('DEL', call_key)
+  redis.call('ZREM', ringing_key, conv_id)
+  if reason == 'missed' then
+    hd.log(events_key, 'call_missed', actor, role, now, {call_id = call.call_id})
+  elseif reason == 'rejected' then
+    hd.log(events_key, 'call_rejected', actor, role, now, {call_id = call.call_id})
+  else
+    hd.log(events_key, 'call_ended', actor, role, now, {call_id = call.call_id, duration_s = duration, media = call.media})
+  end
+  local data = {conversation_id = conv_id, call_id = call.call_id, reason = reason, duration_s = duration}
+  if actor and actor ~= '' then data.from = {id = actor, role = role, name = name} end
+  hd.publish(channel, 'event', 'u', call.caller_id, 'CALL_END', data)
+  hd.publish(channel, 'event', 'u', call.callee_id, 'CALL_END', data)
+  return true
+end
+
+--- closes out an ended conversation's bookkeeping shared by close and abandon: a new close
+--- generation (the flusher archives only what this close produced) and the outbox entry.
+function hd.to_outbox(conv_key, outbox_key, conv_id)
+  local epoch = redis.call('HINCRBY', conv_key, 'close_epoch', 1)
+  return redis.call('XADD', outbox_key, '*', 'conversation_id', conv_id, 'epoch', epoch)
+end
+
+--- call scripts: the other participant of `user` in an active conversation, or nil and an error
+--- code. Only the conversation's customer and its assigned agent may call, only while active.
+function hd.call_peer(conv_key, user, role)
+  local c = redis.call('HMGET', conv_key, 'status', 'customer_id', 'agent_id')
+  if not c[1] then return nil, 'not_found' end
+  local other
+  if role == 'customer' and user == c[2] then other = c[3]
+  elseif role == 'agent' and user == c[3] then other = c[2]
+  else return nil, 'forbidden' end
+  if c[1] ~= 'active' or not other or other == '' then return nil, 'conversation_closed' end
+  return other
+end
