@@ -20,7 +20,7 @@ cluster: build
 test: deps
 	scripts/test.sh
 
-# Release build, two nodes, `helpdesk-bench relay` (BENCHMARKS.md). Pass arguments with ARGS="...".
+# Release build, two nodes, every bench and Redis's ceilings (BENCHMARKS.md). ARGS="..." runs only the relay with those options.
 bench: deps
 	scripts/bench.sh $(ARGS)
 

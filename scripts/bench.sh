@@ -1,29 +1,117 @@
 #!/usr/bin/env bash
 # `make bench`: release build, a private Redis + PostgreSQL under .data/bench, two nodes
-# (customers on :8081, agents on :8082), then `helpdesk-bench relay` with the given arguments.
-#   scripts/bench.sh [--conversations N] [--rate R] [--duration S]
+# (:8181 customers, :8182 agents), then every bench, each against freshly started nodes with
+# their own key prefix, and a summary table:
+#   relay at its maximum (closed loop), relay at half that rate, conns (idle sockets' RSS),
+#   pick (racing agents), and Redis's own ceilings (scripts/bench-ceilings.sh).
+# With arguments, only the relay runs, with those arguments added (CPU pids are passed for you):
+#   scripts/bench.sh --conversations 50 --rate 10 --duration 10
+#   make bench ARGS="--max --conversations 50"
+# Environment: BENCH_REDIS_PORT (6393), BENCH_PG_PORT (5493), BENCH_PORT_A/B (8181/8182),
+#   BENCH_CONVERSATIONS (50), BENCH_DURATION (10), BENCH_SOCKETS (10000), BENCH_CUSTOMERS (2000), BENCH_AGENTS (40).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=.data/bench
-REDIS_PORT=6392
-PG_PORT=5492
+REDIS_PORT=${BENCH_REDIS_PORT:-6393}
+PG_PORT=${BENCH_PG_PORT:-5493}
+PORT_A=${BENCH_PORT_A:-8181}
+PORT_B=${BENCH_PORT_B:-8182}
+CONVERSATIONS=${BENCH_CONVERSATIONS:-50}
+DURATION=${BENCH_DURATION:-10}
+SOCKETS=${BENCH_SOCKETS:-10000}
+CUSTOMERS=${BENCH_CUSTOMERS:-2000}
+AGENTS=${BENCH_AGENTS:-40}
+
 swift build -c release --product helpdesk
 swift build -c release --product helpdesk-bench
 bin=$(swift build -c release --show-bin-path)
+mkdir -p "$data"
 scripts/services.sh up "$data" "$REDIS_PORT" "$PG_PORT" helpdesk
+redis_pid=$(cat "$data/redis/redis.pid")
 export HELPDESK_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 export HELPDESK_DATABASE_URL=postgresql://postgres@127.0.0.1:$PG_PORT/helpdesk
 export HELPDESK_JWT_SECRET=bench-secret-0123456789abcdef
 export HELPDESK_START_LIMIT_PER_IP=1000000
+export HELPDESK_MAX_SOCKETS_PER_IP=1000000
+export HELPDESK_MAX_SOCKETS_PER_USER=1000000
 export HELPDESK_LOG_LEVEL=warning
-export HELPDESK_KEY_PREFIX="hd:{bench$(date +%s)}:"
+# 10,000 idle sockets on one node, plus its Redis and PostgreSQL connections.
+ulimit -n "$(ulimit -Hn)"
 "$bin/helpdesk" migrate >/dev/null
 "$bin/helpdesk" user create --email bench-admin@example.com --name "Bench Admin" --password bench-admin-password --role admin >/dev/null 2>&1 || true
-HELPDESK_NODE_ID=bench-a "$bin/helpdesk" serve --port 8081 & a=$!
-HELPDESK_NODE_ID=bench-b "$bin/helpdesk" serve --port 8082 & b=$!
-trap 'kill $a $b 2>/dev/null; wait $a $b 2>/dev/null; scripts/services.sh down "$data"' EXIT
-for port in 8081 8082; do
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-done
-"$bin/helpdesk-bench" relay --customer-node http://127.0.0.1:8081 --agent-node http://127.0.0.1:8082 \
-  --admin-email bench-admin@example.com --admin-password bench-admin-password "$@"
+admin=(--admin-email bench-admin@example.com --admin-password bench-admin-password)
+
+pid_a='' pid_b=''
+# Two nodes with a fresh key prefix, so each bench starts from an empty deployment.
+start_nodes() {
+  export HELPDESK_KEY_PREFIX="hd:{bench$(date +%s%N)}:"
+  HELPDESK_NODE_ID=bench-a "$bin/helpdesk" serve --port "$PORT_A" & pid_a=$!
+  HELPDESK_NODE_ID=bench-b "$bin/helpdesk" serve --port "$PORT_B" & pid_b=$!
+  for port in "$PORT_A" "$PORT_B"; do
+    for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+  done
+}
+stop_nodes() {
+  [ -n "$pid_a$pid_b" ] || return 0
+  kill $pid_a $pid_b 2>/dev/null || true
+  wait $pid_a $pid_b 2>/dev/null || true
+  pid_a='' pid_b=''
+}
+trap 'stop_nodes; scripts/services.sh down "$data"' EXIT
+
+relay() {
+  "$bin/helpdesk-bench" relay --customer-node "http://127.0.0.1:$PORT_A" --agent-node "http://127.0.0.1:$PORT_B" "${admin[@]}" \
+    --node-pid "$pid_a" --node-pid "$pid_b" --redis-pid "$redis_pid" "$@"
+}
+
+if [ $# -gt 0 ]; then
+  start_nodes
+  relay "$@"
+  exit
+fi
+
+log="$data/bench-$(date +%Y%m%d-%H%M%S).log"
+echo "make bench: full run, log in $log"
+# Other processes on the box skew every figure: say how busy it was.
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$log"
+field() { grep "^summary $1" "$log" | tail -1 | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
+
+start_nodes
+relay --max --conversations "$CONVERSATIONS" --duration "$DURATION" --label max | tee -a "$log" || true
+stop_nodes
+max=$(field "relay label=max" delivered_per_s)
+half_rate=$(awk -v m="$max" -v n="$CONVERSATIONS" 'BEGIN {printf "%.2f", m / 2 / n}')
+start_nodes
+relay --conversations "$CONVERSATIONS" --rate "$half_rate" --duration "$DURATION" --label half | tee -a "$log" || true
+stop_nodes
+
+start_nodes
+"$bin/helpdesk-bench" conns --node "http://127.0.0.1:$PORT_A" "${admin[@]}" --sockets "$SOCKETS" --node-pid "$pid_a" | tee -a "$log" || true
+stop_nodes
+
+start_nodes
+"$bin/helpdesk-bench" pick --node "http://127.0.0.1:$PORT_A" --node "http://127.0.0.1:$PORT_B" "${admin[@]}" \
+  --customers "$CUSTOMERS" --agents "$AGENTS" --node-pid "$pid_a" --node-pid "$pid_b" --redis-pid "$redis_pid" | tee -a "$log" || true
+stop_nodes
+
+# Flush (archived messages/s into PostgreSQL): register `helpdesk-bench flush` here once FlushBench.swift lands.
+
+scripts/bench-ceilings.sh "$REDIS_PORT" "$redis_pid" | tee -a "$log"
+
+send_ceiling=$(field "ceiling name=send.lua" rps)
+pick_ceiling=$(field "ceiling name=pick.lua" rps)
+send_us=$(field "ceiling name=send.lua" redis_us_per_op)
+pick_us=$(field "ceiling name=pick.lua" redis_us_per_op)
+pair_us=$(awk -v x="$(field "ceiling name=XADD" redis_us_per_op)" -v p="$(field "ceiling name=PUBLISH" redis_us_per_op)" 'BEGIN {printf "%.1f", x + p}')
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$log"
+{
+  echo
+  echo "## make bench summary ($(date -u +%Y-%m-%d), $(git rev-parse --short HEAD))"
+  echo
+  echo "| bench | figure | Redis ceiling (same run) |"
+  echo "| --- | --- | --- |"
+  echo "| relay max, $CONVERSATIONS conversations | $(field "relay label=max" delivered_per_s) msg/s delivered, $(field "relay label=max" msgs_per_node_core_s) msg per node-core-s, Redis $(field "relay label=max" redis_us_per_msg) µs/msg, p50 $(field "relay label=max" p50_ms) / p99 $(field "relay label=max" p99_ms) ms, lost $(field "relay label=max" lost) | send.lua $send_ceiling/s at $send_us µs Redis CPU each; XADD+PUBLISH pair $pair_us µs |"
+  echo "| relay at half max ($half_rate msg/s × $CONVERSATIONS) | $(field "relay label=half" delivered_per_s) msg/s, p50 $(field "relay label=half" p50_ms) / p90 $(field "relay label=half" p90_ms) / p99 $(field "relay label=half" p99_ms) / max $(field "relay label=half" max_ms) ms, $(field "relay label=half" msgs_per_node_core_s) msg per node-core-s, Redis $(field "relay label=half" redis_us_per_msg) µs/msg | |"
+  echo "| conns | $(field conns sockets) idle sockets: $(field conns kib_per_socket) KiB RSS per socket (RSS $(field conns rss_before_kib) → $(field conns rss_after_kib) KiB) | |"
+  echo "| pick, $AGENTS agents × $CUSTOMERS customers | $(field pick picks_per_s) picks/s, double assignments $(field pick double_acks) (ACKs) / $(field pick double_server) (server), $(field pick frames) frames to agents | pick.lua $pick_ceiling/s at $pick_us µs Redis CPU each |"
+} | tee -a "$log"

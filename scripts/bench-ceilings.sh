@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Redis's own ceiling for the scripts the benches exercise: redis-benchmark runs `EVALSHA` of each
+# script on keys prepared so it does its real work, and Redis's CPU (utime+stime of its process
+# from /proc) is read around each run, giving ops/s and Redis CPU µs per op. Also a plain XADD and
+# a PUBLISH (the reference pair for Redis's cost per chat message).
+#   scripts/bench-ceilings.sh REDIS_PORT [REDIS_PID]
+# Environment: CEILING_REQUESTS (100000), CEILING_CLIENTS (50), CEILING_PICKS (50000).
+# Prints a table and one `summary ceiling name=... rps=... redis_us_per_op=...` line per run.
+#
+# The argument lists of each script are in the *_args functions below: when a script's
+# signature changes (e.g. every key in KEYS), change them there and only there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+port=$1
+pid=${2:-$(redis-cli -p "$port" INFO server | tr -d '\r' | awk -F: '$1 == "process_id" {print $2}')}
+N=${CEILING_REQUESTS:-100000}
+C=${CEILING_CLIENTS:-50}
+PICKS=${CEILING_PICKS:-50000}
+P="hd:{ceiling$(date +%s)}:"
+rc() { redis-cli -p "$port" "$@"; }
+# utime + stime in clock ticks; the command name "(redis-server)" has no spaces, so fields split.
+ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+hz=$(getconf CLK_TCK)
+
+# The script as the node's registry sends it: the shared prelude (lua/lib/*.lua, once it exists),
+# then the script itself.
+load() {
+  local body=""
+  for lib in lua/lib/*.lua; do [ -f "$lib" ] && body+="$(cat "$lib")"$'\n'; done
+  body+="$(cat "lua/$1")"
+  rc SCRIPT LOAD "$body"
+}
+
+frame='{"event":"NEW_MESSAGE","data":{"conversation_id":"c1","message":{"id":"1700000000000-0","sender":{"id":"cu1","role":"customer","name":"Bench customer"},"text":"1234567890123456789","sent_at":1700000000000,"client_msg_id":"b1","internal":false}}}'
+
+# send.lua: a customer's message in an active conversation; a fresh client_msg_id every time.
+send_prepare() { rc HSET "${P}conv:c1" id c1 status active customer_id cu1 agent_id ag1 first_response_at 1 >/dev/null; }
+send_args() { args=(EVALSHA "$1" 1 "${P}conv:c1" "$P" c1 cu1 customer "Bench customer" 1234567890123456789 __rand_int__ 0 1700000000000); }
+# pick.lua: one agent takes the fairest of $PICKS waiting conversations; run exactly $PICKS times.
+pick_prepare() {
+  rc EVAL "local P, n = ARGV[1], tonumber(ARGV[2])
+    for i = 1, n do
+      redis.call('HSET', P .. 'conv:p' .. i, 'id', 'p' .. i, 'status', 'waiting', 'customer_id', 'cu' .. i,
+        'customer_name', 'Waiting ' .. i, 'category_id', '0', 'subject', '', 'priority', 'normal', 'created_at', i, 'enqueued_at', i)
+      redis.call('ZADD', P .. 'queue:0', i, 'p' .. i)
+    end
+    redis.call('SADD', P .. 'queues', '0')
+    redis.call('HSET', P .. 'agent:a1', 'status', 'online', 'capacity', n + 10, 'active', 0, 'categories', '',
+      'name', 'Picker', 'node', 'n1', 'connected', '1', 'since', 1)" 0 "$P" "$PICKS" >/dev/null
+}
+pick_args() { args=(EVALSHA "$1" 1 "${P}agent:a1" "$P" a1 "" pick a1 0); }
+
+summaries=()
+printf '%-28s %12s %18s\n' "Redis ceiling" "ops/s" "Redis CPU µs/op"
+# measure NAME REQUESTS ARGS...: one redis-benchmark run, its ops/s and Redis's CPU per op.
+measure() {
+  local name=$1 n=$2; shift 2
+  local t0 t1 rps us
+  t0=$(ticks)
+  rps=$(redis-benchmark -p "$port" -n "$n" -c "$C" -r 1000000000 --csv "$@" | tail -1 | awk -F'","' '{print $(NF - 6)}')
+  t1=$(ticks)
+  us=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$n" 'BEGIN {printf "%.1f", d * 1e6 / hz / n}')
+  printf '%-28s %12.0f %18s\n' "$name" "$rps" "$us"
+  summaries+=("summary ceiling name=$name rps=$rps redis_us_per_op=$us")
+}
+
+# Two subscribers on the conversation's channel, as in the relay (customer's node and agent's node).
+subs=()
+for _ in 1 2; do redis-cli -p "$port" SUBSCRIBE "${P}ch:conv:c1" >/dev/null & subs+=($!); done
+trap 'kill "${subs[@]}" 2>/dev/null || true' EXIT
+sleep 0.3
+
+send_prepare
+sha=$(load send.lua)
+send_args "$sha"
+measure send.lua "$N" "${args[@]}"
+measure XADD "$N" XADD "${P}conv:x:msgs" '*' sender_id cu1 sender_role customer sender_name "Bench customer" \
+  text 1234567890123456789 client_msg_id __rand_int__ internal 0 sent_at 1700000000000
+measure PUBLISH "$N" PUBLISH "${P}ch:conv:c1" "a|1700000000000-0|$frame"
+
+pick_prepare
+sha=$(load pick.lua)
+pick_args "$sha"
+measure pick.lua "$PICKS" "${args[@]}"
+rc EVAL "for _, k in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do redis.call('UNLINK', k) end" 0 "$P" >/dev/null
+printf '%s\n' "${summaries[@]}"
