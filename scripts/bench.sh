@@ -34,6 +34,9 @@ export HELPDESK_JWT_SECRET=bench-secret-0123456789abcdef
 export HELPDESK_START_LIMIT_PER_IP=1000000
 export HELPDESK_MAX_SOCKETS_PER_IP=1000000
 export HELPDESK_MAX_SOCKETS_PER_USER=1000000
+# The relay at its maximum sends far faster than a person: lift the per-socket message limit.
+export HELPDESK_SOCKET_MESSAGE_RATE=1000000
+export HELPDESK_SOCKET_MESSAGE_BURST=1000000
 export HELPDESK_LOG_LEVEL=warning
 # 10,000 idle sockets on one node, plus its Redis and PostgreSQL connections.
 ulimit -n "$(ulimit -Hn)"
