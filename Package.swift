@@ -42,9 +42,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        /// The wire protocol: events, views, error codes, the pub/sub envelope, the JSON reader/writer.
+        .target(name: "HelpDeskProtocol"),
         .target(
             name: "HelpDeskCore",
-            dependencies: ["COpenSSL"]
+            dependencies: ["COpenSSL", "HelpDeskProtocol"]
         ),
         .target(
             name: "HelpDeskServer",
@@ -71,6 +73,7 @@ let package = Package(
         .executableTarget(
             name: "helpdesk-bench",
             dependencies: [
+                "HelpDeskProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -88,6 +91,7 @@ let package = Package(
         ),
         .testTarget(name: "PostgresClientTests", dependencies: ["PostgresClient", "TestSupport"]),
         .testTarget(name: "HelpDeskCoreTests", dependencies: ["HelpDeskCore"]),
+        .testTarget(name: "HelpDeskProtocolTests", dependencies: ["HelpDeskProtocol"]),
         .testTarget(
             name: "HelpDeskServerTests",
             dependencies: [

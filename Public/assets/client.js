@@ -413,6 +413,11 @@
         case 'HISTORY': {
           const messages = (data.messages || []).filter((m) => this.accept(data.conversation_id, m));
           data = Object.assign({}, data, { messages });
+          // History comes in pages: ask for the next one from the last message this page had.
+          if (data.has_more) {
+            const c = this.conv(data.conversation_id);
+            if (c.joined) this.sendFrame('JOIN_CONVERSATION', { conversation_id: data.conversation_id, last_message_id: c.lastId });
+          }
           break;
         }
         case 'NEW_MESSAGE':

@@ -36,7 +36,9 @@ public struct NodeServices: Sendable {
         self.tokens = JWTSigner(keyring: try JWTKeyring(
             currentKeyID: configuration.jwtKeyID, currentSecret: configuration.jwtSecret, previousKeys: configuration.jwtPreviousKeys))
         self.keys = RedisKeys(prefix: configuration.keyPrefix)
-        self.parts = NodeParts(redis: redis, scripts: scripts, keys: keys, postgres: postgres, subscriber: subscriber, clock: clock, logger: logger)
+        self.parts = NodeParts(redis: redis, scripts: scripts, keys: keys, postgres: postgres, subscriber: subscriber, clock: clock, logger: logger,
+                               socketCaps: .init(perIP: configuration.maxSocketsPerIP, perUser: configuration.maxSocketsPerUser,
+                                                 outboundBytes: configuration.socketOutboundBytes))
     }
 
     /// The drain step of this node; run it after the application in one `ServiceGroup`.
@@ -59,11 +61,11 @@ struct NodeParts: Sendable {
     let hub: ConnectionHub
 
     init(redis: RedisClient, scripts: RedisScripts, keys: RedisKeys, postgres: PostgresPool, subscriber: RedisSubscriber,
-         clock: @escaping @Sendable () -> Date, logger: Logger) {
+         clock: @escaping @Sendable () -> Date, logger: Logger, socketCaps: ConnectionHub.Caps) {
         store = LiveStore(redis: redis, scripts: scripts, keys: keys, clock: clock)
         archive = ArchiveStore(pool: postgres)
         users = UserStore(pool: postgres)
-        hub = ConnectionHub(store: store, subscriber: subscriber, keys: keys, logger: logger)
+        hub = ConnectionHub(store: store, subscriber: subscriber, keys: keys, logger: logger, caps: socketCaps)
     }
 }
 
@@ -131,7 +133,7 @@ public func buildApplication(
         logger: services.logger)
     app.addServices(
         services.subscriber,
-        PubSubPump(hub: parts.hub, events: services.subscriber.events, logger: services.logger),
+        PubSubPump(hub: parts.hub, subscriber: services.subscriber, logger: services.logger),
         PresenceService(
             hub: parts.hub, store: parts.store, nodeID: configuration.nodeID,
             interval: .milliseconds(Int(configuration.heartbeatSeconds * 1000)),

@@ -97,12 +97,12 @@ struct ConversationsController: Sendable {
         }
 
         authenticated.get("conversations/:id") { _, context in
-            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            let id = try ConversationRules.conversationID(context.parameters.require("id"))
             return try Response.json(try await readable(id, caller: context.caller))
         }
 
         authenticated.get("conversations/:id/messages") { request, context in
-            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            let id = try ConversationRules.conversationID(context.parameters.require("id"))
             let view = try await readable(id, caller: context.caller)
             let after = request.uri.queryParameters.get("after")
             let afterID = try after.map { text -> StreamID in
@@ -119,11 +119,11 @@ struct ConversationsController: Sendable {
         }
 
         authenticated.post("conversations/:id/messages") { request, context in
-            let id = try FrameHandler.conversationID(context.parameters.require("id"))
-            try FrameHandler.requireOwnConversation(context.caller, id)
+            let id = try ConversationRules.conversationID(context.parameters.require("id"))
+            try ConversationRules.requireOwnConversation(context.caller, id)
             let body = try await request.decodeJSON(MessageBody.self, context: context)
-            let message = try FrameHandler.validMessage(
-                .init(conversationId: id, text: body.text, clientMsgId: body.clientMsgId, isInternal: body.isInternal), caller: context.caller)
+            let message = try ConversationRules.validMessage(
+                text: body.text, clientMsgID: body.clientMsgId, isInternal: body.isInternal, caller: context.caller)
             let sent = try await store.send(conversationID: id, sender: context.caller, text: message.text, clientMsgID: message.clientMsgID, isInternal: message.isInternal)
             return try Response.json(SendAck(conversationId: id, messageId: sent.messageID, clientMsgId: message.clientMsgID, duplicate: sent.duplicate),
                                      status: sent.duplicate ? .ok : .created)
@@ -131,7 +131,7 @@ struct ConversationsController: Sendable {
 
         authenticated.post("conversations/:id/assign") { request, context in
             try context.require(.supervisor, .admin)
-            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            let id = try ConversationRules.conversationID(context.parameters.require("id"))
             let body = try await request.decodeJSON(AssignBody.self, context: context)
             if context.caller.role == .supervisor {
                 guard let agent = try await users.find(id: body.agentId), agent.role == .agent else {
@@ -144,7 +144,7 @@ struct ConversationsController: Sendable {
         }
 
         authenticated.post("conversations/:id/close") { request, context in
-            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            let id = try ConversationRules.conversationID(context.parameters.require("id"))
             let hasBody = request.headers[.contentLength].map { $0 != "0" } ?? false
             let body = hasBody ? try await request.decodeJSON(CloseBody.self, context: context) : CloseBody(resolution: nil)
             let resolution = try Validate.text(body.resolution ?? "", field: "resolution", max: 500, min: 0)
@@ -154,7 +154,7 @@ struct ConversationsController: Sendable {
 
         authenticated.post("conversations/:id/transfer") { request, context in
             try context.require(.agent, .supervisor, .admin)
-            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            let id = try ConversationRules.conversationID(context.parameters.require("id"))
             let body = try await request.decodeJSON(TransferBody.self, context: context)
             guard body.agentId == nil || body.categoryId == nil else {
                 throw HelpDeskError(.validationFailed, "give agent_id or category_id, not both")
@@ -167,7 +167,7 @@ struct ConversationsController: Sendable {
 
         authenticated.post("conversations/:id/escalate") { request, context in
             try context.require(.agent)
-            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            let id = try ConversationRules.conversationID(context.parameters.require("id"))
             let hasBody = request.headers[.contentLength].map { $0 != "0" } ?? false
             let body = hasBody ? try await request.decodeJSON(EscalateBody.self, context: context) : EscalateBody(note: nil)
             try await store.escalate(conversationID: id, actor: context.caller, note: try Validate.text(body.note ?? "", field: "note", max: 500, min: 0))
@@ -175,14 +175,14 @@ struct ConversationsController: Sendable {
         }
 
         authenticated.post("conversations/:id/reopen") { _, context in
-            let id = try FrameHandler.conversationID(context.parameters.require("id"))
-            try FrameHandler.requireOwnConversation(context.caller, id)
+            let id = try ConversationRules.conversationID(context.parameters.require("id"))
+            try ConversationRules.requireOwnConversation(context.caller, id)
             let position = try await store.reopen(conversationID: id, actor: context.caller)
             return try Response.json(["conversation_id": AnyEncodable(id), "position": AnyEncodable(position), "status": AnyEncodable("waiting")])
         }
 
         authenticated.post("conversations/:id/rating") { request, context in
-            let id = try FrameHandler.conversationID(context.parameters.require("id"))
+            let id = try ConversationRules.conversationID(context.parameters.require("id"))
             guard context.caller.role == .customer, context.caller.conversationID == id else {
                 throw HelpDeskError(.forbidden, "only the conversation's customer rates it")
             }
@@ -203,7 +203,7 @@ struct ConversationsController: Sendable {
             try context.require(.agent)
             let hasBody = request.headers[.contentLength].map { $0 != "0" } ?? false
             let body = hasBody ? try await request.decodeJSON(PickBody.self, context: context) : PickBody(conversationId: nil)
-            let wanted = try body.conversationId.map(FrameHandler.conversationID)
+            let wanted = try body.conversationId.map(ConversationRules.conversationID)
             return try Response.json(try await store.pick(agentID: context.caller.id, conversationID: wanted, mode: "pick", actorID: context.caller.id))
         }
 

@@ -10,13 +10,18 @@ public struct AppRequestContext: RequestContext, WebSocketRequestContext {
     public let webSocket: WebSocketHandlerReference<Self>
     /// The TCP peer, for per-IP limits.
     public let remoteAddress: SocketAddress?
+    /// The connection: after a WebSocket upgrade, the socket's outbox writes frames to it directly.
+    public let channel: any Channel
     /// Set by `BearerAuthMiddleware` when the request carried a valid token.
     public var caller: Caller?
+    /// The client's address as the socket caps count it (set by `WebSocketAuthMiddleware`).
+    public var clientIP = ""
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.webSocket = .init()
         self.remoteAddress = source.channel.remoteAddress
+        self.channel = source.channel
         self.caller = nil
     }
 

@@ -61,6 +61,11 @@ public struct ServerConfiguration: Sendable {
     public var turnSecret: String?
     /// Lifetime of TURN credentials, seconds.
     public var turnTTL: Int
+    /// WebSockets one client IP, and one user, may hold on a node.
+    public var maxSocketsPerIP: Int = 500
+    public var maxSocketsPerUser: Int = 20
+    /// Bytes a socket may have queued for a client that does not read before it is closed (4008).
+    public var socketOutboundBytes: Int = 1 << 20
 
     /// Reads the environment. Missing values get development defaults, except the JWT secret,
     /// which must be set (at least 16 bytes).
@@ -121,7 +126,10 @@ public struct ServerConfiguration: Sendable {
             stunURLs: (env["HELPDESK_STUN_URLS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty },
             turnURLs: (env["HELPDESK_TURN_URLS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty },
             turnSecret: env["HELPDESK_TURN_SECRET"].flatMap { $0.isEmpty ? nil : $0 },
-            turnTTL: try int("HELPDESK_TURN_TTL", 3600)
+            turnTTL: try int("HELPDESK_TURN_TTL", 3600),
+            maxSocketsPerIP: try int("HELPDESK_MAX_SOCKETS_PER_IP", 500),
+            maxSocketsPerUser: try int("HELPDESK_MAX_SOCKETS_PER_USER", 20),
+            socketOutboundBytes: try int("HELPDESK_SOCKET_OUTBOUND_BYTES", 1 << 20)
         )
     }
 

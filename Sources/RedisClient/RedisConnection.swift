@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import Logging
 import NIOCore
 import NIOPosix
@@ -121,6 +122,7 @@ final class RedisCommandHandler: ChannelDuplexHandler {
 /// A pipelined connection to Redis: any number of tasks may send on it at once; replies come back in order.
 public final class RedisConnection: Sendable {
     let channel: any Channel
+    private let writes = CoalescedWrites()
     let configuration: RedisConfiguration
 
     init(channel: any Channel, configuration: RedisConfiguration) {
@@ -231,9 +233,7 @@ public final class RedisConnection: Sendable {
         let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
         let request = RedisRequest(bytes: bytes, count: commands.count, promise: promise)
         // The command handler fails the promise (and closes) if no reply comes within the command timeout.
-        channel.writeAndFlush(request).whenFailure { error in
-            promise.fail(error as? RedisError ?? RedisError(.connectionClosed, "\(error)"))
-        }
+        writes.enqueue(request, on: channel)
         return try await promise.futureResult.get()
     }
 
@@ -247,5 +247,37 @@ extension TimeAmount {
     init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
         self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
+
+/// Requests from many tasks within one event-loop tick go out in one flush (one syscall), instead
+/// of one `writeAndFlush` each: under load, dozens of EVALSHA share a write.
+final class CoalescedWrites: @unchecked Sendable {
+    private let lock = NIOLock()
+    private var pending: [RedisRequest] = []
+    private var scheduled = false
+
+    func enqueue(_ request: RedisRequest, on channel: any Channel) {
+        let schedule: Bool = lock.withLock {
+            pending.append(request)
+            defer { scheduled = true }
+            return !scheduled
+        }
+        guard schedule else { return }
+        channel.eventLoop.execute {
+            let batch: [RedisRequest] = self.lock.withLock {
+                self.scheduled = false
+                defer { self.pending.removeAll(keepingCapacity: true) }
+                return self.pending
+            }
+            for request in batch {
+                let written = channel.eventLoop.makePromise(of: Void.self)
+                written.futureResult.whenFailure { error in
+                    request.promise.fail(error as? RedisError ?? RedisError(.connectionClosed, "\(error)"))
+                }
+                channel.write(request, promise: written)
+            }
+            channel.flush()
+        }
     }
 }

@@ -47,6 +47,8 @@ public final class RedisSubscriber: Service, Sendable {
         var connection: (any Channel)?
         /// Callers waiting for Redis to confirm a (p)subscribe, keyed "subscribe:<name>" or "psubscribe:<name>".
         var waiters: [String: [CheckedContinuation<Void, any Error>]] = [:]
+        /// When set, messages go here, on the connection's event loop, instead of to `events`.
+        var messageHandler: (@Sendable (String, [UInt8]) -> Void)?
     }
 
     public let configuration: RedisConfiguration
@@ -89,6 +91,13 @@ public final class RedisSubscriber: Service, Sendable {
     /// Drops patterns.
     public func punsubscribe(_ patterns: [String]) {
         remove(patterns, kind: "punsubscribe")
+    }
+
+    /// Hands every message (channel, payload bytes) to `handler` as it is read, on the connection's
+    /// event loop, instead of queueing it in `events`: no task switch per message, and no queue
+    /// in node memory that a burst could grow. The handler must not block.
+    public func setMessageHandler(_ handler: @escaping @Sendable (String, [UInt8]) -> Void) {
+        state.withLockedValue { $0.messageHandler = handler }
     }
 
     /// The channels currently wanted.
@@ -149,7 +158,17 @@ public final class RedisSubscriber: Service, Sendable {
                     let channel = try await RedisConnection.bootstrap(configuration: configuration, eventLoopGroup: eventLoopGroup) { channel in
                         try channel.pipeline.syncOperations.addHandlers([
                             ByteToMessageHandler(RESPDecoder()),
-                            PubSubForwarder { value in repliesContinuation.yield(value) },
+                            PubSubForwarder { value in
+                                // Messages go straight to the handler on this event loop; the rest
+                                // (confirmations) to this loop's reader below.
+                                if let value, let handler = self.state.withLockedValue({ $0.messageHandler }),
+                                   case .array(let parts) = value, parts.count == 3, parts[0].string == "message",
+                                   let channel = parts[1].string, case .bulkString(let payload) = parts[2] {
+                                    handler(channel, payload)
+                                    return
+                                }
+                                repliesContinuation.yield(value)
+                            },
                         ])
                     }
                     connected = channel

@@ -40,65 +40,6 @@ extension LiveStore {
     }
 }
 
-/// Client events of calls.
-enum CallEvent {
-    struct Invite: Decodable { var conversationId: String; var callId: String; var media: String? }
-    struct Step: Decodable { var conversationId: String; var callId: String }
-    struct Signal: Decodable { var conversationId: String; var callId: String; var signal: SignalBody }
-    struct SignalBody: Codable {
-        var type: String
-        var sdp: String?
-        var candidate: JSONCandidate?
-    }
-    /// An ICE candidate as the browser's RTCIceCandidate.toJSON() gives it.
-    struct JSONCandidate: Codable {
-        var candidate: String?
-        var sdpMid: String?
-        var sdpMLineIndex: Int?
-        var usernameFragment: String?
-    }
-}
-
-extension FrameHandler {
-    /// CALL_INVITE, CALL_ACCEPT, CALL_REJECT, CALL_END, RTC_SIGNAL; nil for other events.
-    func handleCall(_ event: String, _ bytes: Data, callTimeout: Int) async throws -> [String: String]? {
-        switch event {
-        case "CALL_INVITE":
-            let data = try decodeFrame(CallEvent.Invite.self, from: bytes)
-            let media = data.media ?? "audio"
-            guard media == "audio" || media == "video" else { throw HelpDeskError(.validationFailed, "media must be audio or video") }
-            let (conversation, call) = try Self.callIDs(data.conversationId, data.callId)
-            try await store.call("invite", conversationID: conversation, callID: call, caller: caller, extra: [media, String(callTimeout * 1000)])
-            return ["conversation_id": conversation, "call_id": call]
-        case "CALL_ACCEPT", "CALL_REJECT", "CALL_END":
-            let data = try decodeFrame(CallEvent.Step.self, from: bytes)
-            let (conversation, call) = try Self.callIDs(data.conversationId, data.callId)
-            let op = ["CALL_ACCEPT": "accept", "CALL_REJECT": "reject", "CALL_END": "end"][event]!
-            try await store.call(op, conversationID: conversation, callID: call, caller: caller)
-            return ["conversation_id": conversation, "call_id": call]
-        case "RTC_SIGNAL":
-            let data = try decodeFrame(CallEvent.Signal.self, from: bytes)
-            guard ["offer", "answer", "ice-candidate"].contains(data.signal.type) else {
-                throw HelpDeskError(.validationFailed, "signal.type must be offer, answer or ice-candidate")
-            }
-            let (conversation, call) = try Self.callIDs(data.conversationId, data.callId)
-            let signal = String(decoding: try JSONEncoder().encode(data.signal), as: UTF8.self)
-            try await store.call("signal", conversationID: conversation, callID: call, caller: caller, extra: [signal])
-            return ["conversation_id": conversation, "call_id": call]
-        default:
-            return nil
-        }
-    }
-
-    static func callIDs(_ conversation: String, _ call: String) throws -> (String, String) {
-        let conversation = try conversationID(conversation)
-        guard (1...64).contains(call.count), call.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
-            throw HelpDeskError(.validationFailed, "call_id must be 1 to 64 letters, digits or dashes")
-        }
-        return (conversation, call)
-    }
-}
-
 /// `GET /api/v1/rtc/ice-servers`: STUN servers, and TURN with credentials valid for `turnTTL`.
 struct ICEServersController: Sendable {
     let configuration: ServerConfiguration

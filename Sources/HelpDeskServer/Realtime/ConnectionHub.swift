@@ -1,153 +1,212 @@
-import Foundation
 import HelpDeskCore
 import Logging
+import NIOConcurrencyHelpers
+import NIOCore
 import RedisClient
 
-/// This node's sockets and the conversations they joined; fans pub/sub messages out to them.
+/// This node's sockets and what each follows; fans pub/sub messages out to them.
 ///
-/// The node subscribes to a conversation's channel while at least one local socket joined it and
-/// to a user's channel while that user has a socket here. A frame from pub/sub is forwarded as the
-/// text it arrived in (encoded once, by the Lua script that published it) to each local socket.
-/// Each (socket, conversation) pair has a cursor: the last message id delivered. Joining buffers
-/// live frames until the history is sent, then drops any at or below the cursor, so a client sees
-/// every message exactly once and in order, across reconnects and Redis restarts.
-actor ConnectionHub {
-    private struct Cursor {
-        /// False while a socket only follows a conversation's events (a customer before it JOINs):
-        /// messages then come with the HISTORY of its JOIN, never before it.
-        var messages: Bool
-        var lastDelivered: StreamID?
-        /// Live frames held back while the history is being read (nil once live).
-        var pending: [(key: String, audience: Character, frame: String)]?
+/// `deliver` runs synchronously on the pub/sub connection's event loop: it reads the payload's
+/// header (never the frame), asks the conversation's `ConversationFanout` what to do, and queues
+/// one shared buffer on each recipient's outbox. No task switch or actor hop per message.
+/// The node subscribes to a conversation's channel while a local socket follows it and to a
+/// user's channel while that user has a socket here (`SubscriptionCounts`).
+final class ConnectionHub: Sendable {
+    private struct State {
+        var nextSessionID = 0
+        var sessions: [Int: SocketSession] = [:]
+        /// "s:<id>" (staff) or "c:<id>" (customer) to its sockets.
+        var userSockets: [String: Set<Int>] = [:]
+        var staffSockets: Set<Int> = []
+        var conversations: [String: ConversationFanout<ByteBuffer>] = [:]
+        var joinedBy: [Int: Set<String>] = [:]
+        var subscriptions = SubscriptionCounts()
+        /// Sockets per client IP on this node.
+        var ipSockets: [String: Int] = [:]
     }
 
-    private struct WaitingCustomer {
-        var conversationID: String
-        var category: String
-        var lastPosition: Int?
+    /// Sockets one IP, and one user, may hold on this node (`HELPDESK_MAX_SOCKETS_PER_IP`, `_PER_USER`).
+    struct Caps: Sendable {
+        var perIP = 500
+        var perUser = 20
+        /// Bytes a socket may have queued before it counts as too slow (`HELPDESK_SOCKET_OUTBOUND_BYTES`).
+        var outboundBytes = 1 << 20
     }
+
+    /// HISTORY frames carry at most this many messages, and about this many bytes of text; the
+    /// client asks for the rest. A page always fits a socket's outbound limit.
+    static let historyPageSize = 200
+    static let historyPageBytes = 256 * 1024
 
     let store: LiveStore
     let subscriber: RedisSubscriber
     let keys: RedisKeys
     let logger: Logger
+    let queuePositions: QueuePositionTracker
+    let presenceOrder = PresenceSequencer()
+    private let state = NIOLockedValueBox(State())
+    /// Subscriptions waiting for Redis's confirmation; joiners of the same channel wait for the same one.
+    private let confirming = NIOLockedValueBox<[String: Task<Void, any Error>]>([:])
+    private let conversationPrefix: String
+    private let userPrefix: String
 
-    private var sessions: [Int: SocketSession] = [:]
-    private var cursors: [String: [Int: Cursor]] = [:]
-    private var joinedBy: [Int: Set<String>] = [:]
-    private var userSessions: [String: Set<Int>] = [:]
-    private var waitingCustomers: [Int: WaitingCustomer] = [:]
-    private var subscriptions: [String: Task<Void, any Error>] = [:]
-    private var queueStatusScheduled = false
-    private var nextSessionID = 0
-    /// Per agent, the last presence update sent to Redis: updates of one agent run in the order
-    /// its sockets came and went on this node (a reload's disconnect must not land after its connect).
-    private var presenceChains: [String: Task<String?, any Error>] = [:]
+    let caps: Caps
 
-    init(store: LiveStore, subscriber: RedisSubscriber, keys: RedisKeys, logger: Logger) {
+    init(store: LiveStore, subscriber: RedisSubscriber, keys: RedisKeys, logger: Logger, caps: Caps = Caps()) {
+        self.caps = caps
         self.store = store
         self.subscriber = subscriber
         self.keys = keys
         self.logger = logger
+        self.queuePositions = QueuePositionTracker(store: store, logger: logger)
+        self.conversationPrefix = keys.conversationChannel("")
+        self.userPrefix = keys.userChannel("")
     }
 
     // MARK: sockets
 
     func makeSessionID() -> Int {
-        nextSessionID += 1
-        return nextSessionID
+        state.withLockedValue { state in
+            state.nextSessionID += 1
+            return state.nextSessionID
+        }
     }
 
     /// Adds a socket. For an agent, `presence(first)` (first = its first socket on this node) is
     /// queued behind the agent's earlier presence updates before anything else can interleave, so
     /// a reload's disconnect never lands after its connect; the returned task gives its result.
     func register(_ session: SocketSession, presence: (@Sendable (Bool) async throws -> String?)? = nil) async throws -> Task<String?, any Error>? {
-        sessions[session.id] = session
         let userKey = Self.userKey(session.caller)
-        let first = userSessions[userKey, default: []].isEmpty
-        userSessions[userKey, default: []].insert(session.id)
-        let update = presence.map { body in chainPresence(session.caller.id) { try await body(first) } }
+        let (first, update) = try state.withLockedValue { state throws -> (Bool, Task<String?, any Error>?) in
+            guard state.ipSockets[session.remoteIP, default: 0] < caps.perIP else {
+                throw HelpDeskError(.rateLimited, "too many sockets from this address")
+            }
+            guard state.userSockets[userKey, default: []].count < caps.perUser else {
+                throw HelpDeskError(.rateLimited, "too many sockets for this user: close some tabs")
+            }
+            state.ipSockets[session.remoteIP, default: 0] += 1
+            state.sessions[session.id] = session
+            if session.isStaff { state.staffSockets.insert(session.id) }
+            let first = state.userSockets[userKey, default: []].isEmpty
+            state.userSockets[userKey, default: []].insert(session.id)
+            let update = presence.map { body in presenceOrder.run(session.caller.id) { try await body(first) } }
+            return (first, update)
+        }
         if first, session.isStaff {
-            try await ensureSubscribed(keys.userChannel(session.caller.id))
+            let channel = keys.userChannel(session.caller.id)
+            let retained = state.withLockedValue { $0.subscriptions.retain(channel) }
+            try await confirmSubscription(channel, first: retained)
         }
         return update
-    }
-
-    private func chainPresence(_ agentID: String, _ update: @escaping @Sendable () async throws -> String?) -> Task<String?, any Error> {
-        let previous = presenceChains[agentID]
-        let task = Task {
-            _ = try? await previous?.value
-            return try await update()
-        }
-        presenceChains[agentID] = task
-        return task
     }
 
     /// Removes a socket; when it was its user's last socket on this node, `onLast` is queued
     /// (for agents, behind their earlier presence updates) and its task returned.
     func unregister(_ session: SocketSession, onLast: (@Sendable () async throws -> String?)? = nil) -> Task<String?, any Error>? {
-        sessions.removeValue(forKey: session.id)
-        waitingCustomers.removeValue(forKey: session.id)
-        for conversation in joinedBy.removeValue(forKey: session.id) ?? [] {
-            removeCursor(session: session.id, conversation: conversation)
-        }
         let userKey = Self.userKey(session.caller)
-        userSessions[userKey]?.remove(session.id)
-        guard userSessions[userKey]?.isEmpty == true else { return nil }
-        userSessions.removeValue(forKey: userKey)
-        if session.isStaff { unsubscribe(keys.userChannel(session.caller.id)) }
-        guard let onLast else { return nil }
-        let task = chainPresence(session.caller.id, onLast)
-        return task
+        var unsubscribe: [String] = []
+        let last = state.withLockedValue { state -> Bool in
+            guard state.sessions.removeValue(forKey: session.id) != nil else { return false }
+            state.staffSockets.remove(session.id)
+            state.ipSockets[session.remoteIP, default: 1] -= 1
+            if state.ipSockets[session.remoteIP] == 0 { state.ipSockets.removeValue(forKey: session.remoteIP) }
+            for conversation in state.joinedBy.removeValue(forKey: session.id) ?? [] {
+                if let channel = Self.removeMember(&state, socket: session.id, conversation: conversation, keys: keys) {
+                    unsubscribe.append(channel)
+                }
+            }
+            state.userSockets[userKey]?.remove(session.id)
+            guard state.userSockets[userKey]?.isEmpty == true else { return false }
+            state.userSockets.removeValue(forKey: userKey)
+            if session.isStaff, state.subscriptions.release(keys.userChannel(session.caller.id)) {
+                unsubscribe.append(keys.userChannel(session.caller.id))
+            }
+            return true
+        }
+        queuePositions.untrack(socket: session.id)
+        if !unsubscribe.isEmpty { subscriber.unsubscribe(unsubscribe) }
+        guard last, let onLast else { return nil }
+        return presenceOrder.run(session.caller.id, onLast)
     }
 
-    /// Local agent ids and waiting customers' conversations, for the node heartbeat.
-    func heartbeatSubjects() -> (agents: [String], waitingConversations: [String]) {
-        var agents: Set<String> = []
-        var customers: Set<String> = []
-        for session in sessions.values {
-            if session.caller.role == .agent { agents.insert(session.caller.id) }
-            // Every connected customer counts as present (the script ignores non-waiting ones),
-            // whether or not this node follows its queue position.
-            if session.caller.role == .customer, let conversation = session.caller.conversationID { customers.insert(conversation) }
+    /// Whether a new socket from this IP and user would pass the caps now (checked again, binding,
+    /// when it registers): lets the upgrade be refused with a clear 429.
+    func admits(ip: String, caller: Caller) -> Bool {
+        state.withLockedValue { state in
+            state.ipSockets[ip, default: 0] < caps.perIP && state.userSockets[Self.userKey(caller), default: []].count < caps.perUser
         }
-        return (Array(agents), Array(customers))
+    }
+
+    /// Local agent ids and the conversations of connected customers, for the node heartbeat.
+    func heartbeatSubjects() -> (agents: [String], waitingConversations: [String]) {
+        state.withLockedValue { state in
+            var agents: Set<String> = [], customers: Set<String> = []
+            for session in state.sessions.values {
+                if session.caller.role == .agent { agents.insert(session.caller.id) }
+                // Every connected customer counts as present (the script ignores non-waiting ones).
+                if session.caller.role == .customer, let conversation = session.caller.conversationID { customers.insert(conversation) }
+            }
+            return (Array(agents), Array(customers))
+        }
     }
 
     /// Sessions of one staff user on this node.
     func sessions(ofUser id: String) -> [SocketSession] {
-        (userSessions["s:" + id] ?? []).compactMap { sessions[$0] }
+        state.withLockedValue { state in (state.userSockets["s:" + id] ?? []).compactMap { state.sessions[$0] } }
     }
 
     /// Closes sockets whose token has expired (a socket is only as good as the token it opened with).
     func closeExpired(now: Int) {
-        for session in sessions.values where session.caller.expiresAt <= now {
+        for session in allSessions() where session.caller.expiresAt <= now {
             session.close(.unknown(4001), "token expired: reconnect with a fresh one")
         }
     }
 
     /// Every local socket: drain on shutdown, resync after a Redis loss.
-    func allSessions() -> [SocketSession] { Array(sessions.values) }
+    func allSessions() -> [SocketSession] { state.withLockedValue { Array($0.sessions.values) } }
 
     // MARK: conversations
 
-    /// Joins a socket to a conversation: subscribe, read what came after `lastMessageID`, send it as
-    /// HISTORY, then go live without gap or duplicate.
-    func join(_ session: SocketSession, conversationID: String, lastMessageID: String?, sendHistory: Bool) async throws {
-        guard sessions[session.id] != nil else { return }
+    /// Follows a conversation: subscribe, send what came after `lastMessageID` as HISTORY (one page
+    /// of at most `historyPageSize`; `has_more` asks the client to JOIN again from the last id), then
+    /// go live without gap or duplicate. While pages remain the socket gets no live messages: the
+    /// next JOIN's page brings them in order.
+    func join(_ session: SocketSession, conversationID: String, lastMessageID: String?, sendHistory: Bool, ref: String? = nil) async throws {
         let after = lastMessageID.flatMap { StreamID($0) }
-        cursors[conversationID, default: [:]][session.id] = Cursor(messages: sendHistory, lastDelivered: after, pending: [])
-        joinedBy[session.id, default: []].insert(conversationID)
+        let channel = keys.conversationChannel(conversationID)
+        let retained: Bool? = state.withLockedValue { state in
+            guard state.sessions[session.id] != nil else { return nil }
+            let already = state.joinedBy[session.id]?.contains(conversationID) ?? false
+            state.conversations[conversationID, default: .init()].join(
+                socket: session.id, userID: session.caller.id, role: session.caller.role, followsMessages: sendHistory, after: after)
+            state.joinedBy[session.id, default: []].insert(conversationID)
+            return already ? false : state.subscriptions.retain(channel)
+        }
+        guard let retained else { return }
         do {
-            try await ensureSubscribed(keys.conversationChannel(conversationID))
-            var cursorEnd = after
+            try await confirmSubscription(channel, first: retained)
+            var historyEnd = after
+            var complete = true
             if sendHistory {
-                let history = try await store.messages(conversationID, after: after?.text)
-                let visible = session.isStaff ? history : history.filter { !$0.isInternal }
-                if let last = history.last.flatMap({ StreamID($0.id) }) { cursorEnd = last }
-                session.send(ServerFrame.encode("HISTORY", HistoryData(conversationId: conversationID, messages: visible)))
+                var page = try await store.messagePage(conversationID, after: after?.text, count: Self.historyPageSize)
+                var bytes = 0
+                if let cut = page.messages.firstIndex(where: { bytes += $0.text.utf8.count + 200; return bytes > Self.historyPageBytes }), cut > 0 {
+                    page = (Array(page.messages[..<cut]), true)
+                }
+                let visible = session.isStaff ? page.messages : page.messages.filter { !$0.isInternal }
+                if let last = page.messages.last.flatMap({ StreamID($0.id) }) { historyEnd = last }
+                complete = !page.hasMore
+                session.send(HistoryFrame.encode(conversationID: conversationID, messages: visible, hasMore: page.hasMore, ref: ref))
             }
-            goLive(session: session.id, conversation: conversationID, after: cursorEnd)
+            let actions = state.withLockedValue { state -> [ConversationFanout<ByteBuffer>.Action] in
+                if !complete {
+                    // Messages after this page come with the next JOIN's HISTORY, not live.
+                    state.conversations[conversationID]?.join(socket: session.id, userID: session.caller.id,
+                                                              role: session.caller.role, followsMessages: false, after: historyEnd)
+                }
+                return state.conversations[conversationID]?.goLive(socket: session.id, historyEnd: historyEnd) ?? []
+            }
+            perform(actions, conversation: conversationID)
         } catch {
             leave(session, conversationID: conversationID)
             throw error
@@ -156,60 +215,46 @@ actor ConnectionHub {
 
     /// Watches a waiting customer's queue position (QUEUE_STATUS whenever it changes).
     func trackWaiting(_ session: SocketSession, conversationID: String, category: String) {
-        guard sessions[session.id] != nil else { return }
-        waitingCustomers[session.id] = WaitingCustomer(conversationID: conversationID, category: category, lastPosition: nil)
-        scheduleQueueStatus()
-    }
-
-    private func goLive(session id: Int, conversation: String, after: StreamID?) {
-        guard var cursor = cursors[conversation]?[id], let session = sessions[id] else { return }
-        cursor.lastDelivered = after
-        let pending = cursor.pending ?? []
-        cursor.pending = nil
-        cursors[conversation]?[id] = cursor
-        for item in pending {
-            forward(item.frame, key: item.key, audience: item.audience, to: session, conversation: conversation)
-        }
+        guard state.withLockedValue({ $0.sessions[session.id] != nil }) else { return }
+        queuePositions.track(session, conversationID: conversationID, category: category)
     }
 
     func leave(_ session: SocketSession, conversationID: String) {
-        joinedBy[session.id]?.remove(conversationID)
-        removeCursor(session: session.id, conversation: conversationID)
+        let channel = state.withLockedValue { state -> String? in
+            guard state.joinedBy[session.id]?.remove(conversationID) != nil else { return nil }
+            return Self.removeMember(&state, socket: session.id, conversation: conversationID, keys: keys)
+        }
+        if let channel { subscriber.unsubscribe([channel]) }
     }
 
     func isJoined(_ session: SocketSession, conversationID: String) -> Bool {
-        cursors[conversationID]?[session.id] != nil
+        state.withLockedValue { $0.conversations[conversationID]?.follows(socket: session.id) ?? false }
     }
 
-    private func removeCursor(session: Int, conversation: String) {
-        cursors[conversation]?.removeValue(forKey: session)
-        if cursors[conversation]?.isEmpty == true {
-            cursors.removeValue(forKey: conversation)
-            unsubscribe(keys.conversationChannel(conversation))
-        }
+    /// Drops one member; returns the channel to unsubscribe when it was the conversation's last.
+    private static func removeMember(_ state: inout State, socket: Int, conversation: String, keys: RedisKeys) -> String? {
+        guard var fanout = state.conversations[conversation] else { return nil }
+        let empty = fanout.leave(socket: socket)
+        if empty { state.conversations.removeValue(forKey: conversation) } else { state.conversations[conversation] = fanout }
+        let channel = keys.conversationChannel(conversation)
+        return empty && state.subscriptions.release(channel) ? channel : nil
     }
 
     // MARK: subscriptions
 
-    private func ensureSubscribed(_ channel: String) async throws {
-        if let task = subscriptions[channel] {
-            try await task.value
-            return
+    /// Waits until Redis confirmed the channel; the first holder sends the SUBSCRIBE.
+    private func confirmSubscription(_ channel: String, first: Bool) async throws {
+        let task: Task<Void, any Error>? = confirming.withLockedValue { confirming in
+            if let existing = confirming[channel] { return existing }
+            guard first else { return nil }
+            let subscriber = self.subscriber
+            let task = Task { try await subscriber.subscribe([channel]) }
+            confirming[channel] = task
+            return task
         }
-        let subscriber = self.subscriber
-        let task = Task { try await subscriber.subscribe([channel]) }
-        subscriptions[channel] = task
-        do {
-            try await task.value
-        } catch {
-            if subscriptions[channel] == task { subscriptions.removeValue(forKey: channel) }
-            throw error
-        }
-    }
-
-    private func unsubscribe(_ channel: String) {
-        subscriptions.removeValue(forKey: channel)
-        subscriber.unsubscribe([channel])
+        guard let task else { return }
+        defer { _ = confirming.withLockedValue { $0[channel] == task ? $0.removeValue(forKey: channel) : nil } }
+        try await task.value
     }
 
     /// Subscribes to the node-wide channels (queue and presence events).
@@ -220,148 +265,81 @@ actor ConnectionHub {
 
     // MARK: fan-out
 
-    /// One pub/sub message: `<kind>|<audience>|<key>\n<frame>` (lua/lib/hd.lua describes it).
-    /// Routing reads the header only.
-    func deliver(channel: String, payload: String) {
-        guard let newline = payload.firstIndex(of: "\n") else { return }
-        let header = payload[..<newline].split(separator: "|", maxSplits: 2, omittingEmptySubsequences: false)
-        guard header.count == 3, let audienceCode = header[1].first else { return }
-        let kind = header[0]
-        // 'u' (one user) is what this hub calls 't'
-        let audience: Character = audienceCode == "u" ? "t" : audienceCode
-        let key = String(header[2])
-        // on a conversation channel only a chat message's key is a stream id (the cursor)
-        let forwardKey = kind == "msg" || audience == "t" ? key : "-"
-        let frame = String(payload[payload.index(after: newline)...])
-        guard channel.hasPrefix(keys.prefix) else { return }
-        let name = channel.dropFirst(keys.prefix.count)
-
-        if name.hasPrefix("ch:conv:") {
-            let conversation = String(name.dropFirst("ch:conv:".count))
-            for (id, cursor) in cursors[conversation] ?? [:] {
-                guard let session = sessions[id] else { continue }
-                if cursor.pending != nil {
-                    cursors[conversation]?[id]?.pending?.append((forwardKey, audience, frame))
-                } else {
-                    forward(frame, key: forwardKey, audience: audience, to: session, conversation: conversation)
-                }
-            }
-            if kind == "assigned" || kind == "closed" {
-                for (id, waiting) in waitingCustomers where waiting.conversationID == conversation {
-                    waitingCustomers.removeValue(forKey: id)
-                }
-            }
-            if kind == "moved" {
-                dropFormerAgents(conversation, newAgent: key == "-" ? nil : key)
-                requeued(conversation)
-            }
-        } else if name.hasPrefix("ch:user:") {
-            for session in sessions(ofUser: String(name.dropFirst("ch:user:".count))) { session.send(frame) }
-        } else if name == "ch:queue" {
-            for session in sessions.values where session.isStaff {
-                if session.isSupervisor || session.categories.isEmpty || session.categories.contains(key) { session.send(frame) }
-            }
-            scheduleQueueStatus()
-        } else if name == "ch:presence" {
-            // key = the agent's supervisor: supervisors see their own agents, admins everyone.
-            for session in sessions.values where session.caller.role == .admin || (session.caller.role == .supervisor && session.caller.id == key) {
-                session.send(frame)
-            }
-        }
-    }
-
-    private func forward(_ frame: String, key: String, audience: Character, to session: SocketSession, conversation: String) {
-        if audience == "s" && !session.isStaff { return }
-        // 't': for one user only (call signaling); key is that user's id.
-        if audience == "t" {
-            if session.caller.id == key { session.send(frame) }
+    /// One pub/sub message, routed by its header (`PubSubEnvelope`).
+    func deliver(channel: String, payload: [UInt8]) {
+        guard let header = PubSubEnvelope.parseHeader(payload) else {
+            logger.warning("pub/sub payload without a header", metadata: ["channel": "\(channel)"])
             return
         }
-        if let id = StreamID(key) {
-            guard let cursor = cursors[conversation]?[session.id], cursor.messages else { return }
-            if let last = cursor.lastDelivered, id <= last { return }
-            cursors[conversation]?[session.id]?.lastDelivered = id
-        }
-        session.send(frame)
-    }
-
-    /// An agent's access is checked when it joins; when the conversation moves to someone else
-    /// (or back to the queue) its sockets stop following it.
-    private func dropFormerAgents(_ conversation: String, newAgent: String?) {
-        for (id, _) in cursors[conversation] ?? [:] {
-            guard let session = sessions[id], session.caller.role == .agent, session.caller.id != newAgent else { continue }
-            joinedBy[id]?.remove(conversation)
-            removeCursor(session: id, conversation: conversation)
-        }
-    }
-
-    private func requeued(_ conversation: String) {
-        for (id, cursor) in cursors[conversation] ?? [:] where cursor.pending == nil {
-            guard let session = sessions[id], session.caller.role == .customer else { continue }
-            Task { [store] in
-                if let view = try? await store.conversation(conversation), view.status == "waiting" {
-                    self.trackWaiting(session, conversationID: conversation, category: view.categoryId)
+        let frame = ByteBuffer(bytes: payload[header.frameStart...])
+        let key: String? = header.key == "-" || header.key.isEmpty ? nil : header.key
+        switch header.kind {
+        case .message, .assigned, .closed, .moved, .event:
+            guard channel.hasPrefix(conversationPrefix) else { return }
+            let conversation = String(channel.dropFirst(conversationPrefix.count))
+            let routed = ConversationFanout<ByteBuffer>.Routed(kind: header.kind, audience: header.audience, key: key, frame: frame)
+            var unsubscribe: [String] = []
+            let actions = state.withLockedValue { state -> [ConversationFanout<ByteBuffer>.Action] in
+                guard var fanout = state.conversations[conversation] else { return [] }
+                let actions = fanout.deliver(routed)
+                state.conversations[conversation] = fanout
+                for case .dropped(let socket) in actions {
+                    state.joinedBy[socket]?.remove(conversation)
+                }
+                if fanout.isEmpty {
+                    state.conversations.removeValue(forKey: conversation)
+                    if state.subscriptions.release(channel) { unsubscribe.append(channel) }
+                }
+                return actions
+            }
+            perform(actions, conversation: conversation)
+            if !unsubscribe.isEmpty { subscriber.unsubscribe(unsubscribe) }
+        case .user:
+            guard channel.hasPrefix(userPrefix) else { return }
+            for session in sessions(ofUser: String(channel.dropFirst(userPrefix.count))) { session.send(frame) }
+        case .queue:
+            let recipients = state.withLockedValue { state in
+                state.staffSockets.compactMap { state.sessions[$0] }.filter {
+                    $0.isSupervisor || $0.categories.isEmpty || key.map($0.categories.contains) == true
                 }
             }
+            for session in recipients { session.send(frame) }
+            queuePositions.schedule()
+        case .presence:
+            // key = the agent's supervisor: supervisors see their own agents, admins everyone.
+            let recipients = state.withLockedValue { state in
+                state.staffSockets.compactMap { state.sessions[$0] }.filter {
+                    $0.caller.role == .admin || ($0.caller.role == .supervisor && $0.caller.id == key)
+                }
+            }
+            for session in recipients { session.send(frame) }
         }
+    }
+
+    private func perform(_ actions: [ConversationFanout<ByteBuffer>.Action], conversation: String) {
+        guard !actions.isEmpty else { return }
+        var sends: [(Int, ByteBuffer)] = []
+        for action in actions {
+            switch action {
+            case .send(let socket, let frame): sends.append((socket, frame))
+            case .dropped: break
+            case .leftQueue: queuePositions.untrack(conversation: conversation)
+            case .maybeQueued(let sockets):
+                let sessions = state.withLockedValue { state in sockets.compactMap { state.sessions[$0] } }
+                queuePositions.recheck(sessions, conversationID: conversation)
+            }
+        }
+        guard !sends.isEmpty else { return }
+        let sessions = state.withLockedValue { state in sends.map { state.sessions[$0.0] } }
+        for (session, send) in zip(sessions, sends) { session?.send(send.1) }
     }
 
     /// After the pub/sub connection came back: messages published meanwhile were lost, so every
     /// client re-joins from its last message id.
     func resyncAll() {
-        let frame = ServerFrame.encode("RESYNC", [String: String]())
-        for session in sessions.values { session.send(frame) }
-        scheduleQueueStatus()
-    }
-
-    // MARK: queue status
-
-    /// Recomputes waiting customers' positions soon, once for a burst of queue events.
-    func scheduleQueueStatus() {
-        guard !queueStatusScheduled, !waitingCustomers.isEmpty else { return }
-        queueStatusScheduled = true
-        Task {
-            try? await Task.sleep(for: .milliseconds(50))
-            await self.sendQueueStatus()
-        }
-    }
-
-    private func sendQueueStatus() async {
-        queueStatusScheduled = false
-        let waiting = waitingCustomers
-        guard !waiting.isEmpty else { return }
-        do {
-            let unique = Array(Set(waiting.values.map { "\($0.conversationID)\u{1}\($0.category)" })).map {
-                let parts = $0.split(separator: "\u{1}", omittingEmptySubsequences: false)
-                return (id: String(parts[0]), category: String(parts[1]))
-            }
-            let positions = try await store.positions(unique)
-            let inputs = try await store.waitInputs()
-            for (sessionID, customer) in waiting {
-                guard let session = sessions[sessionID] else {
-                    waitingCustomers.removeValue(forKey: sessionID)
-                    continue
-                }
-                guard let position = positions[customer.conversationID] else {
-                    waitingCustomers.removeValue(forKey: sessionID)
-                    continue
-                }
-                if waitingCustomers[sessionID]?.lastPosition == position { continue }
-                waitingCustomers[sessionID]?.lastPosition = position
-                session.send(ServerFrame.encode("QUEUE_STATUS", QueueStatusData(
-                    conversationId: customer.conversationID, position: position,
-                    estimatedWaitS: Self.estimatedWait(position: position, handleMs: inputs.handleMs, agentsOnline: inputs.agentsOnline))))
-            }
-        } catch {
-            logger.warning("queue status failed", metadata: ["error": "\(error)"])
-        }
-    }
-
-    /// Seconds until a customer at `position` is likely served: the people ahead, shared among
-    /// the agents online, each taking the recent average handle time (5 min before there is one).
-    static func estimatedWait(position: Int, handleMs: Int, agentsOnline: Int) -> Int {
-        let handle = handleMs > 0 ? handleMs : 300_000
-        return Int((Double(position) * Double(handle) / Double(max(1, agentsOnline)) / 1000).rounded(.up))
+        let frame = ByteBuffer(string: ServerFrame.resync())
+        for session in allSessions() { session.send(frame) }
+        queuePositions.schedule()
     }
 
     private static func userKey(_ caller: Caller) -> String {
@@ -369,13 +347,28 @@ actor ConnectionHub {
     }
 }
 
-struct HistoryData: Encodable {
-    var conversationId: String
-    var messages: [MessageView]
+/// HISTORY frames: built here because their messages come from a stream read, not a script.
+enum HistoryFrame {
+    static func encode(conversationID: String, messages: [MessageView], hasMore: Bool, ref: String?) -> String {
+        ServerFrame.frame(.history, ref: ref) { w in
+            w.key("conversation_id"); w.string(conversationID)
+            w.raw(","); w.key("has_more"); w.bool(hasMore)
+            w.raw(","); w.key("messages"); w.raw("[")
+            for (i, m) in messages.enumerated() {
+                if i > 0 { w.raw(",") }
+                w.raw("{"); w.key("id"); w.string(m.id)
+                w.raw(","); w.key("sender"); w.raw("{")
+                w.key("id"); w.string(m.sender.id)
+                w.raw(","); w.key("role"); w.string(m.sender.role)
+                w.raw(","); w.key("name"); w.string(m.sender.name)
+                w.raw("},"); w.key("text"); w.string(m.text)
+                w.raw(","); w.key("sent_at"); w.int(Int(m.sentAt))
+                w.raw(","); w.key("client_msg_id"); w.string(m.clientMsgId)
+                w.raw(","); w.key("internal"); w.bool(m.isInternal)
+                w.raw("}")
+            }
+            w.raw("]")
+        }
+    }
 }
 
-struct QueueStatusData: Encodable {
-    var conversationId: String
-    var position: Int
-    var estimatedWaitS: Int
-}

@@ -27,14 +27,14 @@ public struct DrainService: Service {
         // Sleeps until the group shuts down (SIGTERM, SIGINT).
         try? await gracefulShutdown()
         state.begin()
-        let sessions = await hub.allSessions()
+        let sessions = hub.allSessions()
         logger.info("draining: closing sockets", metadata: ["sockets": "\(sessions.count)"])
         for session in sessions { session.close(.unknown(1012), "service restart: reconnect") }
         let deadline = ContinuousClock.now + timeout
-        while await !hub.allSessions().isEmpty, ContinuousClock.now < deadline {
+        while !hub.allSessions().isEmpty, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(50))
         }
-        let left = await hub.allSessions().count
+        let left = hub.allSessions().count
         logger.info("drained", metadata: ["sockets_left": "\(left)"])
     }
 }

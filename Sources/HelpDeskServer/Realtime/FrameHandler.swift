@@ -13,8 +13,11 @@ struct FrameHandler {
     let logger: Logger
     /// Seconds an unanswered call rings.
     var callTimeout = 45
-    /// Error times within the last minute.
-    private var recentErrors: [Date] = []
+    /// Error times (uptime seconds) within the last minute.
+    private var recentErrors: [UInt64] = []
+    private var limits = SocketLimits()
+    /// The wall clock in seconds since the epoch, for the token's expiry.
+    var now: @Sendable () -> Int = { Int(Date().timeIntervalSince1970) }
 
     init(session: SocketSession, hub: ConnectionHub, store: LiveStore, logger: Logger) {
         self.session = session
@@ -36,106 +39,189 @@ struct FrameHandler {
             fail(HelpDeskError(.payloadTooLarge, "frames are limited to \(WebSocketController.maxFrameBytes) bytes"), ref: nil)
             return
         }
-        let bytes = Data(text.utf8)
-        let envelope: ClientEnvelope
+        let frame: ClientFrame
         do {
-            envelope = try JSON.decoder.decode(ClientEnvelope.self, from: bytes)
+            frame = try ClientFrame(text: text)
         } catch {
-            fail(HelpDeskError(.invalidJSON, "a frame must be a JSON object with an \"event\" name"), ref: nil)
+            fail(error, ref: nil)
+            return
+        }
+        // A socket is only as good as the token it opened with: checked on every frame, not
+        // only by the periodic sweep.
+        if caller.expiresAt <= now() {
+            session.close(.unknown(4001), "token expired: reconnect with a fresh one")
+            return
+        }
+        if let event = frame.event, !limits.allow(event) {
+            fail(HelpDeskError(.rateLimited, "too many \(event.rawValue) events: slow down"), ref: frame.ref)
             return
         }
         do {
-            try await dispatch(envelope, bytes)
+            try await dispatch(frame)
         } catch let error as HelpDeskError {
-            fail(error, ref: envelope.ref)
+            fail(error, ref: frame.ref)
         } catch let error as RedisError {
             logger.warning("redis error on socket", metadata: ["error": "\(error)"])
-            fail(HelpDeskError(.unavailable, "the service is briefly unavailable; retry"), ref: envelope.ref)
+            fail(HelpDeskError(.unavailable, "the service is briefly unavailable; retry"), ref: frame.ref)
         } catch {
-            logger.error("socket event failed", metadata: ["event": "\(envelope.event)", "error": "\(error)"])
-            fail(HelpDeskError(.internalError, "internal error"), ref: envelope.ref)
+            logger.error("socket event failed", metadata: ["event": "\(frame.eventName.prefix(40))", "error": "\(error)"])
+            fail(HelpDeskError(.internalError, "internal error"), ref: frame.ref)
         }
     }
 
     private mutating func fail(_ error: HelpDeskError, ref: String?) {
-        let now = Date()
-        recentErrors = recentErrors.filter { now.timeIntervalSince($0) < 60 } + [now]
+        let now = DispatchTime.now().uptimeNanoseconds / 1_000_000_000
+        recentErrors.removeAll { now - $0 >= 60 }
+        recentErrors.append(now)
         session.send(ServerFrame.error(error, ref: ref))
     }
 
-    private func ack<T: Encodable>(_ ref: String?, _ data: T) {
-        session.send(ServerFrame.ack(ref: ref, data))
+    /// `ACK` whose data is `{"conversation_id": id}` (most events answer with just that).
+    private func ackConversation(_ ref: String?, _ id: String) {
+        session.send(ServerFrame.ack(ref: ref) { w in w.key("conversation_id"); w.string(id) })
     }
 
-    private func dispatch(_ envelope: ClientEnvelope, _ bytes: Data) async throws {
-        let ref = envelope.ref
-        switch envelope.event {
-        case "PING":
-            session.send(ServerFrame.encode("PONG", [String: String](), ref: ref))
+    private func dispatch(_ frame: ClientFrame) async throws {
+        let ref = frame.ref
+        guard let event = frame.event else {
+            throw HelpDeskError(.unknownEvent, "unknown event \(frame.eventName.prefix(40))")
+        }
+        switch event {
+        case .ping:
+            session.send(ServerFrame.pong(ref: ref))
 
-        case "JOIN_CONVERSATION":
-            let data = try decodeFrame(ClientEvent.Join.self, from: bytes)
-            let id = try Self.conversationID(data.conversationId)
-            if let last = data.lastMessageId, StreamID(last) == nil {
+        case .joinConversation:
+            let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
+            let last = try frame.optionalString("last_message_id")
+            if let last, StreamID(last) == nil {
                 throw HelpDeskError(.validationFailed, "last_message_id is not a message id")
             }
             try await authorizeJoin(id)
-            try await hub.join(session, conversationID: id, lastMessageID: data.lastMessageId, sendHistory: true)
+            try await hub.join(session, conversationID: id, lastMessageID: last, sendHistory: true)
             if caller.role == .customer, let view = try await store.conversation(id), view.status == "waiting" {
-                await hub.trackWaiting(session, conversationID: id, category: view.categoryId)
+                hub.trackWaiting(session, conversationID: id, category: view.categoryId)
             }
-            ack(ref, ["conversation_id": id])
+            ackConversation(ref, id)
 
-        case "LEAVE_CONVERSATION":
-            let data = try decodeFrame(ClientEvent.Leave.self, from: bytes)
-            await hub.leave(session, conversationID: try Self.conversationID(data.conversationId))
-            ack(ref, ["conversation_id": data.conversationId])
+        case .leaveConversation:
+            let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
+            hub.leave(session, conversationID: id)
+            ackConversation(ref, id)
 
-        case "SEND_MESSAGE":
-            let data = try decodeFrame(ClientEvent.Send.self, from: bytes)
-            let message = try Self.validMessage(data, caller: caller)
-            try Self.requireOwnConversation(caller, try Self.conversationID(data.conversationId))
-            let sent = try await store.send(conversationID: try Self.conversationID(data.conversationId), sender: caller,
-                                            text: message.text, clientMsgID: message.clientMsgID, isInternal: message.isInternal)
-            ack(ref, SendAck(conversationId: data.conversationId, messageId: sent.messageID, clientMsgId: message.clientMsgID, duplicate: sent.duplicate))
+        case .sendMessage:
+            let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
+            let message = try Self.validMessage(frame, caller: caller)
+            try ConversationRules.requireOwnConversation(caller, id)
+            let sent = try await store.send(conversationID: id, sender: caller, text: message.text,
+                                            clientMsgID: message.clientMsgID, isInternal: message.isInternal)
+            session.send(ServerFrame.ack(ref: ref) { w in
+                w.key("conversation_id"); w.string(id)
+                w.raw(","); w.key("message_id"); w.string(sent.messageID)
+                w.raw(","); w.key("client_msg_id"); w.string(message.clientMsgID)
+                w.raw(","); w.key("duplicate"); w.bool(sent.duplicate)
+            })
 
-        case "TYPING":
-            let data = try decodeFrame(ClientEvent.Typing.self, from: bytes)
-            let id = try Self.conversationID(data.conversationId)
-            guard await hub.isJoined(session, conversationID: id) else {
+        case .typing:
+            let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
+            let typing = try frame.bool("typing")
+            guard hub.isJoined(session, conversationID: id) else {
                 throw HelpDeskError(.forbidden, "join the conversation first")
             }
-            try await store.publishTyping(conversationID: id, user: caller, typing: data.typing)
+            try await store.publishTyping(conversationID: id, user: caller, typing: typing)
 
-        case "PICK":
+        case .pick:
             guard caller.role == .agent else { throw HelpDeskError(.forbidden, "only agents pick conversations") }
-            let data = try decodeFrame(ClientEvent.Pick.self, from: bytes)
-            let wanted = try data.conversationId.map(Self.conversationID)
+            let wanted = try frame.optionalString("conversation_id").map(ConversationRules.conversationID)
             let conversation = try await store.pick(agentID: caller.id, conversationID: wanted, mode: "pick", actorID: caller.id)
-            ack(ref, ["conversation": conversation])
+            session.send(ServerFrame.encode("ACK", ["conversation": conversation], ref: ref))
 
-        case "CLOSE_CONVERSATION":
-            let data = try decodeFrame(ClientEvent.Close.self, from: bytes)
-            let resolution = try Validate.text(data.resolution ?? "", field: "resolution", max: 500, min: 0)
-            try await store.close(conversationID: try Self.conversationID(data.conversationId), actor: caller, resolution: resolution)
-            ack(ref, ["conversation_id": data.conversationId])
+        case .closeConversation:
+            let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
+            let resolution = try Validate.text(try frame.optionalString("resolution") ?? "", field: "resolution", max: 500, min: 0)
+            try await store.close(conversationID: id, actor: caller, resolution: resolution)
+            ackConversation(ref, id)
 
-        case "SET_STATUS":
+        case .setStatus:
             guard caller.role == .agent else { throw HelpDeskError(.forbidden, "only agents have a status") }
-            let data = try decodeFrame(ClientEvent.SetStatus.self, from: bytes)
-            guard data.status == "online" || data.status == "away" else {
+            let status = try frame.string("status")
+            guard status == "online" || status == "away" else {
                 throw HelpDeskError(.validationFailed, "status must be online or away")
             }
-            try await store.setStatus(agentID: caller.id, status: data.status)
-            ack(ref, ["status": data.status])
+            try await store.setStatus(agentID: caller.id, status: status)
+            session.send(ServerFrame.ack(ref: ref) { w in w.key("status"); w.string(status) })
 
-        default:
-            if let data = try await handleCall(envelope.event, bytes, callTimeout: callTimeout) {
-                if ref != nil || envelope.event != "RTC_SIGNAL" { ack(ref, data) }
-                return
+        case .callInvite, .callAccept, .callReject, .callEnd, .rtcSignal:
+            let (conversation, call) = try await handleCall(event, frame, callTimeout: callTimeout)
+            // Signals are many and fire-and-forget: acknowledged only when the client asked (ref).
+            if ref != nil || event != .rtcSignal {
+                session.send(ServerFrame.ack(ref: ref) { w in
+                    w.key("conversation_id"); w.string(conversation)
+                    w.raw(","); w.key("call_id"); w.string(call)
+                })
             }
-            throw HelpDeskError(.unknownEvent, "unknown event \(envelope.event.prefix(40))")
         }
+    }
+
+    /// CALL_INVITE, CALL_ACCEPT, CALL_REJECT, CALL_END, RTC_SIGNAL: `lua/call*.lua` decides.
+    private func handleCall(_ event: ClientEventName, _ frame: ClientFrame, callTimeout: Int) async throws -> (String, String) {
+        let (conversation, call) = try Self.callIDs(try frame.string("conversation_id"), try frame.string("call_id"))
+        // A customer's token is bound to one conversation: calls in any other are refused here.
+        try ConversationRules.requireOwnConversation(caller, conversation)
+        switch event {
+        case .callInvite:
+            let media = try frame.optionalString("media") ?? "audio"
+            guard media == "audio" || media == "video" else { throw HelpDeskError(.validationFailed, "media must be audio or video") }
+            try await store.call("invite", conversationID: conversation, callID: call, caller: caller, extra: [media, String(callTimeout * 1000)])
+        case .callAccept:
+            try await store.call("accept", conversationID: conversation, callID: call, caller: caller)
+        case .callReject:
+            try await store.call("reject", conversationID: conversation, callID: call, caller: caller)
+        case .callEnd:
+            try await store.call("end", conversationID: conversation, callID: call, caller: caller)
+        default:
+            let signal = try Self.validSignal(try frame.object("signal"))
+            try await store.call("signal", conversationID: conversation, callID: call, caller: caller, extra: [signal])
+        }
+        return (conversation, call)
+    }
+
+    /// Only the fields a browser's offer, answer or ICE candidate has, re-encoded: nothing else
+    /// a client puts in a signal reaches the other side.
+    static func validSignal(_ signal: JSONValue) throws -> String {
+        guard let type = signal["type"]?.string, ["offer", "answer", "ice-candidate"].contains(type) else {
+            throw HelpDeskError(.validationFailed, "signal.type must be offer, answer or ice-candidate")
+        }
+        var pairs: [(String, JSONValue)] = [("type", .string(type))]
+        if let sdp = signal["sdp"] {
+            guard let text = sdp.string else { throw HelpDeskError(.validationFailed, "signal.sdp must be a string") }
+            pairs.append(("sdp", .string(text)))
+        }
+        if let candidate = signal["candidate"], !candidate.isNull {
+            guard case .object = candidate else { throw HelpDeskError(.validationFailed, "signal.candidate must be an object") }
+            var fields: [(String, JSONValue)] = []
+            for key in ["candidate", "sdpMid", "usernameFragment"] {
+                if let v = candidate[key], !v.isNull {
+                    guard v.string != nil else { throw HelpDeskError(.validationFailed, "signal.candidate.\(key) must be a string") }
+                    fields.append((key, v))
+                }
+            }
+            if let v = candidate["sdpMLineIndex"], !v.isNull {
+                guard let n = v.int else { throw HelpDeskError(.validationFailed, "signal.candidate.sdpMLineIndex must be an integer") }
+                fields.append(("sdpMLineIndex", .number(Double(n))))
+            }
+            pairs.append(("candidate", .object(fields)))
+        }
+        var w = JSONWriter()
+        w.value(.object(pairs))
+        return w.text
+    }
+
+    static func callIDs(_ conversation: String, _ call: String) throws -> (String, String) {
+        let conversation = try ConversationRules.conversationID(conversation)
+        guard (1...64).contains(call.utf8.count), call.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 | 0x20 >= 97 && $0 | 0x20 <= 122) || $0 == 45 }) else {
+            throw HelpDeskError(.validationFailed, "call_id must be 1 to 64 letters, digits or dashes")
+        }
+        return (conversation, call)
     }
 
     /// Customers join their own conversation; agents the ones assigned to them; supervisors and
@@ -152,34 +238,9 @@ struct FrameHandler {
         }
     }
 
-    /// A customer token grants one conversation, never a later one of the same e-mail.
-    static func requireOwnConversation(_ caller: Caller, _ id: String) throws {
-        if caller.role == .customer, caller.conversationID != id { throw HelpDeskError(.forbidden, "not your conversation") }
+    /// Checks a SEND_MESSAGE's text, client id and internal flag.
+    static func validMessage(_ frame: ClientFrame, caller: Caller) throws -> ConversationRules.Message {
+        try ConversationRules.validMessage(text: try frame.string("text"), clientMsgID: try frame.string("client_msg_id"),
+                                           isInternal: try frame.optionalBool("internal"), caller: caller)
     }
-
-    /// Conversation ids are UUIDs; anything else is refused before it reaches Redis.
-    static func conversationID(_ text: String) throws -> String {
-        guard let uuid = UUID(uuidString: text) else { throw HelpDeskError(.validationFailed, "conversation_id is not a conversation id") }
-        return uuid.uuidString.lowercased()
-    }
-
-    /// Checks a message's text, client id and internal flag.
-    static func validMessage(_ data: ClientEvent.Send, caller: Caller) throws -> (text: String, clientMsgID: String, isInternal: Bool) {
-        let text = data.text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !text.isEmpty else { throw HelpDeskError(.validationFailed, "text must not be empty") }
-        guard text.count <= WebSocketController.maxMessageCharacters else {
-            throw HelpDeskError(.validationFailed, "text must be at most \(WebSocketController.maxMessageCharacters) characters")
-        }
-        guard (1...100).contains(data.clientMsgId.count) else { throw HelpDeskError(.validationFailed, "client_msg_id must be 1 to 100 characters") }
-        let isInternal = data.isInternal ?? false
-        if isInternal && !caller.isStaff { throw HelpDeskError(.forbidden, "customers cannot send internal notes") }
-        return (text, data.clientMsgId, isInternal)
-    }
-}
-
-struct SendAck: Encodable {
-    var conversationId: String
-    var messageId: String
-    var clientMsgId: String
-    var duplicate: Bool
 }

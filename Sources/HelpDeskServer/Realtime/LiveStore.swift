@@ -183,7 +183,6 @@ struct LiveStore: Sendable {
     struct Sent: Sendable {
         var messageID: String
         var duplicate: Bool
-        var message: MessageView?
     }
 
     /// send.lua: store and publish one message.
@@ -194,8 +193,7 @@ struct LiveStore: Sendable {
         ], on: redis)
         let r = reply.array ?? []
         guard r.first?.string == "ok", r.count == 4, let id = r[1].string else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
-        let message = r[3].string.flatMap { try? JSON.decoder.decode(MessageView.self, from: Data($0.utf8)) }
-        return Sent(messageID: id, duplicate: r[2].int == 1, message: message)
+        return Sent(messageID: id, duplicate: r[2].int == 1)
     }
 
     /// close.lua: close, end its call, and queue for archiving with a new close generation.

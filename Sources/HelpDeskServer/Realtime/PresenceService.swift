@@ -29,13 +29,13 @@ struct PresenceService: Service {
 
     /// One heartbeat and one sweep.
     func tick() async {
-        await hub.closeExpired(now: Int(Date().timeIntervalSince1970))
+        hub.closeExpired(now: Int(Date().timeIntervalSince1970))
         do {
-            let (agents, waiting) = await hub.heartbeatSubjects()
+            let (agents, waiting) = hub.heartbeatSubjects()
             let lost = try await store.heartbeat(node: nodeID, nodeTTL: Self.ms(nodeTTL), agents: agents, waitingConversations: waiting)
             for agentID in lost {
                 // Redis forgot this agent (restart, or a sweep during a partition) while we hold its socket.
-                guard let session = await hub.sessions(ofUser: agentID).first else { continue }
+                guard let session = hub.sessions(ofUser: agentID).first else { continue }
                 _ = try await store.agentConnected(agentID: agentID, node: nodeID, name: session.caller.name, capacity: "-", categories: "-", supervisorID: "-")
             }
             let (offline, requeued, abandoned) = try await store.sweep(
@@ -54,27 +54,28 @@ struct PresenceService: Service {
     }
 }
 
-/// Feeds the pub/sub connection's messages to the hub, off the connection's read path.
+/// Connects the pub/sub connection to the hub: messages are routed on the connection's event
+/// loop as they are read (no queue in between that a burst could grow); a reconnect asks every
+/// socket to resync.
 struct PubSubPump: Service {
     let hub: ConnectionHub
-    let events: AsyncStream<RedisPubSubEvent>
+    let subscriber: RedisSubscriber
     let logger: Logger
 
     func run() async throws {
+        let hub = self.hub
+        subscriber.setMessageHandler { channel, payload in hub.deliver(channel: channel, payload: payload) }
         await hub.start()
         await cancelWhenGracefulShutdown {
-            for await event in events {
+            for await event in subscriber.events {
                 switch event {
-                case .message(let channel, let payload):
-                    await hub.deliver(channel: channel, payload: payload)
-                case .patternMessage(_, let channel, let payload):
-                    await hub.deliver(channel: channel, payload: payload)
+                case .message(let channel, let payload), .patternMessage(_, let channel, let payload):
+                    hub.deliver(channel: channel, payload: Array(payload.utf8))
                 case .reconnected:
                     logger.warning("pub/sub reconnected: asking every socket to resync")
-                    await hub.resyncAll()
+                    hub.resyncAll()
                 }
             }
         }
     }
 }
-

@@ -1,51 +1,192 @@
 import HelpDeskCore
+import HummingbirdWebSocket
 import NIOConcurrencyHelpers
+import NIOCore
 import NIOWebSocket
 
-/// One client socket as the hub sees it: who is on it, and a bounded outbound queue.
+/// One client socket: who is on it, and its outbox.
 ///
-/// Frames are queued, not written, by whoever produces them (the hub's fan-out), so a slow client
-/// never slows anyone else down; when its queue is full the socket is closed and the client comes
-/// back with `last_message_id`.
+/// Frames are queued, not written, by whoever produces them (the fan-out runs on the Redis
+/// connection's event loop), so a slow client never slows anyone else down. Everything queued
+/// within one event-loop tick goes out in one flush. The queue is bounded in bytes: a client that
+/// does not read is closed with 4008 and comes back with `last_message_id`.
 final class SocketSession: Sendable {
-    enum Outbound: Sendable {
-        case text(String)
-    }
-
-    /// Frames a socket may have queued before it counts as too slow.
-    static let outboundLimit = 2048
+    /// How long a client gets to answer the server's close frame before the connection is dropped.
+    static let closeGrace = TimeAmount.seconds(2)
 
     let id: Int
     let caller: Caller
     /// Categories an agent serves (empty: all), for filtering queue events.
     let categories: Set<String>
-    let outbound: AsyncStream<Outbound>
-    private let continuation: AsyncStream<Outbound>.Continuation
+    /// The client's address (the proxy's `X-Real-IP` when trusted), for the per-IP socket cap.
+    let remoteIP: String
+    private let outbox: SocketOutbox
+    private let closer: @Sendable (WebSocketErrorCode, String) -> Void
     private let closeCode = NIOLockedValueBox<(WebSocketErrorCode, String)?>(nil)
 
-    init(id: Int, caller: Caller, categories: Set<String>) {
+    /// A session writing to `channel` (the upgraded WebSocket channel); `closer` sends the close
+    /// frame through the WebSocket library's own state machine.
+    init(id: Int, caller: Caller, categories: Set<String>, remoteIP: String, channel: any Channel, outboundByteLimit: Int,
+         closer: @escaping @Sendable (WebSocketErrorCode, String) -> Void) {
         self.id = id
+        self.remoteIP = remoteIP
         self.caller = caller
         self.categories = categories
-        (outbound, continuation) = AsyncStream.makeStream(of: Outbound.self, bufferingPolicy: .bufferingOldest(Self.outboundLimit))
+        self.outbox = SocketOutbox(channel: channel, byteLimit: outboundByteLimit)
+        self.closer = closer
+        outbox.installWritabilityHandler()
     }
 
-    /// Queues a frame; a full queue closes the socket.
+    /// A session that writes nowhere (unit tests of routing).
+    init(id: Int, caller: Caller, categories: Set<String> = [], remoteIP: String = "test") {
+        self.id = id
+        self.remoteIP = remoteIP
+        self.caller = caller
+        self.categories = categories
+        self.outbox = SocketOutbox(channel: nil, byteLimit: 1 << 20)
+        self.closer = { _, _ in }
+    }
+
+    /// Queues a frame; past the byte limit the socket is closed (4008).
     func send(_ text: String) {
-        if case .dropped = continuation.yield(.text(text)) {
+        send(ByteBuffer(string: text))
+    }
+
+    /// Queues a frame already in a buffer (one buffer is shared by every recipient of a fan-out).
+    func send(_ frame: ByteBuffer) {
+        if !outbox.enqueue(frame) {
             close(.unknown(4008), "too slow: reconnect and resume with last_message_id")
         }
     }
 
-    /// Ends the socket after the frames already queued, with this close code.
+    /// Closes the socket: nothing more is queued or read; frames already queued go out first,
+    /// then the close frame; a client that does not answer it is cut off after `closeGrace`.
     func close(_ code: WebSocketErrorCode, _ reason: String) {
-        closeCode.withLockedValue { if $0 == nil { $0 = (code, reason) } }
-        continuation.finish()
+        let first = closeCode.withLockedValue { current -> Bool in
+            guard current == nil else { return false }
+            current = (code, reason)
+            return true
+        }
+        guard first else { return }
+        outbox.close(dropPending: code == .unknown(4008)) { [closer] in closer(code, reason) }
     }
 
     /// The close code asked for, if any.
     var requestedClose: (WebSocketErrorCode, String)? { closeCode.withLockedValue { $0 } }
+    var isClosed: Bool { requestedClose != nil }
+
+    /// Frames written so far (tests).
+    var framesQueued: Int { outbox.framesQueued }
 
     var isStaff: Bool { caller.isStaff }
     var isSupervisor: Bool { caller.role == .supervisor || caller.role == .admin }
+}
+
+/// The byte-bounded, tick-coalesced outbound queue of one socket.
+///
+/// Producers on any thread append under a lock; the first append of a tick schedules one flush
+/// on the channel's event loop, which writes every queued frame and flushes once. While the
+/// channel is not writable (the kernel's buffer is full) frames stay here and count against the
+/// limit; the writability handler resumes the flush.
+final class SocketOutbox: @unchecked Sendable {
+    private let channel: (any Channel)?
+    private let byteLimit: Int
+    private let lock = NIOLock()
+    // Guarded by `lock`.
+    private var pending = CircularBuffer<ByteBuffer>(initialCapacity: 4)
+    private var pendingBytes = 0
+    private var flushScheduled = false
+    private var closed = false
+    private var queuedTotal = 0
+
+    init(channel: (any Channel)?, byteLimit: Int) {
+        self.channel = channel
+        self.byteLimit = byteLimit
+    }
+
+    var framesQueued: Int { lock.withLock { queuedTotal } }
+
+    func installWritabilityHandler() {
+        guard let channel else { return }
+        let handler = WritabilityHandler(outbox: self)
+        channel.eventLoop.execute {
+            try? channel.pipeline.syncOperations.addHandler(handler, position: .first)
+        }
+    }
+
+    /// False when the frame would pass the byte limit (the caller closes the socket).
+    func enqueue(_ frame: ByteBuffer) -> Bool {
+        let schedule: Bool
+        lock.lock()
+        if closed {
+            lock.unlock()
+            return true
+        }
+        if pendingBytes + frame.readableBytes > byteLimit {
+            lock.unlock()
+            return false
+        }
+        pending.append(frame)
+        pendingBytes += frame.readableBytes
+        queuedTotal += 1
+        schedule = !flushScheduled
+        if schedule { flushScheduled = true }
+        lock.unlock()
+        if schedule, let channel {
+            channel.eventLoop.execute { self.flush() }
+        }
+        return true
+    }
+
+    /// Writes what is queued, once per tick, as long as the channel takes it.
+    func flush() {
+        guard let channel else { return }
+        channel.eventLoop.preconditionInEventLoop()
+        guard channel.isWritable else {
+            lock.withLock { flushScheduled = false }
+            return
+        }
+        let frames: CircularBuffer<ByteBuffer> = lock.withLock {
+            flushScheduled = false
+            let taken = pending
+            pending.removeAll(keepingCapacity: true)
+            pendingBytes = 0
+            return taken
+        }
+        guard !frames.isEmpty else { return }
+        for data in frames {
+            channel.write(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
+        }
+        channel.flush()
+    }
+
+    /// No more frames are taken; queued ones are written (or dropped), then `sendClose` runs and
+    /// the channel is closed after the grace period whatever the client does.
+    func close(dropPending: Bool, sendClose: @escaping @Sendable () -> Void) {
+        lock.withLock {
+            closed = true
+            if dropPending {
+                pending.removeAll()
+                pendingBytes = 0
+            }
+        }
+        guard let channel else { return }
+        channel.eventLoop.execute {
+            if !dropPending { self.flush() }
+            sendClose()
+            channel.eventLoop.scheduleTask(in: SocketSession.closeGrace) { channel.close(promise: nil) }
+        }
+    }
+
+    /// Resumes flushing when the kernel takes bytes again.
+    private final class WritabilityHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+        typealias InboundIn = NIOAny
+        let outbox: SocketOutbox
+        init(outbox: SocketOutbox) { self.outbox = outbox }
+
+        func channelWritabilityChanged(context: ChannelHandlerContext) {
+            if context.channel.isWritable { outbox.flush() }
+            context.fireChannelWritabilityChanged()
+        }
+    }
 }

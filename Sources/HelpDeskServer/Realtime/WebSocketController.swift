@@ -3,6 +3,7 @@ import HelpDeskCore
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
+import NIOCore
 import NIOWebSocket
 import PostgresClient
 
@@ -17,7 +18,7 @@ struct WebSocketController: Sendable {
     static let maxFrameBytes = 64 * 1024
     /// The WebSocket layer's own limit: past this the library closes the socket (1009).
     static let maxFrameSize = 1 << 20
-    static let maxMessageCharacters = 4000
+    static let maxMessageCharacters = ConversationRules.maxMessageCharacters
     /// Errors tolerated per minute before the socket is closed for policy violation.
     static let errorBudgetPerMinute = 20
 
@@ -35,16 +36,20 @@ struct WebSocketController: Sendable {
             .ws { _, context in
                 // A draining node takes no new sockets; the client retries through the balancer.
                 guard !services.drain.isDraining else { throw HelpDeskError(.unavailable, "this node is shutting down; reconnect") }
-                guard context.caller != nil else { throw HelpDeskError(.unauthorized, "a ticket or bearer token is required") }
+                guard let caller = context.caller else { throw HelpDeskError(.unauthorized, "a ticket or bearer token is required") }
+                guard hub.admits(ip: context.clientIP, caller: caller) else {
+                    throw HelpDeskError(.rateLimited, "too many sockets from this address or for this user")
+                }
                 return .upgrade([:])
             } onUpgrade: { inbound, outbound, context in
                 guard let caller = context.requestContext.caller else { return }
-                await self.run(caller: caller, inbound: inbound, outbound: outbound, logger: context.logger)
+                await self.run(caller: caller, remoteIP: context.requestContext.clientIP, channel: context.requestContext.channel,
+                               inbound: inbound, outbound: outbound, logger: context.logger)
             }
     }
 
     /// One socket, from HELLO to close.
-    func run(caller: Caller, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger) async {
+    func run(caller: Caller, remoteIP: String, channel: any Channel, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger) async {
         var categories: Set<String> = []
         var capacity = "-", categoryList = "-", supervisor = "-", name = caller.name
         if caller.role == .agent, let id = Int(caller.id) {
@@ -61,17 +66,12 @@ struct WebSocketController: Sendable {
                 name = user.name
             }
         }
-        let session = SocketSession(id: await hub.makeSessionID(), caller: caller, categories: categories)
-        let writer = Task {
-            for await item in session.outbound {
-                switch item {
-                case .text(let text): try await outbound.write(.text(text))
-                }
-            }
-            let (code, reason) = session.requestedClose ?? (.normalClosure, "bye")
-            try await outbound.close(code, reason: reason)
+        // Frames go out through the session's outbox, written on the channel's event loop; only the
+        // close frame goes through the WebSocket library, whose state machine must see it.
+        let session = SocketSession(id: hub.makeSessionID(), caller: caller, categories: categories, remoteIP: remoteIP, channel: channel,
+                                   outboundByteLimit: hub.caps.outboundBytes) { code, reason in
+            Task { try? await outbound.close(code, reason: reason) }
         }
-        defer { writer.cancel() }
 
         do {
             var status: String?
@@ -95,18 +95,24 @@ struct WebSocketController: Sendable {
                 // A customer follows its own conversation from the start (assignment, close, queue position).
                 try await hub.join(session, conversationID: conversation, lastMessageID: nil, sendHistory: false)
                 if let view = try await store.conversation(conversation), view.status == "waiting" {
-                    await hub.trackWaiting(session, conversationID: conversation, category: view.categoryId)
+                    hub.trackWaiting(session, conversationID: conversation, category: view.categoryId)
                 }
             }
             var handler = FrameHandler(session: session, hub: hub, store: store, logger: logger)
             handler.callTimeout = services.configuration.callTimeoutSeconds
             for try await message in inbound.messages(maxSize: Self.maxFrameSize) {
+                // A socket the server closed acts no more, whatever its client keeps sending.
+                if session.isClosed { break }
                 await handler.handle(message)
                 if handler.shouldClose {
                     session.close(.policyViolation, "too many invalid frames")
                     break
                 }
             }
+        } catch let error as HelpDeskError where error.code == .rateLimited {
+            // Over a socket cap (a race past the upgrade's check): refused with the reason.
+            session.send(ServerFrame.error(error, ref: nil))
+            session.close(.policyViolation, error.message)
         } catch {
             logger.debug("socket ended", metadata: ["error": "\(error)"])
         }
@@ -117,10 +123,9 @@ struct WebSocketController: Sendable {
                 return nil
             }?.value
         } else {
-            _ = await hub.unregister(session)
+            _ = hub.unregister(session)
         }
         session.close(.normalClosure, "bye")
-        _ = await writer.result
     }
 }
 
@@ -139,6 +144,7 @@ struct WebSocketAuthMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: AppRequestContext, next: (Request, AppRequestContext) async throws -> Response) async throws -> Response {
         var context = context
+        context.clientIP = clientIP(request: request, remote: context.remoteAddress, trustProxy: services.configuration.trustProxy)
         var token: String?
         if let ticket = request.uri.queryParameters.get("ticket") {
             // GETDEL: a ticket works once, on whichever node the upgrade lands.

@@ -1,0 +1,144 @@
+/// The WebSocket protocol: every frame is `{"event": NAME, "data": {...}, "ref": "..."}`.
+/// `ref` is the client's own correlation id, echoed on the `ACK` or `ERROR` that answers it.
+/// docs/protocol.md describes each event; this file is the one place their names are spelled.
+
+/// Events a client sends.
+public enum ClientEventName: String, Sendable, CaseIterable {
+    case ping = "PING"
+    case joinConversation = "JOIN_CONVERSATION"
+    case leaveConversation = "LEAVE_CONVERSATION"
+    case sendMessage = "SEND_MESSAGE"
+    case typing = "TYPING"
+    case pick = "PICK"
+    case closeConversation = "CLOSE_CONVERSATION"
+    case setStatus = "SET_STATUS"
+    case callInvite = "CALL_INVITE"
+    case callAccept = "CALL_ACCEPT"
+    case callReject = "CALL_REJECT"
+    case callEnd = "CALL_END"
+    case rtcSignal = "RTC_SIGNAL"
+}
+
+/// Events the server sends.
+public enum ServerEventName: String, Sendable, CaseIterable {
+    case hello = "HELLO"
+    case ack = "ACK"
+    case error = "ERROR"
+    case pong = "PONG"
+    case resync = "RESYNC"
+    case history = "HISTORY"
+    case newMessage = "NEW_MESSAGE"
+    case typing = "TYPING"
+    case queueStatus = "QUEUE_STATUS"
+    case queueUpdated = "QUEUE_UPDATED"
+    case conversationAssigned = "CONVERSATION_ASSIGNED"
+    case conversationClosed = "CONVERSATION_CLOSED"
+    case conversationRequeued = "CONVERSATION_REQUEUED"
+    case conversationTransferred = "CONVERSATION_TRANSFERRED"
+    case conversationReopened = "CONVERSATION_REOPENED"
+    case conversationEscalated = "CONVERSATION_ESCALATED"
+    case presenceUpdated = "PRESENCE_UPDATED"
+    case callInvite = "CALL_INVITE"
+    case callAccept = "CALL_ACCEPT"
+    case callReject = "CALL_REJECT"
+    case callEnd = "CALL_END"
+    case rtcSignal = "RTC_SIGNAL"
+}
+
+/// One client frame, parsed: its event (known or not), its `ref`, its `data` object.
+public struct ClientFrame: Sendable {
+    public var eventName: String
+    public var event: ClientEventName?
+    public var ref: String?
+    public var data: JSONValue
+
+    /// Parses the envelope; a frame that is not a JSON object with a string `event` is refused.
+    public init(text: String) throws(HelpDeskError) {
+        let root: JSONValue
+        do {
+            root = try JSONValue.parse(text)
+        } catch {
+            throw HelpDeskError(.invalidJSON, "a frame must be a JSON object with an \"event\" name")
+        }
+        guard case .object = root, let name = root["event"]?.string else {
+            throw HelpDeskError(.invalidJSON, "a frame must be a JSON object with an \"event\" name")
+        }
+        eventName = name
+        event = ClientEventName(rawValue: name)
+        switch root["ref"] {
+        case .string(let s)?: ref = String(s.prefix(100))
+        case .number?: ref = root["ref"]?.int.map(String.init)
+        default: ref = nil
+        }
+        data = root["data"] ?? .object([])
+        if case .object = data {} else if !data.isNull {
+            throw HelpDeskError(.validationFailed, "data must be an object")
+        }
+    }
+
+    // MARK: typed fields, each with the client-facing error when missing or of the wrong type
+
+    public func string(_ key: String) throws(HelpDeskError) -> String {
+        guard let value = data[key] else { throw HelpDeskError(.validationFailed, "\(key) is required") }
+        guard let s = value.string else { throw HelpDeskError(.validationFailed, "\(key) must be a string") }
+        return s
+    }
+
+    public func optionalString(_ key: String) throws(HelpDeskError) -> String? {
+        guard let value = data[key], !value.isNull else { return nil }
+        guard let s = value.string else { throw HelpDeskError(.validationFailed, "\(key) must be a string") }
+        return s
+    }
+
+    public func bool(_ key: String) throws(HelpDeskError) -> Bool {
+        guard let value = data[key] else { throw HelpDeskError(.validationFailed, "\(key) is required") }
+        guard let b = value.bool else { throw HelpDeskError(.validationFailed, "\(key) must be true or false") }
+        return b
+    }
+
+    public func optionalBool(_ key: String) throws(HelpDeskError) -> Bool? {
+        guard let value = data[key], !value.isNull else { return nil }
+        guard let b = value.bool else { throw HelpDeskError(.validationFailed, "\(key) must be true or false") }
+        return b
+    }
+
+    public func object(_ key: String) throws(HelpDeskError) -> JSONValue {
+        guard let value = data[key] else { throw HelpDeskError(.validationFailed, "\(key) is required") }
+        guard case .object = value else { throw HelpDeskError(.validationFailed, "\(key) must be an object") }
+        return value
+    }
+}
+
+/// Server frames the node builds itself. Frames about conversations, the queue and presence are
+/// built by the Lua scripts (lua/lib/protocol.lua) and forwarded as published.
+public enum ServerFrame {
+    /// `{"event":"ACK","ref":ref,"data":{...}}` with `data` written by `body`.
+    public static func ack(ref: String?, _ body: (inout JSONWriter) -> Void) -> String {
+        frame(.ack, ref: ref, body)
+    }
+
+    public static func frame(_ event: ServerEventName, ref: String? = nil, _ body: (inout JSONWriter) -> Void) -> String {
+        var w = JSONWriter()
+        w.raw("{\"event\":\"")
+        w.ascii(event.rawValue)
+        w.raw("\",\"data\":{")
+        body(&w)
+        w.raw("}")
+        if let ref {
+            w.raw(",\"ref\":")
+            w.string(ref)
+        }
+        w.raw("}")
+        return w.text
+    }
+
+    public static func error(_ error: HelpDeskError, ref: String?) -> String {
+        frame(.error, ref: ref) { w in
+            w.key("code"); w.string(error.code.rawValue)
+            w.raw(","); w.key("message"); w.string(error.message)
+        }
+    }
+
+    public static func pong(ref: String?) -> String { frame(.pong, ref: ref) { _ in } }
+    public static func resync() -> String { frame(.resync) { _ in } }
+}

@@ -1,0 +1,111 @@
+/// What every pub/sub payload carries before its frame, so that no node searches or decodes the
+/// frame to decide where it goes: `<kind>|<audience>|<key>\n<frame JSON>`.
+/// The Lua prelude (lua/lib/protocol.lua) writes it; `PubSubEnvelope.parse` reads it.
+public struct PubSubEnvelope: Sendable, Equatable {
+    public enum Kind: String, Sendable {
+        /// A chat message; key = its stream id (cursors and dedupe apply).
+        case message = "msg"
+        /// CONVERSATION_ASSIGNED; key = the new agent's id.
+        case assigned
+        /// CONVERSATION_CLOSED (closed or abandoned).
+        case closed
+        /// Requeued, transferred or reopened; key = the new agent's id, `-` when back in a queue.
+        case moved
+        /// Anything else on a conversation channel (typing, calls, escalation).
+        case event
+        /// On the queue channel; key = the category id.
+        case queue
+        /// On the presence channel; key = the agent's supervisor id (`-`: none).
+        case presence
+        /// On a user channel.
+        case user
+    }
+
+    public enum Audience: Sendable, Equatable {
+        /// Every socket that follows the channel.
+        case everyone
+        /// Staff sockets only (internal notes, transfer notes).
+        case staff
+        /// The one user whose id is the key (call signaling).
+        case user
+    }
+
+    public var kind: Kind
+    public var audience: Audience
+    /// See `Kind`; `-` means none.
+    public var key: Substring
+    /// The frame, to be written to sockets as it is.
+    public var frame: Substring
+
+    public init(kind: Kind, audience: Audience, key: Substring, frame: Substring) {
+        self.kind = kind
+        self.audience = audience
+        self.key = key
+        self.frame = frame
+    }
+
+    /// The header of a payload given as bytes (as the Redis reader hands them over) and where its
+    /// frame starts; nil without a valid header. Byte comparisons only; the frame is not read.
+    public static func parseHeader(_ bytes: [UInt8]) -> (kind: Kind, audience: Audience, key: String, frameStart: Int)? {
+        bytes.withUnsafeBufferPointer { b -> (Kind, Audience, String, Int)? in
+            let limit = min(b.count, 512)
+            var bar1 = -1, bar2 = -1, newline = -1
+            var i = 0
+            while i < limit {
+                let c = b[i]
+                if c == UInt8(ascii: "\n") { newline = i; break }
+                if c == UInt8(ascii: "|") {
+                    if bar1 < 0 { bar1 = i } else if bar2 < 0 { bar2 = i } else { return nil }
+                }
+                i += 1
+            }
+            guard bar1 > 0, bar2 == bar1 + 2, newline > bar2 else { return nil }
+            guard let kind = kind(UnsafeBufferPointer(rebasing: b[0..<bar1])) else { return nil }
+            let audience: Audience
+            switch b[bar1 + 1] {
+            case UInt8(ascii: "a"): audience = .everyone
+            case UInt8(ascii: "s"): audience = .staff
+            case UInt8(ascii: "u"): audience = .user
+            default: return nil
+            }
+            let key = String(decoding: UnsafeBufferPointer(rebasing: b[(bar2 + 1)..<newline]), as: UTF8.self)
+            return (kind, audience, key, newline + 1)
+        }
+    }
+
+    private static func kind(_ bytes: UnsafeBufferPointer<UInt8>) -> Kind? {
+        switch bytes.count {
+        case 3 where bytes.elementsEqual("msg".utf8): return .message
+        case 8 where bytes.elementsEqual("assigned".utf8): return .assigned
+        case 6 where bytes.elementsEqual("closed".utf8): return .closed
+        case 5 where bytes.elementsEqual("moved".utf8): return .moved
+        case 5 where bytes.elementsEqual("event".utf8): return .event
+        case 5 where bytes.elementsEqual("queue".utf8): return .queue
+        case 8 where bytes.elementsEqual("presence".utf8): return .presence
+        case 4 where bytes.elementsEqual("user".utf8): return .user
+        default: return nil
+        }
+    }
+
+    /// A payload given as text (tests, tools).
+    public static func parse(_ payload: String) -> PubSubEnvelope? {
+        let bytes = Array(payload.utf8)
+        guard let h = parseHeader(bytes) else { return nil }
+        return PubSubEnvelope(kind: h.kind, audience: h.audience, key: Substring(h.key),
+                              frame: Substring(String(decoding: bytes[h.frameStart...], as: UTF8.self)))
+    }
+
+    /// The payload text (the Swift side publishes typing indicators itself).
+    public var payload: String {
+        let a: String
+        switch audience {
+        case .everyone: a = "a"
+        case .staff: a = "s"
+        case .user: a = "u"
+        }
+        return kind.rawValue + "|" + a + "|" + key + "\n" + frame
+    }
+
+    /// The key, or nil when it is `-` or empty.
+    public var keyValue: Substring? { key.isEmpty || key == "-" ? nil : key }
+}

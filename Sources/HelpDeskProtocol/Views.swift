@@ -1,0 +1,233 @@
+/// The objects that events and REST replies share. JSON keys are the snake_case forms of these
+/// property names (the server's coders convert); the Lua prelude (lua/lib/protocol.lua) builds the
+/// same shapes for the frames the scripts publish, and the golden test holds the two together.
+
+/// A conversation. Times are milliseconds since the epoch, live (Redis) and archived (PostgreSQL) alike.
+public struct ConversationView: Codable, Sendable, Equatable {
+    public struct Person: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        /// Only in replies to staff (REST); never in published frames.
+        public var email: String?
+
+        public init(id: String, name: String, email: String? = nil) {
+            self.id = id
+            self.name = name
+            self.email = email
+        }
+    }
+
+    public var id: String
+    public var status: String
+    public var customer: Person
+    public var agent: Person?
+    public var categoryId: String
+    public var subject: String
+    public var priority: String
+    public var createdAt: Int64
+    public var enqueuedAt: Int64
+    public var assignedAt: Int64?
+    public var firstResponseAt: Int64?
+    public var closedAt: Int64?
+    public var resolution: String?
+    /// Whether an agent asked the supervisors for help.
+    public var escalated: Bool?
+    /// The customer's 1-5 rating after close, and its comment.
+    public var rating: Int?
+    public var ratingComment: String?
+    /// Wait so far (waiting) or until assignment, in seconds.
+    public var waitSeconds: Int?
+
+    public init(id: String, status: String, customer: Person, agent: Person?, categoryId: String, subject: String, priority: String,
+                createdAt: Int64, enqueuedAt: Int64, assignedAt: Int64?, firstResponseAt: Int64?, closedAt: Int64?, resolution: String?,
+                escalated: Bool? = nil, rating: Int? = nil, ratingComment: String? = nil, waitSeconds: Int? = nil) {
+        self.id = id
+        self.status = status
+        self.customer = customer
+        self.agent = agent
+        self.categoryId = categoryId
+        self.subject = subject
+        self.priority = priority
+        self.createdAt = createdAt
+        self.enqueuedAt = enqueuedAt
+        self.assignedAt = assignedAt
+        self.firstResponseAt = firstResponseAt
+        self.closedAt = closedAt
+        self.resolution = resolution
+        self.escalated = escalated
+        self.rating = rating
+        self.ratingComment = ratingComment
+        self.waitSeconds = waitSeconds ?? Int(max(0, (assignedAt ?? closedAt ?? enqueuedAt) - enqueuedAt) / 1000)
+    }
+}
+
+/// One chat message, live or archived.
+public struct MessageView: Codable, Sendable, Equatable {
+    public struct Sender: Codable, Sendable, Equatable {
+        public var id: String
+        public var role: String
+        public var name: String
+
+        public init(id: String, role: String, name: String) {
+            self.id = id
+            self.role = role
+            self.name = name
+        }
+    }
+
+    public var id: String
+    public var sender: Sender
+    public var text: String
+    public var sentAt: Int64
+    public var clientMsgId: String
+    /// Internal notes are for staff; customers never receive them.
+    public var isInternal: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case id, sender, text, sentAt, clientMsgId
+        case isInternal = "internal"
+    }
+
+    public init(id: String, sender: Sender, text: String, sentAt: Int64, clientMsgId: String, isInternal: Bool) {
+        self.id = id
+        self.sender = sender
+        self.text = text
+        self.sentAt = sentAt
+        self.clientMsgId = clientMsgId
+        self.isInternal = isInternal
+    }
+}
+
+/// An agent's presence and load (`PRESENCE_UPDATED` data, `GET /presence` items).
+public struct PresenceView: Codable, Sendable, Equatable {
+    public var agentId: String
+    public var name: String
+    public var status: String
+    public var active: Int
+    public var capacity: Int
+    public var nodeId: String
+    public var connected: Bool
+    public var since: Int64
+}
+
+/// Someone who did something (closed, reopened, called).
+public struct ActorView: Codable, Sendable, Equatable {
+    public var id: String
+    public var role: String
+    public var name: String?
+}
+
+/// Data of the server events, for clients (helpdesk-bench, tests) that decode them.
+public enum ServerEventData {
+    public struct Hello: Codable, Sendable {
+        public struct User: Codable, Sendable { public var id: String; public var role: String; public var name: String; public var status: String? }
+        public var nodeId: String
+        public var user: User
+        public var serverTime: Int64
+    }
+    public struct History: Codable, Sendable {
+        public var conversationId: String
+        public var messages: [MessageView]
+        /// More messages follow in later HISTORY frames of the same JOIN.
+        public var hasMore: Bool?
+    }
+    public struct NewMessage: Codable, Sendable {
+        public var conversationId: String
+        public var message: MessageView
+    }
+    public struct Typing: Codable, Sendable {
+        public var conversationId: String
+        public var userId: String
+        public var role: String?
+        public var typing: Bool
+    }
+    public struct QueueStatus: Codable, Sendable {
+        public var conversationId: String
+        public var position: Int
+        public var estimatedWaitS: Int
+    }
+    public struct QueueUpdated: Codable, Sendable {
+        public var op: String
+        public var conversation: ConversationView
+    }
+    public struct Assigned: Codable, Sendable {
+        public var conversation: ConversationView
+        public var agent: ConversationView.Person
+        public var transferredFrom: String?
+        public var note: String?
+    }
+    public struct Closed: Codable, Sendable {
+        public var conversationId: String
+        public var closedBy: ActorView?
+        public var resolution: String?
+        public var closedAt: Int64
+    }
+    public struct Requeued: Codable, Sendable {
+        public var conversationId: String
+        public var reason: String
+    }
+    public struct Transferred: Codable, Sendable {
+        public var conversationId: String
+        public var fromAgentId: String
+        public var agent: ConversationView.Person?
+        public var categoryId: String?
+        /// Staff only: the customer's copy has no note.
+        public var note: String?
+    }
+    public struct Reopened: Codable, Sendable {
+        public var conversationId: String
+        public var by: ActorView
+    }
+    public struct Escalated: Codable, Sendable {
+        public var conversationId: String
+        public var note: String
+        public var by: ActorView
+    }
+    public struct Call: Codable, Sendable {
+        public var conversationId: String
+        public var callId: String
+        public var media: String?
+        public var reason: String?
+        public var durationS: Int?
+        public var from: ActorView?
+    }
+    public struct Error: Codable, Sendable {
+        public var code: String
+        public var message: String
+    }
+}
+
+/// A server frame decoded with its data type.
+public struct ServerEnvelope<Data: Decodable & Sendable>: Decodable, Sendable {
+    public var event: String
+    public var data: Data
+    public var ref: String?
+}
+
+/// A Redis stream id (`<ms>-<seq>`): the id of a message, ordered as Redis orders them.
+public struct StreamID: Comparable, Sendable, Hashable {
+    public let ms: UInt64
+    public let seq: UInt64
+
+    public init?(_ text: some StringProtocol) {
+        var ms: UInt64 = 0, seq: UInt64 = 0, sawDash = false, digits = 0
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: "-") {
+                guard !sawDash, digits > 0 else { return nil }
+                sawDash = true
+                digits = 0
+                continue
+            }
+            guard byte >= 48, byte <= 57, digits < 19 else { return nil }
+            digits += 1
+            if sawDash { seq = seq * 10 + UInt64(byte - 48) } else { ms = ms * 10 + UInt64(byte - 48) }
+        }
+        guard sawDash, digits > 0 else { return nil }
+        self.ms = ms
+        self.seq = seq
+    }
+
+    public static func < (a: StreamID, b: StreamID) -> Bool { (a.ms, a.seq) < (b.ms, b.seq) }
+
+    public var text: String { "\(ms)-\(seq)" }
+}

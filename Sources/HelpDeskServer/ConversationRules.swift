@@ -1,0 +1,67 @@
+import HelpDeskCore
+
+/// Checks shared by the REST routes and the socket events on conversations.
+enum ConversationRules {
+    /// A customer token grants one conversation, never a later one of the same e-mail.
+    static func requireOwnConversation(_ caller: Caller, _ id: String) throws {
+        if caller.role == .customer, caller.conversationID != id { throw HelpDeskError(.forbidden, "not your conversation") }
+    }
+
+    /// Conversation ids are lower-case UUIDs; anything else is refused before it reaches Redis.
+    static func conversationID(_ text: String) throws -> String {
+        let bytes = Array(text.utf8)
+        let dashes: Set<Int> = [8, 13, 18, 23]
+        var out = [UInt8]()
+        out.reserveCapacity(36)
+        guard bytes.count == 36 else { throw HelpDeskError(.validationFailed, "conversation_id is not a conversation id") }
+        for (i, b) in bytes.enumerated() {
+            if dashes.contains(i) {
+                guard b == 45 else { throw HelpDeskError(.validationFailed, "conversation_id is not a conversation id") }
+                out.append(b)
+                continue
+            }
+            switch b {
+            case 48...57, 97...102: out.append(b)
+            case 65...70: out.append(b | 0x20)
+            default: throw HelpDeskError(.validationFailed, "conversation_id is not a conversation id")
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The most bytes a message's text may have (UTF-8: what Redis and PostgreSQL store).
+    static let maxMessageBytes = 16 * 1024
+
+    /// Without leading and trailing white space (Unicode's White_Space, as Foundation's
+    /// `.whitespacesAndNewlines`), without a Foundation call on the message path.
+    static func trimmed(_ s: String) -> String {
+        let scalars = s.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
+              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else { return "" }
+        if first == scalars.startIndex && scalars.index(after: last) == scalars.endIndex { return s }
+        return String(scalars[first...last])
+    }
+
+    /// The most characters a message's text may have.
+    static let maxMessageCharacters = 4000
+
+    struct Message {
+        var text: String
+        var clientMsgID: String
+        var isInternal: Bool
+    }
+
+    /// Checks a message's text (length in characters and in UTF-8 bytes), client id and internal flag.
+    static func validMessage(text rawText: String, clientMsgID: String, isInternal: Bool?, caller: Caller) throws -> Message {
+        let text = trimmed(rawText)
+        guard !text.isEmpty else { throw HelpDeskError(.validationFailed, "text must not be empty") }
+        // Characters are never more than bytes: count them (O(n)) only when the bytes could pass.
+        guard text.utf8.count <= maxMessageBytes, text.utf8.count <= maxMessageCharacters || text.count <= maxMessageCharacters else {
+            throw HelpDeskError(.validationFailed, "text must be at most \(maxMessageCharacters) characters and \(maxMessageBytes) bytes")
+        }
+        guard (1...100).contains(clientMsgID.utf8.count) else { throw HelpDeskError(.validationFailed, "client_msg_id must be 1 to 100 characters") }
+        let isInternal = isInternal ?? false
+        if isInternal && !caller.isStaff { throw HelpDeskError(.forbidden, "customers cannot send internal notes") }
+        return Message(text: text, clientMsgID: clientMsgID, isInternal: isInternal)
+    }
+}

@@ -1,0 +1,161 @@
+import HelpDeskCore
+
+/// Who on this node follows one conversation, and what each of them gets.
+///
+/// A value: its methods take a pub/sub message's header and return what to do, so routing is
+/// tested without sockets or Redis (Tests/HelpDeskServerTests/ConversationFanoutTests.swift).
+///
+/// Each member has a cursor, the last message id it was given. A JOIN reads the history from
+/// Redis while live frames keep arriving: they are held back (`pending`) until the history is out,
+/// then replayed, skipping any message at or below the cursor. So a client sees every message
+/// exactly once and in order, across reconnects and Redis restarts.
+struct ConversationFanout<Frame> {
+    struct Member {
+        let socket: Int
+        let userID: String
+        let role: Role
+        /// False while a socket only follows events (a customer before its JOIN): messages then
+        /// come with the HISTORY of its JOIN, never before it.
+        var followsMessages: Bool
+        var lastDelivered: StreamID?
+        /// Live frames held back while its history is read (nil once live).
+        var pending: [Routed]?
+
+        var isStaff: Bool { role != .customer }
+    }
+
+    /// A frame with the header fields that decide where it goes.
+    struct Routed {
+        var kind: PubSubEnvelope.Kind
+        var audience: PubSubEnvelope.Audience
+        /// The header's key; nil for `-`.
+        var key: String?
+        var frame: Frame
+    }
+
+    enum Action {
+        /// Write this frame to this socket.
+        case send(socket: Int, frame: Frame)
+        /// This socket no longer follows the conversation (it moved to another agent).
+        case dropped(socket: Int)
+        /// The conversation left the queue: stop sending its customers queue positions.
+        case leftQueue
+        /// The conversation may be back in a queue: its customers' positions matter again.
+        case maybeQueued(customerSockets: [Int])
+    }
+
+    private(set) var members: [Int: Member] = [:]
+    /// Live frames a JOIN may hold back, per member: past this the member is dropped (its client
+    /// resumes with `last_message_id`), so a stalled history read cannot grow memory.
+    static var pendingLimit: Int { 10_000 }
+
+    var isEmpty: Bool { members.isEmpty }
+
+    /// Adds (or re-adds) a socket, holding live frames back until `goLive`.
+    mutating func join(socket: Int, userID: String, role: Role, followsMessages: Bool, after: StreamID?) {
+        members[socket] = Member(socket: socket, userID: userID, role: role, followsMessages: followsMessages,
+                                 lastDelivered: after, pending: [])
+    }
+
+    /// The history is out (up to `historyEnd`): deliver what was held back, without duplicates.
+    mutating func goLive(socket: Int, historyEnd: StreamID?) -> [Action] {
+        guard var member = members[socket] else { return [] }
+        if let historyEnd, member.lastDelivered.map({ $0 < historyEnd }) ?? true { member.lastDelivered = historyEnd }
+        let held = member.pending ?? []
+        member.pending = nil
+        members[socket] = member
+        var actions: [Action] = []
+        for frame in held {
+            if let action = route(frame, to: socket) { actions.append(action) }
+        }
+        return actions
+    }
+
+    /// Removes a socket; true when nobody on this node follows the conversation any more.
+    mutating func leave(socket: Int) -> Bool {
+        members.removeValue(forKey: socket)
+        return members.isEmpty
+    }
+
+    func follows(socket: Int) -> Bool { members[socket] != nil }
+
+    /// One frame published on the conversation's channel.
+    mutating func deliver(_ frame: Routed) -> [Action] {
+        var actions: [Action] = []
+        for socket in Array(members.keys) {
+            if members[socket]?.pending != nil {
+                members[socket]?.pending?.append(frame)
+                if members[socket]!.pending!.count > Self.pendingLimit {
+                    members.removeValue(forKey: socket)
+                    actions.append(.dropped(socket: socket))
+                }
+            } else if let action = route(frame, to: socket) {
+                actions.append(action)
+            }
+        }
+        switch frame.kind {
+        case .assigned, .closed:
+            actions.append(.leftQueue)
+        case .moved:
+            // An agent's access was checked when it joined; once the conversation moves to
+            // someone else (or back to the queue) its sockets stop following it.
+            for (socket, member) in members where member.role == .agent && member.userID != frame.key {
+                members.removeValue(forKey: socket)
+                actions.append(.dropped(socket: socket))
+            }
+            let customers = members.values.filter { $0.role == .customer && $0.pending == nil }.map(\.socket)
+            if !customers.isEmpty { actions.append(.maybeQueued(customerSockets: customers)) }
+        default:
+            break
+        }
+        return actions
+    }
+
+    /// Whether (and what) one live member gets; advances its cursor for messages.
+    private mutating func route(_ frame: Routed, to socket: Int) -> Action? {
+        guard let member = members[socket] else { return nil }
+        switch frame.audience {
+        case .staff:
+            guard member.isStaff else { return nil }
+        case .user:
+            guard member.userID == frame.key else { return nil }
+            return .send(socket: socket, frame: frame.frame)
+        case .everyone:
+            break
+        }
+        if frame.kind == .message {
+            guard member.followsMessages else { return nil }
+            if let id = frame.key.flatMap({ StreamID($0) }) {
+                if let last = member.lastDelivered, id <= last { return nil }
+                members[socket]?.lastDelivered = id
+            }
+        }
+        return .send(socket: socket, frame: frame.frame)
+    }
+}
+
+/// How many local sockets want each pub/sub channel: the node subscribes on the first and
+/// unsubscribes after the last.
+struct SubscriptionCounts {
+    private var counts: [String: Int] = [:]
+
+    /// True when this is the channel's first holder (subscribe now).
+    mutating func retain(_ channel: String) -> Bool {
+        counts[channel, default: 0] += 1
+        return counts[channel] == 1
+    }
+
+    /// True when this was the channel's last holder (unsubscribe now).
+    mutating func release(_ channel: String) -> Bool {
+        guard let n = counts[channel] else { return false }
+        if n <= 1 {
+            counts.removeValue(forKey: channel)
+            return true
+        }
+        counts[channel] = n - 1
+        return false
+    }
+
+    func count(_ channel: String) -> Int { counts[channel] ?? 0 }
+    var channels: Int { counts.count }
+}

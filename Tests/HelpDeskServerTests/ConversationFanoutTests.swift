@@ -1,0 +1,126 @@
+import HelpDeskCore
+import Testing
+@testable import HelpDeskServer
+
+/// Routing decisions of one conversation, without sockets or Redis: frames are plain strings.
+@Suite("Conversation fan-out")
+struct ConversationFanoutTests {
+    typealias Fanout = ConversationFanout<String>
+
+    static let customer = (socket: 1, user: "c1")
+    static let agent = (socket: 2, user: "7")
+    static let supervisor = (socket: 3, user: "9")
+
+    func message(_ id: String, internal: Bool = false) -> Fanout.Routed {
+        .init(kind: .message, audience: internal ? .staff : .everyone, key: id, frame: "m" + id)
+    }
+
+    func sent(_ actions: [Fanout.Action]) -> [String] {
+        actions.compactMap { if case .send(let socket, let frame) = $0 { return "\(socket):\(frame)" } else { return nil } }
+    }
+
+    func dropped(_ actions: [Fanout.Action]) -> [Int] {
+        actions.compactMap { if case .dropped(let socket) = $0 { return socket } else { return nil } }
+    }
+
+    func live(_ members: [(Int, String, Role)]) -> Fanout {
+        var fanout = Fanout()
+        for (socket, user, role) in members {
+            fanout.join(socket: socket, userID: user, role: role, followsMessages: true, after: nil)
+            _ = fanout.goLive(socket: socket, historyEnd: nil)
+        }
+        return fanout
+    }
+
+    @Test("live frames racing a JOIN are held back, then delivered once, after the history")
+    func joinRacesLiveFrames() {
+        var fanout = Fanout()
+        fanout.join(socket: 1, userID: "c1", role: .customer, followsMessages: true, after: StreamID("5-0"))
+        // While the history (6-0 and 7-0) is read, 7-0 and 8-0 are published.
+        #expect(sent(fanout.deliver(message("7-0"))).isEmpty)
+        #expect(sent(fanout.deliver(message("8-0"))).isEmpty)
+        let actions = fanout.goLive(socket: 1, historyEnd: StreamID("7-0"))
+        #expect(sent(actions) == ["1:m8-0"])
+        // Live from now on; a repeat of an old id (Redis replays after a resubscribe) is dropped.
+        #expect(sent(fanout.deliver(message("8-0"))).isEmpty)
+        #expect(sent(fanout.deliver(message("9-0"))) == ["1:m9-0"])
+    }
+
+    @Test("resume: a JOIN with last_message_id skips what the client has")
+    func resume() {
+        var fanout = Fanout()
+        fanout.join(socket: 1, userID: "c1", role: .customer, followsMessages: true, after: StreamID("10-3"))
+        #expect(sent(fanout.deliver(message("10-2"))).isEmpty)
+        #expect(sent(fanout.deliver(message("10-4"))).isEmpty)
+        // An empty history page: the cursor stays at the client's last id.
+        #expect(sent(fanout.goLive(socket: 1, historyEnd: nil)) == ["1:m10-4"])
+        #expect(sent(fanout.deliver(message("10-3"))).isEmpty)
+    }
+
+    @Test("internal notes and staff-only frames never reach the customer")
+    func staffOnlyAudience() {
+        var fanout = live([(1, "c1", .customer), (2, "7", .agent), (3, "9", .supervisor)])
+        #expect(Set(sent(fanout.deliver(message("1-0", internal: true)))) == ["2:m1-0", "3:m1-0"])
+        let note = Fanout.Routed(kind: .event, audience: .staff, key: nil, frame: "note")
+        #expect(Set(sent(fanout.deliver(note))) == ["2:note", "3:note"])
+        #expect(Set(sent(fanout.deliver(message("2-0")))) == ["1:m2-0", "2:m2-0", "3:m2-0"])
+    }
+
+    @Test("a frame for one user goes to that user's sockets only")
+    func oneUserAudience() {
+        var fanout = live([(1, "c1", .customer), (2, "7", .agent), (4, "7", .agent)])
+        let signal = Fanout.Routed(kind: .event, audience: .user, key: "7", frame: "sig")
+        #expect(Set(sent(fanout.deliver(signal))) == ["2:sig", "4:sig"])
+    }
+
+    @Test("a socket that only follows events gets no messages until its JOIN")
+    func followOnlyGetsNoMessages() {
+        var fanout = Fanout()
+        fanout.join(socket: 1, userID: "c1", role: .customer, followsMessages: false, after: nil)
+        _ = fanout.goLive(socket: 1, historyEnd: nil)
+        #expect(sent(fanout.deliver(message("1-0"))).isEmpty)
+        let assigned = Fanout.Routed(kind: .assigned, audience: .everyone, key: "7", frame: "assigned")
+        let actions = fanout.deliver(assigned)
+        #expect(sent(actions) == ["1:assigned"])
+        #expect(actions.contains { if case .leftQueue = $0 { true } else { false } })
+    }
+
+    @Test("a transfer drops the former agent after telling it; the new agent and the customer stay")
+    func transferDropsFormerAgent() {
+        var fanout = live([(1, "c1", .customer), (2, "7", .agent), (3, "9", .supervisor), (5, "8", .agent)])
+        let moved = Fanout.Routed(kind: .moved, audience: .everyone, key: "8", frame: "transferred")
+        let actions = fanout.deliver(moved)
+        #expect(Set(sent(actions)) == ["1:transferred", "2:transferred", "3:transferred", "5:transferred"])
+        #expect(dropped(actions) == [2])
+        #expect(!fanout.follows(socket: 2) && fanout.follows(socket: 5) && fanout.follows(socket: 3))
+        #expect(sent(fanout.deliver(message("3-0"))).count == 3)
+    }
+
+    @Test("a requeue drops every agent and re-checks the customers' queue positions")
+    func requeueDropsAgents() {
+        var fanout = live([(1, "c1", .customer), (2, "7", .agent)])
+        let moved = Fanout.Routed(kind: .moved, audience: .everyone, key: nil, frame: "requeued")
+        let actions = fanout.deliver(moved)
+        #expect(dropped(actions) == [2])
+        #expect(actions.contains { if case .maybeQueued(let sockets) = $0 { sockets == [1] } else { false } })
+    }
+
+    @Test("leaving: the last member empties the conversation")
+    func leave() {
+        var fanout = live([(1, "c1", .customer), (2, "7", .agent)])
+        #expect(!fanout.leave(socket: 1))
+        #expect(fanout.leave(socket: 2))
+        #expect(fanout.isEmpty)
+    }
+
+    @Test("subscription counts: subscribe on the first holder, unsubscribe after the last")
+    func subscriptionCounts() {
+        var counts = SubscriptionCounts()
+        #expect(counts.retain("a"))
+        #expect(!counts.retain("a"))
+        #expect(!counts.release("a"))
+        #expect(counts.release("a"))
+        #expect(!counts.release("a"))
+        #expect(counts.channels == 0)
+    }
+}
