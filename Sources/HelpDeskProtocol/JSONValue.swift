@@ -45,7 +45,10 @@ public enum JSONValue: Sendable, Equatable {
     /// Parses a whole document; anything after the value other than whitespace is an error.
     public static func parse(_ text: String, maxDepth: Int = 32) throws(JSONParseError) -> JSONValue {
         var text = text
-        return try text.withUTF8 { bytes throws(JSONParseError) in try parse(bytes, maxDepth: maxDepth) }
+        let result: Result<JSONValue, JSONParseError> = text.withUTF8 { bytes in
+            do throws(JSONParseError) { return .success(try parse(bytes, maxDepth: maxDepth)) } catch { return .failure(error) }
+        }
+        return try result.get()
     }
 
     public static func parse(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int = 32) throws(JSONParseError) -> JSONValue {

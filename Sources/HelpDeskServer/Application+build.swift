@@ -38,7 +38,8 @@ public struct NodeServices: Sendable {
         self.keys = RedisKeys(prefix: configuration.keyPrefix)
         self.parts = NodeParts(redis: redis, scripts: scripts, keys: keys, postgres: postgres, subscriber: subscriber, clock: clock, logger: logger,
                                socketCaps: .init(perIP: configuration.maxSocketsPerIP, perUser: configuration.maxSocketsPerUser,
-                                                 outboundBytes: configuration.socketOutboundBytes))
+                                                 outboundBytes: configuration.socketOutboundBytes,
+                                                 messageRate: configuration.socketMessageRate, messageBurst: configuration.socketMessageBurst))
     }
 
     /// The drain step of this node; run it after the application in one `ServiceGroup`.

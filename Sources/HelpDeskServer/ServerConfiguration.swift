@@ -66,6 +66,9 @@ public struct ServerConfiguration: Sendable {
     public var maxSocketsPerUser: Int = 20
     /// Bytes a socket may have queued for a client that does not read before it is closed (4008).
     public var socketOutboundBytes: Int = 1 << 20
+    /// Chat messages one socket may send a second, and in one burst.
+    public var socketMessageRate: Double = 20
+    public var socketMessageBurst: Double = 100
 
     /// Reads the environment. Missing values get development defaults, except the JWT secret,
     /// which must be set (at least 16 bytes).
@@ -129,7 +132,9 @@ public struct ServerConfiguration: Sendable {
             turnTTL: try int("HELPDESK_TURN_TTL", 3600),
             maxSocketsPerIP: try int("HELPDESK_MAX_SOCKETS_PER_IP", 500),
             maxSocketsPerUser: try int("HELPDESK_MAX_SOCKETS_PER_USER", 20),
-            socketOutboundBytes: try int("HELPDESK_SOCKET_OUTBOUND_BYTES", 1 << 20)
+            socketOutboundBytes: try int("HELPDESK_SOCKET_OUTBOUND_BYTES", 1 << 20),
+            socketMessageRate: try double("HELPDESK_SOCKET_MESSAGE_RATE", 20),
+            socketMessageBurst: try double("HELPDESK_SOCKET_MESSAGE_BURST", 100)
         )
     }
 

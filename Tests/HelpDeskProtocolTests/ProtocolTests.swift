@@ -20,7 +20,7 @@ struct JSONValueTests {
     static func same(_ value: JSONValue, _ other: Any) -> Bool {
         switch value {
         case .null: return other is NSNull
-        case .bool(let b): return (other as? NSNumber).map { CFGetTypeID($0) == CFBooleanGetTypeID() && $0.boolValue == b } ?? (other as? Bool == b)
+        case .bool(let b): return (other as? Bool) == b
         case .number(let d): return (other as? NSNumber)?.doubleValue == d
         case .string(let s): return other as? String == s
         case .array(let items):

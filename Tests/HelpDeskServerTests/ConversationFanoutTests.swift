@@ -11,8 +11,8 @@ struct ConversationFanoutTests {
     static let agent = (socket: 2, user: "7")
     static let supervisor = (socket: 3, user: "9")
 
-    func message(_ id: String, internal: Bool = false) -> Fanout.Routed {
-        .init(kind: .message, audience: internal ? .staff : .everyone, key: id, frame: "m" + id)
+    func message(_ id: String, isInternal: Bool = false) -> Fanout.Routed {
+        .init(kind: .message, audience: isInternal ? .staff : .everyone, key: id, frame: "m" + id)
     }
 
     func sent(_ actions: [Fanout.Action]) -> [String] {
@@ -60,7 +60,7 @@ struct ConversationFanoutTests {
     @Test("internal notes and staff-only frames never reach the customer")
     func staffOnlyAudience() {
         var fanout = live([(1, "c1", .customer), (2, "7", .agent), (3, "9", .supervisor)])
-        #expect(Set(sent(fanout.deliver(message("1-0", internal: true)))) == ["2:m1-0", "3:m1-0"])
+        #expect(Set(sent(fanout.deliver(message("1-0", isInternal: true)))) == ["2:m1-0", "3:m1-0"])
         let note = Fanout.Routed(kind: .event, audience: .staff, key: nil, frame: "note")
         #expect(Set(sent(fanout.deliver(note))) == ["2:note", "3:note"])
         #expect(Set(sent(fanout.deliver(message("2-0")))) == ["1:m2-0", "2:m2-0", "3:m2-0"])
@@ -108,19 +108,16 @@ struct ConversationFanoutTests {
     @Test("leaving: the last member empties the conversation")
     func leave() {
         var fanout = live([(1, "c1", .customer), (2, "7", .agent)])
-        #expect(!fanout.leave(socket: 1))
-        #expect(fanout.leave(socket: 2))
+        let first = fanout.leave(socket: 1), last = fanout.leave(socket: 2)
+        #expect(!first && last)
         #expect(fanout.isEmpty)
     }
 
     @Test("subscription counts: subscribe on the first holder, unsubscribe after the last")
     func subscriptionCounts() {
         var counts = SubscriptionCounts()
-        #expect(counts.retain("a"))
-        #expect(!counts.retain("a"))
-        #expect(!counts.release("a"))
-        #expect(counts.release("a"))
-        #expect(!counts.release("a"))
+        let steps = [counts.retain("a"), counts.retain("a"), counts.release("a"), counts.release("a"), counts.release("a")]
+        #expect(steps == [true, false, false, true, false])
         #expect(counts.channels == 0)
     }
 }

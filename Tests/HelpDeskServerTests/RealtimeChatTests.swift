@@ -14,9 +14,13 @@ func eventually(_ what: String, timeout: Duration = .seconds(15), _ condition: (
 
 @Suite("realtime chat across nodes", .serialized)
 struct RealtimeChatTests {
+    /// These tests send as fast as they can to check order and loss; the per-socket message limit
+    /// has its own tests (HostileClientTests).
+    static let unlimited = ["HELPDESK_SOCKET_MESSAGE_RATE": "100000", "HELPDESK_SOCKET_MESSAGE_BURST": "100000"]
+
     @Test("customer on node A, agent on node B: queue, pick, 200 messages each way in order, close, same rows in PostgreSQL")
     func wholeChatAcrossNodes() async throws {
-        let cluster = try await TestCluster()
+        let cluster = try await TestCluster(overrides: Self.unlimited)
         let a = try await cluster.startNode("node-a")
         let b = try await cluster.startNode("node-b")
         defer { Task { await cluster.shutdown() } }
@@ -84,7 +88,7 @@ struct RealtimeChatTests {
 
     @Test("1,000 messages with a reconnect in the middle: none lost, none duplicated, order kept")
     func reconnectMidStream() async throws {
-        let cluster = try await TestCluster()
+        let cluster = try await TestCluster(overrides: Self.unlimited)
         let a = try await cluster.startNode("node-a")
         let b = try await cluster.startNode("node-b")
         defer { Task { await cluster.shutdown() } }
@@ -126,7 +130,7 @@ struct RealtimeChatTests {
 
     @Test("a repeated client_msg_id stores and delivers the message once")
     func dedupe() async throws {
-        let cluster = try await TestCluster()
+        let cluster = try await TestCluster(overrides: Self.unlimited)
         let a = try await cluster.startNode()
         defer { Task { await cluster.shutdown() } }
         let chat = try await cluster.startChat(on: a)
@@ -145,7 +149,7 @@ struct RealtimeChatTests {
 
     @Test("typing is relayed to the other side and not stored")
     func typing() async throws {
-        let cluster = try await TestCluster()
+        let cluster = try await TestCluster(overrides: Self.unlimited)
         let a = try await cluster.startNode("node-a")
         let b = try await cluster.startNode("node-b")
         defer { Task { await cluster.shutdown() } }

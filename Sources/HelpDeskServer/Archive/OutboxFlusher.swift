@@ -1,4 +1,5 @@
 import Foundation
+import HelpDeskCore
 import Logging
 import PostgresClient
 import RedisClient

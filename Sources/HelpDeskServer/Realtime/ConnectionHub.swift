@@ -31,6 +31,9 @@ final class ConnectionHub: Sendable {
         var perUser = 20
         /// Bytes a socket may have queued before it counts as too slow (`HELPDESK_SOCKET_OUTBOUND_BYTES`).
         var outboundBytes = 1 << 20
+        /// Messages a socket may send a second, and in a burst.
+        var messageRate = 20.0
+        var messageBurst = 100.0
     }
 
     /// HISTORY frames carry at most this many messages, and about this many bytes of text; the

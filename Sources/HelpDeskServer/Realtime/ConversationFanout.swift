@@ -134,6 +134,10 @@ struct ConversationFanout<Frame> {
     }
 }
 
+extension ConversationFanout: Sendable where Frame: Sendable {}
+extension ConversationFanout.Member: Sendable where Frame: Sendable {}
+extension ConversationFanout.Routed: Sendable where Frame: Sendable {}
+
 /// How many local sockets want each pub/sub channel: the node subscribes on the first and
 /// unsubscribes after the last.
 struct SubscriptionCounts {

@@ -15,11 +15,12 @@ struct FrameHandler {
     var callTimeout = 45
     /// Error times (uptime seconds) within the last minute.
     private var recentErrors: [UInt64] = []
-    private var limits = SocketLimits()
+    private var limits: SocketLimits
     /// The wall clock in seconds since the epoch, for the token's expiry.
     var now: @Sendable () -> Int = { Int(Date().timeIntervalSince1970) }
 
     init(session: SocketSession, hub: ConnectionHub, store: LiveStore, logger: Logger) {
+        self.limits = SocketLimits(messageRate: hub.caps.messageRate, messageBurst: hub.caps.messageBurst)
         self.session = session
         self.hub = hub
         self.store = store

@@ -21,15 +21,16 @@ extension ServerFrame {
     /// `{"event": name, "data": data, "ref": ref}` through the API's JSON coder: for frames off the
     /// hot path (HELLO, PICK's ACK) whose data are Codable views.
     static func encode<T: Encodable>(_ event: String, _ data: T, ref: String? = nil) -> String {
-        struct Envelope: Encodable {
-            var event: String
-            var data: T
-            var ref: String?
-        }
         do {
             return String(decoding: try JSON.encoder.encode(Envelope(event: event, data: data, ref: ref)), as: UTF8.self)
         } catch {
             return #"{"event":"ERROR","data":{"code":"internal_error","message":"could not encode a reply"}}"#
         }
     }
+}
+
+private struct Envelope<T: Encodable>: Encodable {
+    var event: String
+    var data: T
+    var ref: String?
 }

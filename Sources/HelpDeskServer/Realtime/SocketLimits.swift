@@ -30,13 +30,18 @@ struct TokenBucket {
 /// JOIN) neither starves nor hides behind another. A refused event gets `rate_limited` and counts
 /// against the socket's error budget, so a client that keeps going is closed (1008).
 struct SocketLimits {
-    /// Messages a socket may send: 10 a second, bursts of 30 (a paste of lines, a reconnect's outbox).
-    var messages = TokenBucket(rate: 10, burst: 30)
+    /// Messages a socket may send (`HELPDESK_SOCKET_MESSAGE_RATE` a second, bursts of
+    /// `HELPDESK_SOCKET_MESSAGE_BURST`: a paste of lines, a reconnect's outbox).
+    var messages: TokenBucket
     var typing = TokenBucket(rate: 5, burst: 10)
     /// JOIN reads history from Redis: the most expensive event a customer can send.
     var joins = TokenBucket(rate: 2, burst: 20)
     var calls = TokenBucket(rate: 50, burst: 200)
     var other = TokenBucket(rate: 20, burst: 40)
+
+    init(messageRate: Double, messageBurst: Double) {
+        messages = TokenBucket(rate: messageRate, burst: messageBurst)
+    }
 
     mutating func allow(_ event: ClientEventName) -> Bool {
         switch event {

@@ -125,7 +125,10 @@ struct WebSocketController: Sendable {
         } else {
             _ = hub.unregister(session)
         }
+        // The close the server asked for (policy, expiry, too slow) or a normal one; awaited here, so
+        // the WebSocket library does not close with its own code first when this returns.
         session.close(.normalClosure, "bye")
+        if let (code, reason) = session.requestedClose { try? await outbound.close(code, reason: reason) }
     }
 }
 
