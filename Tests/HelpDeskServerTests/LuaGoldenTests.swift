@@ -5,8 +5,8 @@ import TestSupport
 import Testing
 @testable import HelpDeskServer
 
-/// The frames the scripts publish, as the pages and nodes read them. Strict: a missing or
-/// mistyped field fails the decode. (To be replaced by HelpDeskProtocol's types once that target lands.)
+/// The frames the scripts publish, decoded into HelpDeskProtocol's types (a missing or mistyped
+/// field fails), plus the checks those types are too lenient for.
 enum Wire {
     static let decoder: JSONDecoder = {
         let decoder = JSONDecoder()
@@ -14,80 +14,25 @@ enum Wire {
         return decoder
     }()
 
-    struct Person: Decodable { var id: String; var name: String }
-    struct Actor: Decodable { var id: String; var role: String }
-    struct Sender: Decodable { var id: String; var role: String; var name: String }
-
-    struct Conversation: Decodable {
-        var id: String
-        var status: String
-        var customer: Person
-        var agent: Person?
-        var categoryId: String
-        var subject: String
-        var priority: String
-        var createdAt: Int64
-        var enqueuedAt: Int64
-        var assignedAt: Int64?
-        var firstResponseAt: Int64?
-        var closedAt: Int64?
-        var resolution: String?
-        var escalated: Bool
-    }
-
-    struct Message: Decodable {
-        var id: String
-        var sender: Sender
-        var text: String
-        var sentAt: Int64
-        var clientMsgId: String
-        var `internal`: Bool
-    }
-
-    struct Presence: Decodable {
-        var agentId: String
-        var name: String
-        var status: String
-        var active: Int
-        var capacity: Int
-        var nodeId: String
-        var connected: Bool
-        var since: Int64
-    }
-
-    struct NewMessage: Decodable { var conversationId: String; var message: Message }
-    struct Assigned: Decodable { var conversation: Conversation; var agent: Person; var transferredFrom: String?; var note: String? }
-    struct QueueUpdated: Decodable { var op: String; var conversation: Conversation }
-    struct Closed: Decodable { var conversationId: String; var resolution: String; var closedAt: Int64; var closedBy: Actor? }
-    struct Requeued: Decodable { var conversationId: String; var reason: String }
-    struct Transferred: Decodable { var conversationId: String; var fromAgentId: String; var agent: Person?; var categoryId: String?; var note: String? }
-    struct Reopened: Decodable { var conversationId: String; var by: Actor }
-    struct Escalated: Decodable { var conversationId: String; var note: String; var by: Actor; var customer: Person; var subject: String }
-    struct Typing: Decodable { var conversationId: String; var userId: String; var role: String; var typing: Bool }
-    struct CallInvite: Decodable { var conversationId: String; var callId: String; var media: String; var from: Sender }
-    struct CallStep: Decodable { var conversationId: String; var callId: String; var from: Sender }
-    struct CallEnd: Decodable { var conversationId: String; var callId: String; var reason: String; var durationS: Int; var from: Sender? }
-    struct Signal: Decodable { var conversationId: String; var callId: String; var from: Sender; var signal: [String: String] }
-
-    /// Decodes a frame's data as the type of its event; throws for an unknown event.
+    /// Decodes a frame's data as the protocol type of its event; records an issue for an unknown event.
     static func decode(_ event: String, _ frame: String) throws {
-        struct Envelope<T: Decodable>: Decodable { var event: String; var data: T }
-        func d<T: Decodable>(_: T.Type) throws { _ = try decoder.decode(Envelope<T>.self, from: Data(frame.utf8)) }
-        switch event {
-        case "NEW_MESSAGE": try d(NewMessage.self)
-        case "CONVERSATION_ASSIGNED": try d(Assigned.self)
-        case "QUEUE_UPDATED": try d(QueueUpdated.self)
-        case "PRESENCE_UPDATED": try d(Presence.self)
-        case "CONVERSATION_CLOSED": try d(Closed.self)
-        case "CONVERSATION_REQUEUED": try d(Requeued.self)
-        case "CONVERSATION_TRANSFERRED": try d(Transferred.self)
-        case "CONVERSATION_REOPENED": try d(Reopened.self)
-        case "CONVERSATION_ESCALATED": try d(Escalated.self)
-        case "TYPING": try d(Typing.self)
-        case "CALL_INVITE": try d(CallInvite.self)
-        case "CALL_ACCEPT", "CALL_REJECT": try d(CallStep.self)
-        case "CALL_END": try d(CallEnd.self)
-        case "RTC_SIGNAL": try d(Signal.self)
+        func d<T: Decodable & Sendable>(_: T.Type) throws { _ = try decoder.decode(ServerEnvelope<T>.self, from: Data(frame.utf8)) }
+        switch ServerEventName(rawValue: event) {
+        case .newMessage?: try d(ServerEventData.NewMessage.self)
+        case .conversationAssigned?: try d(ServerEventData.Assigned.self)
+        case .queueUpdated?: try d(ServerEventData.QueueUpdated.self)
+        case .presenceUpdated?: try d(PresenceView.self)
+        case .conversationClosed?: try d(ServerEventData.Closed.self)
+        case .conversationRequeued?: try d(ServerEventData.Requeued.self)
+        case .conversationTransferred?: try d(ServerEventData.Transferred.self)
+        case .conversationReopened?: try d(ServerEventData.Reopened.self)
+        case .conversationEscalated?: try d(ServerEventData.Escalated.self)
+        case .typing?: try d(ServerEventData.Typing.self)
+        case .callInvite?, .callAccept?, .callReject?, .callEnd?, .rtcSignal?:
+            let call = try decoder.decode(ServerEnvelope<ServerEventData.Call>.self, from: Data(frame.utf8)).data
+            if event != "CALL_END" { #expect(call.from != nil, "\(event) without from") }
+            if event == "CALL_INVITE" { #expect(call.media != nil) }
+            if event == "CALL_END" { #expect(call.reason != nil && call.durationS != nil) }
         default: Issue.record("unknown event \(event)")
         }
     }
@@ -100,7 +45,7 @@ enum Wire {
 
 @Suite("Lua golden frames", .serialized)
 struct LuaGoldenTests {
-    /// Checks one payload's header against the routing rules (lua/lib/hd.lua) and decodes its frame.
+    /// Checks one payload's header against the routing rules (lua/lib/protocol.lua) and decodes its frame.
     static func check(_ p: Published, supervisors: [String: String] = [:]) throws {
         #expect(!p.frame.contains("\n"))
         #expect(["a", "s", "u"].contains(p.audience), "\(p)")

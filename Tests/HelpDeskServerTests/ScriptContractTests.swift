@@ -162,8 +162,8 @@ struct ScriptContractTests {
         try await f.store.agentDisconnected(agentID: "102", node: "n1")
         try await Task.sleep(for: .milliseconds(20))
         try await callEndsFor([customer.id, "101"]) {
-            let swept = try await f.store.sweep(agentGrace: 0, nodeTTL: 1, customerGrace: 600_000)
-            #expect(swept.1 == 1)
+            let requeued = try await f.store.sweep(agentGrace: 0, nodeTTL: 1, customerGrace: 600_000).1
+            #expect(requeued == 1)
         }
         // close (a running call)
         _ = try await f.store.agentConnected(agentID: "102", node: "n1", name: "Bob", capacity: "3", categories: "", supervisorID: "900")

@@ -289,10 +289,11 @@ struct LiveStore: Sendable {
     }
 
     /// Relays a typing indicator to the conversation's sockets without storing it (the same
-    /// payload format as the scripts' frames: see lua/lib/hd.lua).
+    /// payload format as the scripts' frames: see lua/lib/protocol.lua).
     func publishTyping(conversationID: String, user: Caller, typing: Bool) async throws {
         let frame = ServerFrame.encode("TYPING", TypingData(conversationId: conversationID, userId: user.id, role: user.role.rawValue, typing: typing))
-        try await redis.send("PUBLISH", keys.conversationChannel(conversationID), "event|a|-\n" + frame)
+        let payload = PubSubEnvelope(kind: .event, audience: .everyone, key: "-", frame: Substring(frame)).payload
+        try await redis.send("PUBLISH", keys.conversationChannel(conversationID), payload)
     }
 
     // MARK: presence

@@ -1,7 +1,7 @@
--- lua/lib/hd.lua: the prelude. RedisScripts puts lua/lib/*.lua before every script of lua/, as one
--- chunk (the SHA1 Redis knows is of prelude + script). Every published frame and every shared view
--- (conversation, message, presence, call) is built here, so each object has one shape whichever
--- script sends it.
+-- lua/lib/protocol.lua: the prelude (its table is `hd`). RedisScripts puts lua/lib/*.lua before
+-- every script of lua/, as one chunk (the SHA1 Redis knows is of prelude + script). Every
+-- published frame and every shared view (conversation, message, presence, call) is built here,
+-- so each object has one shape whichever script sends it (HelpDeskProtocol has the Swift types).
 --
 -- PUB/SUB PAYLOAD: '<kind>|<audience>|<key>\n<frame JSON>'. One header line, then the frame exactly
 -- as sockets get it. cjson never emits a raw newline, so the first '\n' ends the header. Nodes route
