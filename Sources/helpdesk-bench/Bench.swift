@@ -8,7 +8,7 @@ struct Bench: AsyncParsableCommand {
         commandName: "helpdesk-bench",
         abstract: "Load generators for HelpDesk nodes.",
         // Register new benches here (e.g. `Flush.self`, from FlushBench.swift).
-        subcommands: [Relay.self, Conns.self, Pick.self])
+        subcommands: [Relay.self, Conns.self, Pick.self, JSONBench.self])
 }
 
 /// A number with `digits` decimals, for reports.
