@@ -19,7 +19,7 @@ enum ProcessStats {
     static func rssKiB(pid: Int32) -> Int? {
         guard let status = read("/proc/\(pid)/status") else { return nil }
         for line in String(decoding: status, as: UTF8.self).split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            return Int(line.dropFirst(6).split(separator: " ").first ?? "")
+            return Int(line.dropFirst(6).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
         }
         return nil
     }
