@@ -56,7 +56,7 @@ struct CPUSample: Sendable {
     var seconds: [Int32: Double]
 
     static func take(_ pids: [Int32]) -> CPUSample {
-        CPUSample(seconds: Dictionary(uniqueKeysWithValues: pids.map { ($0, ProcessStats.cpuSeconds(pid: $0) ?? .nan) }))
+        CPUSample(seconds: Dictionary(pids.map { ($0, ProcessStats.cpuSeconds(pid: $0) ?? .nan) }, uniquingKeysWith: { first, _ in first }))
     }
 
     /// Seconds each process used between `self` and `later`.
