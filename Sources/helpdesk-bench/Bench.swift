@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Glibc
 
 /// `helpdesk-bench`: load generators that measure a running deployment from the outside.
 @main
@@ -9,6 +10,14 @@ struct Bench: AsyncParsableCommand {
         abstract: "Load generators for HelpDesk nodes.",
         // Register new benches here (e.g. `Flush.self`, from FlushBench.swift).
         subcommands: [Relay.self, Conns.self, Pick.self, JSONBench.self])
+}
+
+/// Line-buffered stdout, so progress shows through `tee` and a killed run keeps its output.
+func lineBufferedOutput() {
+    // Swift 6 refuses to touch the C global `stdout`; look its value up instead (read once,
+    // before any other thread prints).
+    guard let symbol = dlsym(nil, "stdout") else { return }
+    setvbuf(symbol.assumingMemoryBound(to: UnsafeMutablePointer<FILE>.self).pointee, nil, _IOLBF, 0)
 }
 
 /// A number with `digits` decimals, for reports.

@@ -46,9 +46,9 @@ final class BenchSocket: ChannelInboundHandler, @unchecked Sendable {
         self.inbound = ByteBufferAllocator().buffer(capacity: 0)
         self.helloPromise = loop.makePromise()
         self.mask = (0..<4).map { _ in UInt8.random(in: 0...255) }
-        // The key need not be random for a client we trust; the server only echoes its hash.
+        // The key (base64 of 16 bytes, RFC 6455 4.1) need not be random: the server only echoes its hash.
         self.handshake = Array(("GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUpgrade: websocket\r\n"
-            + "Connection: Upgrade\r\nSec-WebSocket-Key: aGVscGRlc2stYmVuY2gtMDE=\r\nSec-WebSocket-Version: 13\r\n"
+            + "Connection: Upgrade\r\nSec-WebSocket-Key: aGVscGRlc2stYmVuY2gwMQ==\r\nSec-WebSocket-Version: 13\r\n"
             + "Authorization: Bearer \(token)\r\n\r\n").utf8)
     }
 

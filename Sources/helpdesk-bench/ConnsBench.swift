@@ -20,6 +20,7 @@ struct Conns: AsyncParsableCommand {
     @Option(name: .customLong("node-pid"), help: "The node's process id (for its RSS).") var nodePid: Int32
 
     func run() async throws {
+        lineBufferedOutput()
         let limit = ProcessStats.raiseOpenFilesLimit()
         guard limit > sockets + 100 else {
             throw ValidationError("open-files limit \(limit) is too low for \(sockets) sockets in one process")

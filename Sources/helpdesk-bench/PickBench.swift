@@ -21,6 +21,7 @@ struct Pick: AsyncParsableCommand {
     @Option(help: "The Redis server process whose CPU to report.") var redisPid: Int32?
 
     func run() async throws {
+        lineBufferedOutput()
         let nodeURLs = nodes.isEmpty ? ["http://127.0.0.1:8081", "http://127.0.0.1:8082"] : nodes
         let addresses = try nodeURLs.map(NodeAddress.init)
         let run = String(UUID().uuidString.prefix(8)).lowercased()
@@ -140,7 +141,8 @@ final class Picker: @unchecked Sendable {
             socket!.send(#"{"event":"PICK","data":{},"ref":"p"}"#)
         case .error:
             let code = FrameScan.errorCode(in: bytes)
-            if code == "queue_empty" || code == "at_capacity" {
+            // Today's server answers an empty queue with not_found; queue_empty is the script's word.
+            if code == "queue_empty" || code == "not_found" || code == "at_capacity" || errors >= 1_000 {
                 counting = false
                 finished?.succeed(.now())
                 finished = nil

@@ -19,7 +19,7 @@ enum ProcessStats {
     static func rssKiB(pid: Int32) -> Int? {
         guard let status = read("/proc/\(pid)/status") else { return nil }
         for line in String(decoding: status, as: UTF8.self).split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            return Int(line.dropFirst(6).split(separator: " ").first ?? "")
+            return Int(line.dropFirst(6).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
         }
         return nil
     }
@@ -56,7 +56,7 @@ struct CPUSample: Sendable {
     var seconds: [Int32: Double]
 
     static func take(_ pids: [Int32]) -> CPUSample {
-        CPUSample(seconds: Dictionary(uniqueKeysWithValues: pids.map { ($0, ProcessStats.cpuSeconds(pid: $0) ?? .nan) }))
+        CPUSample(seconds: Dictionary(pids.map { ($0, ProcessStats.cpuSeconds(pid: $0) ?? .nan) }, uniquingKeysWith: { first, _ in first }))
     }
 
     /// Seconds each process used between `self` and `later`.

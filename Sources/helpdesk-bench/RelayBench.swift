@@ -29,6 +29,7 @@ struct Relay: AsyncParsableCommand {
     @Option(help: "A label for the summary line.") var label = ""
 
     func run() async throws {
+        lineBufferedOutput()
         let customerAddress = try NodeAddress(customerNode), agentAddress = try NodeAddress(agentNode)
         let run = String(UUID().uuidString.prefix(8)).lowercased()
         let admin = try await HTTP.login(agentNode, adminEmail, adminPassword)
