@@ -283,13 +283,12 @@ final class ConnectionHub: Sendable {
             let routed = ConversationFanout<ByteBuffer>.Routed(kind: header.kind, audience: header.audience, key: key, frame: frame)
             var unsubscribe: [String] = []
             let actions = state.withLockedValue { state -> [ConversationFanout<ByteBuffer>.Action] in
-                guard var fanout = state.conversations[conversation] else { return [] }
-                let actions = fanout.deliver(routed)
-                state.conversations[conversation] = fanout
+                // Mutated in place (no copy of the members per message).
+                guard let actions = state.conversations[conversation]?.deliver(routed) else { return [] }
                 for case .dropped(let socket) in actions {
                     state.joinedBy[socket]?.remove(conversation)
                 }
-                if fanout.isEmpty {
+                if state.conversations[conversation]?.isEmpty == true {
                     state.conversations.removeValue(forKey: conversation)
                     if state.subscriptions.release(channel) { unsubscribe.append(channel) }
                 }
