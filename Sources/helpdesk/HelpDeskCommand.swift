@@ -7,7 +7,6 @@ import PostgresClient
 import ServiceLifecycle
 
 /// `helpdesk`: serve a node, migrate the database, manage staff accounts.
-@main
 struct HelpDeskCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "helpdesk",

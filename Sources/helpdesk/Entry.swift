@@ -1,0 +1,25 @@
+import Dispatch
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// The process entry. Swift concurrency's jobs run on NIO's event loops unless
+/// `HELPDESK_NIO_EXECUTOR=0`: a socket's task then resumes on the thread that did its I/O instead
+/// of hopping to Swift's own pool and back for every frame and every Redis reply (BENCHMARKS.md
+/// measures both). Nothing in the node blocks a thread for long: scrypt and libpq run on their
+/// own thread pools.
+@main
+enum Entry {
+    static func main() {
+        if ProcessInfo.processInfo.environment["HELPDESK_NIO_EXECUTOR"] != "0" {
+            NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        }
+        let done = DispatchSemaphore(value: 0)
+        // Detached: `main` runs on the main actor, whose thread waits below.
+        Task.detached {
+            await HelpDeskCommand.main()
+            done.signal()
+        }
+        done.wait()
+    }
+}
