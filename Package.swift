@@ -71,6 +71,8 @@ let package = Package(
         .executableTarget(
             name: "helpdesk-bench",
             dependencies: [
+                // FlushBench prepares conversations through the server's own LiveStore and runs its flusher.
+                "HelpDeskServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
