@@ -18,7 +18,7 @@ struct FlushBench: AsyncParsableCommand {
     @Option(help: "Closed conversations to archive.") var conversations = 500
     @Option(help: "Messages in each conversation.") var messages = 100
     @Option(help: "Bytes of text per message.") var textBytes = 100
-    @Option(help: "PostgreSQL transactions in flight at once.") var concurrency = 2
+    @Option(help: "PostgreSQL transactions in flight at once (a node uses min(3, pool size - 1)).") var concurrency = 3
     @Option(help: "PostgreSQL pool size of the flushing node.") var poolSize = 4
     @Option(help: "Outbox entries read per page.") var pageSize = 200
     @Flag(help: "Run the pre-batching algorithm (one INSERT per row, one conversation at a time) for comparison.") var legacy = false

@@ -97,7 +97,8 @@ struct OutboxFlusher: Service {
                   consumer: configuration.nodeID, claimIdle: .milliseconds(Int(configuration.outboxClaimIdleSeconds * 1000)),
                   retention: .seconds(configuration.archiveRetentionSeconds), logger: services.logger)
         self.enabled = configuration.flushEnabled
-        self.concurrency = max(1, min(2, configuration.postgresPoolSize / 2))
+        // Leave one pooled connection to requests while a backlog drains.
+        self.concurrency = max(1, min(3, configuration.postgresPoolSize - 1))
     }
 
     /// The silence after which another consumer counts as gone.
