@@ -76,8 +76,11 @@ let package = Package(
             name: "helpdesk-bench",
             dependencies: [
                 "HelpDeskProtocol",
+                // FlushBench prepares conversations through the server's own LiveStore and runs its flusher.
+                "HelpDeskServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -36,8 +36,13 @@ public struct Caller: Sendable, Equatable {
 
 /// Field checks shared by routes, each returning a clear `validation_failed` error.
 public enum Validate {
-    /// A plausible e-mail address, normalised to lower case.
+    /// A plausible e-mail address, normalised to lower case. Control characters are refused:
+    /// U+0000 would be cut off by libpq (`a@x.io\u{0}evil` matching `a@x.io` in SQL but counting
+    /// as another address in Redis), and none belongs in an address.
     public static func email(_ value: String, field: String = "email") throws -> String {
+        guard !value.unicodeScalars.contains(where: isControl) else {
+            throw HelpDeskError(.validationFailed, "\(field) must not contain control characters")
+        }
         let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
         let parts = trimmed.split(separator: "@", omittingEmptySubsequences: false)
         guard trimmed.utf8.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
@@ -46,8 +51,12 @@ public enum Validate {
         return trimmed
     }
 
-    /// Non-empty text within a length, trimmed.
+    /// Non-empty text within a length, trimmed. Control characters are refused (they cannot be
+    /// stored whole, or they spoof what others see), except tab and line breaks.
     public static func text(_ value: String, field: String, max: Int, min: Int = 1) throws -> String {
+        guard !value.unicodeScalars.contains(where: { isControl($0) && $0 != "\n" && $0 != "\r" && $0 != "\t" }) else {
+            throw HelpDeskError(.validationFailed, "\(field) must not contain control characters")
+        }
         let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
         guard trimmed.count >= min else { throw HelpDeskError(.validationFailed, "\(field) must not be empty") }
         guard trimmed.count <= max else { throw HelpDeskError(.validationFailed, "\(field) must be at most \(max) characters") }
@@ -59,6 +68,11 @@ public enum Validate {
         guard value.count >= 8 else { throw HelpDeskError(.validationFailed, "password must be at least 8 characters") }
         guard value.utf8.count <= 256 else { throw HelpDeskError(.validationFailed, "password must be at most 256 bytes") }
         return value
+    }
+
+    /// C0 and C1 controls and DEL (Unicode general category Cc), U+0000 among them.
+    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
     }
 
     /// An integer within bounds.

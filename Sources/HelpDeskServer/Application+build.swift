@@ -140,9 +140,6 @@ public func buildApplication(
             interval: .milliseconds(Int(configuration.heartbeatSeconds * 1000)),
             agentGrace: .seconds(configuration.agentGraceSeconds), customerGrace: .seconds(configuration.customerGraceSeconds),
             logger: services.logger),
-        OutboxFlusher(
-            redis: services.redis, archive: parts.archive, keys: services.keys, consumer: configuration.nodeID,
-            claimIdle: .milliseconds(Int(configuration.outboxClaimIdleSeconds * 1000)),
-            retention: .seconds(configuration.archiveRetentionSeconds), logger: services.logger))
+        OutboxFlusher(services: services))
     return app
 }

@@ -52,7 +52,10 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as RedisError {
             context.logger.error("redis error", metadata: ["error": "\(error)"])
             return Response.errorJSON(status: .serviceUnavailable, code: "unavailable", message: "a backing service is unavailable, try again")
-        } catch let error as PostgresError where error.code == .connectionFailed || error.code == .poolClosed {
+        } catch let error as PostgresError where error.code == .invalidParameter {
+            // Input our validators let through but PostgreSQL cannot take whole (U+0000): refused, nothing ran.
+            return Response.errorJSON(status: .badRequest, code: HelpDeskError.Code.validationFailed.rawValue, message: "a field contains a character that is not allowed")
+        } catch let error as PostgresError where error.isUnavailable {
             context.logger.error("postgres unavailable", metadata: ["error": "\(error)"])
             return Response.errorJSON(status: .serviceUnavailable, code: "unavailable", message: "a backing service is unavailable, try again")
         } catch {

@@ -50,6 +50,9 @@ public struct ServerConfiguration: Sendable {
     public var outboxClaimIdleSeconds: Double
     /// How long Redis keeps an archived conversation.
     public var archiveRetentionSeconds: Int
+    /// False (`HELPDESK_FLUSH_ENABLED=0`) holds this node's flusher off: closed conversations wait
+    /// in the outbox (benchmarks, maintenance of PostgreSQL).
+    public var flushEnabled: Bool = true
     /// Upper bound of a graceful shutdown (drain, then stop), seconds.
     public var drainTimeoutSeconds: Int
     /// Seconds an unanswered call rings before it ends as missed.
@@ -93,7 +96,7 @@ public struct ServerConfiguration: Sendable {
             guard let value = Double(text), value > 0 else { throw HelpDeskError(.validationFailed, "\(name) must be a positive number, got \(text)") }
             return value
         }
-        return ServerConfiguration(
+        var configuration = ServerConfiguration(
             redisURL: env["HELPDESK_REDIS_URL"] ?? "redis://127.0.0.1:6379",
             databaseURL: env["HELPDESK_DATABASE_URL"] ?? "postgresql://postgres@127.0.0.1:5432/helpdesk",
             jwtSecret: secret,
@@ -136,6 +139,12 @@ public struct ServerConfiguration: Sendable {
             socketMessageRate: try double("HELPDESK_SOCKET_MESSAGE_RATE", 20),
             socketMessageBurst: try double("HELPDESK_SOCKET_MESSAGE_BURST", 100)
         )
+        switch env["HELPDESK_FLUSH_ENABLED"] ?? "1" {
+        case "1", "true": configuration.flushEnabled = true
+        case "0", "false": configuration.flushEnabled = false
+        case let other: throw HelpDeskError(.validationFailed, "HELPDESK_FLUSH_ENABLED must be 1 or 0, got \(other)")
+        }
+        return configuration
     }
 
     /// `hostname-pid`: unique per process on a host, readable in `redis-cli`.

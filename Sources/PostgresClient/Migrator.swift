@@ -28,6 +28,10 @@ public struct Migrator: Sendable {
         let scripts = try files.map { ($0, try String(contentsOfFile: directory + "/" + $0, encoding: .utf8)) }
         let logger = self.logger
         return try await pool.withConnection { connection in
+            // A migration (or waiting for another node's) may take longer than the pool's statement timeout.
+            let timeout: String = try connection.query("SELECT current_setting('statement_timeout') AS t").first?.decode("t") ?? "0"
+            try connection.execute(script: "SET statement_timeout = 0")
+            defer { _ = try? connection.query("SELECT set_config('statement_timeout', $1, false)", [timeout]) }
             // Two-key advisory lock: a fixed class id and the schema, so test schemas don't block each other.
             try connection.query("SELECT pg_advisory_lock(7231, hashtext(current_schema()))")
             defer { _ = try? connection.query("SELECT pg_advisory_unlock(7231, hashtext(current_schema()))") }

@@ -1,5 +1,8 @@
 import CLibPQ
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One libpq connection. Blocking: only the pool's threads call it, one at a time.
 ///
@@ -30,10 +33,29 @@ public final class PostgresConnection: @unchecked Sendable {
     /// False once the server connection broke; the pool then drops it.
     public var isHealthy: Bool { PQstatus(handle) == CONNECTION_OK }
 
+    /// Whether an idle connection is still usable, without a round trip. libpq learns that the
+    /// server went away (restart, failover, idle kill) only when it next reads; the server's
+    /// farewell (a FATAL 57P01 and EOF) is already waiting on the socket, so an idle connection
+    /// with anything to read is treated as dead.
+    public var isAliveWhenIdle: Bool {
+        guard PQstatus(handle) == CONNECTION_OK, PQtransactionStatus(handle) == PQTRANS_IDLE else { return false }
+        let socket = PQsocket(handle)
+        guard socket >= 0 else { return false }
+        var poller = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&poller, 1, 0)
+        if ready < 0 { return false }
+        return ready == 0
+    }
+
     /// Runs one parameterized statement (PQexecParams, text format). Parameters are never spliced into SQL.
     @discardableResult
     public func query(_ sql: String, _ parameters: [(any PostgresEncodable)?] = []) throws -> PostgresRows {
         let texts: [String?] = parameters.map { $0?.postgresText }
+        // libpq takes C strings: U+0000 would silently cut the value short (a different e-mail,
+        // a shorter message). Refuse the statement instead of running it with other data.
+        for (index, text) in texts.enumerated() where text?.utf8.contains(0) == true {
+            throw PostgresError(.invalidParameter, "parameter $\(index + 1) contains a NUL character (U+0000), which PostgreSQL text cannot hold")
+        }
         let cStrings: [UnsafeMutablePointer<CChar>?] = texts.map { $0.flatMap { strdup($0) } }
         defer { for p in cStrings { free(p) } }
         let result: OpaquePointer? = cStrings.map { UnsafePointer($0) }.withUnsafeBufferPointer { values in

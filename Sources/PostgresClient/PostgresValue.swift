@@ -166,3 +166,44 @@ public struct PostgresRows: Sendable {
     public var first: PostgresRow? { rows.first }
     public var isEmpty: Bool { rows.isEmpty }
 }
+
+/// An array parameter in PostgreSQL's text format (`{"a","b",NULL}`), for
+/// `INSERT ... SELECT FROM unnest($1::text[], ...)`: many rows in one statement and one round trip.
+/// Every element is quoted, so commas, braces, quotes, backslashes and spaces round-trip exactly.
+public struct PostgresArray: PostgresEncodable {
+    public let elements: [String?]
+
+    public init(_ elements: [String?]) {
+        self.elements = elements
+    }
+
+    public init<T: PostgresEncodable>(_ values: [T]) {
+        self.elements = values.map(\.postgresText)
+    }
+
+    public init<T: PostgresEncodable>(_ values: [T?]) {
+        self.elements = values.map { $0?.postgresText }
+    }
+
+    public var postgresText: String {
+        var out = "{"
+        out.reserveCapacity(elements.reduce(2) { $0 + ($1?.utf8.count ?? 4) + 3 })
+        for (i, element) in elements.enumerated() {
+            if i > 0 { out += "," }
+            guard let element else { out += "NULL"; continue }
+            out += "\""
+            // Only `"` and `\` need a backslash inside a quoted element.
+            if element.utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+                for scalar in element.unicodeScalars {
+                    if scalar == "\"" || scalar == "\\" { out.unicodeScalars.append("\\") }
+                    out.unicodeScalars.append(scalar)
+                }
+            } else {
+                out += element
+            }
+            out += "\""
+        }
+        out += "}"
+        return out
+    }
+}

@@ -9,7 +9,7 @@ struct Bench: AsyncParsableCommand {
         commandName: "helpdesk-bench",
         abstract: "Load generators for HelpDesk nodes.",
         // Register new benches here (e.g. `Flush.self`, from FlushBench.swift).
-        subcommands: [Relay.self, Conns.self, Pick.self, JSONBench.self])
+        subcommands: [Relay.self, Conns.self, Pick.self, FlushBench.self, JSONBench.self])
 }
 
 /// Line-buffered stdout, so progress shows through `tee` and a killed run keeps its output.

@@ -28,62 +28,191 @@ struct ArchivedEvent: Codable, Sendable, Equatable {
     }
 }
 
+/// One chat message as the archive stores it, parsed straight from a stream entry.
+struct ArchivedMessage: Sendable, Equatable {
+    var id: String
+    var ms: Int64
+    var seq: Int64
+    var senderID: String
+    var senderRole: String
+    var senderName: String
+    var body: String
+    var clientMsgID: String
+    var isInternal: Bool
+    var sentAt: Int64
+
+    /// From one XRANGE entry `[id, [field, value, ...]]`; nil when the id is not a stream id.
+    init?(streamEntry: RESPValue) {
+        guard let parts = streamEntry.array, parts.count == 2, let id = parts[0].string, let fields = parts[1].array else { return nil }
+        let idParts = id.split(separator: "-", maxSplits: 1)
+        guard idParts.count == 2, let ms = Int64(idParts[0]), let seq = Int64(idParts[1]) else { return nil }
+        (self.id, self.ms, self.seq) = (id, ms, seq)
+        (senderID, senderRole, senderName, body, clientMsgID, isInternal, sentAt) = ("", "", "", "", "", false, 0)
+        var i = 0
+        while i + 1 < fields.count {
+            if let key = fields[i].string, let value = fields[i + 1].string {
+                switch key {
+                case "sender_id": senderID = value
+                case "sender_role": senderRole = value
+                case "sender_name": senderName = value
+                case "text": body = value
+                case "client_msg_id": clientMsgID = value
+                case "internal": isInternal = value == "1"
+                case "sent_at": sentAt = Int64(value) ?? 0
+                default: break
+                }
+            }
+            i += 2
+        }
+    }
+
+    init(_ m: MessageView) {
+        let idParts = m.id.split(separator: "-", maxSplits: 1)
+        (id, ms, seq) = (m.id, idParts.first.flatMap { Int64($0) } ?? 0, idParts.count > 1 ? Int64(idParts[1]) ?? 0 : 0)
+        (senderID, senderRole, senderName, body, clientMsgID, isInternal, sentAt) =
+            (m.sender.id, m.sender.role, m.sender.name, m.text, m.clientMsgId, m.isInternal, m.sentAt)
+    }
+}
+
+/// One conversation to archive: its hash, messages and events as read from Redis.
+struct ArchiveRecord: Sendable {
+    var id: String
+    var hash: [String: String]
+    var messages: [ArchivedMessage]
+    var events: [ArchivedEvent]
+}
+
 /// Closed conversations in PostgreSQL: written by the flushers, read by the REST routes.
 struct ArchiveStore: Sendable {
     let pool: PostgresPool
 
-    /// Milliseconds since the epoch as a timestamptz parameter, or NULL.
-    private static func timestamp(_ ms: String?) -> Date? {
-        guard let ms, let value = Double(ms) else { return nil }
-        return Date(timeIntervalSince1970: value / 1000)
-    }
-
     /// Writes a conversation, its messages and events in one transaction. Idempotent: a second
     /// write of the same conversation changes nothing and duplicates nothing.
     func write(conversation c: [String: String], messages: [MessageView], events: [ArchivedEvent]) async throws {
-        guard let id = c["id"], let customer = c["customer_id"] else {
-            throw PostgresError(.decodingFailed, "conversation hash without id or customer_id")
+        try await write([ArchiveRecord(id: c["id"] ?? "", hash: c, messages: messages.map(ArchivedMessage.init), events: events)])
+    }
+
+    /// Milliseconds since the epoch from a hash field (integer or float text), nil when absent.
+    private static func ms(_ text: String?) -> Int64? {
+        guard let text, !text.isEmpty else { return nil }
+        return Int64(text) ?? Double(text).map { Int64($0.rounded()) }
+    }
+
+    /// `$n` (bigint ms) as timestamptz, exactly: no float rounding, no date formatting in Swift.
+    private static func ts(_ column: String) -> String { "'epoch'::timestamptz + \(column) * interval '1 millisecond'" }
+
+    /// Writes several conversations with their messages and events in one transaction and four
+    /// statements (customers, conversations, messages, events), each row set passed as arrays to
+    /// `unnest`: a round trip per statement instead of one per row. Idempotent: conversations
+    /// are upserted, messages and events keep their first copy (`ON CONFLICT DO NOTHING`).
+    /// The records must have distinct ids.
+    func write(_ records: [ArchiveRecord]) async throws {
+        guard !records.isEmpty else { return }
+        for r in records where r.hash["id"] == nil || r.hash["customer_id"] == nil {
+            throw PostgresError(.decodingFailed, "conversation \(r.id): hash without id or customer_id")
         }
+        // One customer row per e-mail (the last record wins), or the upsert would touch a row twice.
+        var customerIndex: [String: Int] = [:]
+        var customers: (ids: [String], emails: [String], names: [String]) = ([], [], [])
+        for r in records {
+            let email = r.hash["customer_email"] ?? ""
+            let key = email.lowercased()
+            if let i = customerIndex[key] {
+                (customers.ids[i], customers.emails[i], customers.names[i]) = (r.hash["customer_id"]!, email, r.hash["customer_name"] ?? "")
+            } else {
+                customerIndex[key] = customers.ids.count
+                customers.ids.append(r.hash["customer_id"]!)
+                customers.emails.append(email)
+                customers.names.append(r.hash["customer_name"] ?? "")
+            }
+        }
+        let conversationParameters: [(any PostgresEncodable)?] = [
+            PostgresArray(records.map { $0.hash["id"]! }),
+            PostgresArray(records.map { $0.hash["customer_email"] ?? "" }),
+            PostgresArray(records.map { $0.hash["category_id"].flatMap { Int64($0) }.flatMap { $0 > 0 ? $0 : nil } }),
+            PostgresArray(records.map { $0.hash["subject"] ?? "" }),
+            PostgresArray(records.map { $0.hash["priority"] ?? "normal" }),
+            PostgresArray(records.map { $0.hash["status"] == "abandoned" ? "abandoned" : "closed" }),
+            PostgresArray(records.map { $0.hash["agent_id"].flatMap { Int64($0) } }),
+            PostgresArray(records.map { Self.ms($0.hash["created_at"]) }),
+            PostgresArray(records.map { Self.ms($0.hash["enqueued_at"]) }),
+            PostgresArray(records.map { Self.ms($0.hash["assigned_at"]) }),
+            PostgresArray(records.map { Self.ms($0.hash["first_response_at"]) }),
+            PostgresArray(records.map { Self.ms($0.hash["closed_at"]) }),
+            PostgresArray(records.map { $0.hash["closed_by"] }),
+            PostgresArray(records.map { $0.hash["resolution"] ?? "" }),
+            PostgresArray(records.map { $0.hash["rating"].flatMap { Int64($0) } }),
+            PostgresArray(records.map { $0.hash["rating_comment"] }),
+            PostgresArray(records.map { Self.ms($0.hash["rated_at"]) }),
+        ]
+        var m: (conv: [String], id: [String], ms: [Int64], seq: [Int64], sender: [String], role: [String], name: [String],
+                body: [String], client: [String], internal: [Bool], sent: [Int64]) = ([], [], [], [], [], [], [], [], [], [], [])
+        var e: (conv: [String], id: [String], type: [String], actor: [String], role: [String], data: [String], at: [Int64]) = ([], [], [], [], [], [], [])
+        for r in records {
+            let id = r.hash["id"]!
+            for x in r.messages {
+                m.conv.append(id); m.id.append(x.id); m.ms.append(x.ms); m.seq.append(x.seq); m.sender.append(x.senderID)
+                m.role.append(x.senderRole); m.name.append(x.senderName); m.body.append(x.body); m.client.append(x.clientMsgID)
+                m.internal.append(x.isInternal); m.sent.append(x.sentAt)
+            }
+            for x in r.events {
+                e.conv.append(id); e.id.append(x.id); e.type.append(x.type); e.actor.append(x.actorId); e.role.append(x.actorRole)
+                e.data.append(x.data); e.at.append(x.at)
+            }
+        }
+        let messageParameters: [(any PostgresEncodable)?] = [
+            PostgresArray(m.conv), PostgresArray(m.id), PostgresArray(m.ms), PostgresArray(m.seq), PostgresArray(m.sender),
+            PostgresArray(m.role), PostgresArray(m.name), PostgresArray(m.body), PostgresArray(m.client), PostgresArray(m.internal),
+            PostgresArray(m.sent),
+        ]
+        let eventParameters: [(any PostgresEncodable)?] = [
+            PostgresArray(e.conv), PostgresArray(e.id), PostgresArray(e.type), PostgresArray(e.actor), PostgresArray(e.role),
+            PostgresArray(e.data), PostgresArray(e.at),
+        ]
+        let customerParameters: [(any PostgresEncodable)?] = [PostgresArray(customers.ids), PostgresArray(customers.emails), PostgresArray(customers.names)]
+        let hasMessages = !m.id.isEmpty, hasEvents = !e.id.isEmpty
         try await pool.transaction { connection in
-            let customerID: String = try connection.query("""
-                INSERT INTO customers (id, email, name) VALUES ($1, $2, $3)
+            try connection.query("""
+                INSERT INTO customers (id, email, name)
+                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
                 ON CONFLICT (lower(email)) DO UPDATE SET name = EXCLUDED.name, updated_at = now()
-                RETURNING id
-                """, [customer, c["customer_email"] ?? "", c["customer_name"] ?? ""]).first!.decode("id")
-            let status = c["status"] == "abandoned" ? "abandoned" : "closed"
+                """, customerParameters)
             try connection.query("""
                 INSERT INTO conversations (id, customer_id, category_id, subject, priority, status, agent_id,
                     created_at, enqueued_at, assigned_at, first_response_at, closed_at, closed_by, resolution,
                     rating, rating_comment, rated_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, coalesce($16, ''), $17)
+                SELECT x.id, cu.id, x.category_id, x.subject, x.priority, x.status, x.agent_id,
+                    coalesce(\(Self.ts("x.created_ms")), now()), coalesce(\(Self.ts("x.enqueued_ms")), now()),
+                    \(Self.ts("x.assigned_ms")), \(Self.ts("x.first_response_ms")), \(Self.ts("x.closed_ms")), x.closed_by, x.resolution,
+                    x.rating, coalesce(x.rating_comment, ''), \(Self.ts("x.rated_ms"))
+                FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[],
+                            $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::text[], $14::text[], $15::int4[], $16::text[], $17::int8[])
+                    AS x(id, email, category_id, subject, priority, status, agent_id, created_ms, enqueued_ms, assigned_ms,
+                         first_response_ms, closed_ms, closed_by, resolution, rating, rating_comment, rated_ms)
+                JOIN customers cu ON lower(cu.email) = lower(x.email)
                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, agent_id = EXCLUDED.agent_id,
                     assigned_at = EXCLUDED.assigned_at, first_response_at = EXCLUDED.first_response_at,
                     closed_at = EXCLUDED.closed_at, closed_by = EXCLUDED.closed_by, resolution = EXCLUDED.resolution,
                     rating = coalesce(conversations.rating, EXCLUDED.rating),
                     rating_comment = CASE WHEN conversations.rating IS NULL THEN EXCLUDED.rating_comment ELSE conversations.rating_comment END,
                     rated_at = coalesce(conversations.rated_at, EXCLUDED.rated_at)
-                """, [
-                    id, customerID, c["category_id"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil }, c["subject"] ?? "",
-                    c["priority"] ?? "normal", status, c["agent_id"].flatMap { Int($0) },
-                    Self.timestamp(c["created_at"]) ?? Date(), Self.timestamp(c["enqueued_at"]) ?? Date(),
-                    Self.timestamp(c["assigned_at"]), Self.timestamp(c["first_response_at"]), Self.timestamp(c["closed_at"]),
-                    c["closed_by"], c["resolution"] ?? "",
-                    c["rating"].flatMap { Int($0) }, c["rating_comment"], Self.timestamp(c["rated_at"]),
-                ])
-            for m in messages {
-                guard let order = StreamID(m.id) else { continue }
+                """, conversationParameters)
+            if hasMessages {
                 try connection.query("""
                     INSERT INTO messages (conversation_id, id, ms, seq, sender_id, sender_role, sender_name, body, client_msg_id, internal, sent_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    SELECT c, i, ms, seq, s, r, n, b, cm, it, \(Self.ts("sent"))
+                    FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::text[],
+                                $9::text[], $10::bool[], $11::int8[]) AS x(c, i, ms, seq, s, r, n, b, cm, it, sent)
                     ON CONFLICT DO NOTHING
-                    """, [id, m.id, Int64(order.ms), Int64(order.seq), m.sender.id, m.sender.role, m.sender.name, m.text, m.clientMsgId,
-                          m.isInternal, Date(timeIntervalSince1970: Double(m.sentAt) / 1000)])
+                    """, messageParameters)
             }
-            for e in events {
+            if hasEvents {
                 try connection.query("""
                     INSERT INTO conversation_events (conversation_id, id, type, actor_id, actor_role, data, at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING
-                    """, [id, e.id, e.type, e.actorId, e.actorRole, e.data, Date(timeIntervalSince1970: Double(e.at) / 1000)])
+                    SELECT c, i, t, a, r, d, \(Self.ts("at"))
+                    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[]) AS x(c, i, t, a, r, d, at)
+                    ON CONFLICT DO NOTHING
+                    """, eventParameters)
             }
         }
     }
