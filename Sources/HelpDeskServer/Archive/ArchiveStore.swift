@@ -45,9 +45,11 @@ struct ArchiveStore: Sendable {
             throw PostgresError(.decodingFailed, "conversation hash without id or customer_id")
         }
         try await pool.transaction { connection in
+            // The first name given for an e-mail stays: anyone may start a chat with any address,
+            // so a later chat's name must not rename the customer (issue 10 #11).
             let customerID: String = try connection.query("""
                 INSERT INTO customers (id, email, name) VALUES ($1, $2, $3)
-                ON CONFLICT (lower(email)) DO UPDATE SET name = EXCLUDED.name, updated_at = now()
+                ON CONFLICT (lower(email)) DO UPDATE SET updated_at = now()
                 RETURNING id
                 """, [customer, c["customer_email"] ?? "", c["customer_name"] ?? ""]).first!.decode("id")
             let status = c["status"] == "abandoned" ? "abandoned" : "closed"
