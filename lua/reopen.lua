@@ -23,6 +23,10 @@ end
 for i = 1, 4 do redis.call('PERSIST', KEYS[i]) end
 redis.call('HSET', conv_key, 'status', 'waiting', 'agent_id', '', 'agent_name', '', 'assigned_at', '', 'closed_at', '',
   'resolution', '', 'reopened_at', now, 'enqueued_at', now, 'queue_score', now)
+-- a new round: its first response, rating and escalation are its own (the last round's would make
+-- first-response and handle times negative, and block the new rating)
+redis.call('HDEL', conv_key, 'first_response_at', 'rating', 'rating_comment', 'rated_at', 'escalated', 'escalation_note',
+  'escalated_at', 'closed_by')
 redis.call('HSET', customer_key, 'conv', id)
 redis.call('PERSIST', customer_key)
 redis.call('ZADD', KEYS[7], now, id)

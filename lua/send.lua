@@ -1,8 +1,9 @@
 -- send.lua: one chat message. Checks the sender belongs to the conversation, drops a repeated
 -- client_msg_id, appends to the conversation's stream and publishes, all in one step.
 -- KEYS: 1 conv:<id>  2 conv:<id>:msgs  3 conv:<id>:dedupe  4 ch:conv:<id>
--- ARGV: now override, conv_id, sender_id, sender_role, sender_name, text, client_msg_id, internal (0|1)
--- Returns {'ok', message_id, duplicate 0|1, message json} or {'err', code}
+-- ARGV: now override, conv_id, sender_id, sender_role, sender_name, text, client_msg_id, internal (0|1),
+--       max messages in the conversation ('' = no cap)
+-- Returns {'ok', message_id, duplicate 0|1, message json} or {'err', code} ('conversation_full' past the cap)
 local id, sender, role, name, text, client_id, internal = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local conv_key, msgs_key, dedupe_key, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local c = redis.call('HMGET', conv_key, 'status', 'customer_id', 'agent_id', 'first_response_at')
@@ -19,6 +20,9 @@ elseif role == 'agent' then
 elseif role ~= 'supervisor' and role ~= 'admin' then
   return {'err', 'forbidden'}
 end
+-- a conversation's stream is bounded: one client must not fill Redis's memory
+local cap = tonumber(ARGV[9] or '')
+if cap and redis.call('XLEN', msgs_key) >= cap then return {'err', 'conversation_full'} end
 
 local now = hd.now(ARGV[1])
 local msg_id = redis.call('XADD', msgs_key, '*',
@@ -26,7 +30,8 @@ local msg_id = redis.call('XADD', msgs_key, '*',
   'client_msg_id', client_id, 'internal', internal, 'sent_at', now)
 redis.call('HSET', dedupe_key, dedupe_field, msg_id)
 redis.call('HSET', conv_key, 'last_message_id', msg_id)
-if role == 'agent' and (not c[4] or c[4] == '') then
+-- first response = the first reply the customer sees: internal notes do not count
+if role == 'agent' and internal ~= '1' and (not c[4] or c[4] == '') then
   redis.call('HSET', conv_key, 'first_response_at', now)
 end
 local message = hd.message(msg_id, sender, role, name, text, now, client_id, internal == '1')

@@ -17,6 +17,8 @@
         if (key === 'class') el.className = value;
         else if (key === 'text') el.textContent = value;
         else if (key === 'dataset') Object.assign(el.dataset, value);
+        // through CSSOM: the Content-Security-Policy refuses style attributes
+        else if (key === 'style') el.style.cssText = value;
         else if (key === 'value') el.value = value;
         else if (key === 'checked' || key === 'disabled' || key === 'selected' || key === 'hidden' || key === 'required') el[key] = !!value;
         else if (key.slice(0, 2) === 'on' && typeof value === 'function') el.addEventListener(key.slice(2), value);

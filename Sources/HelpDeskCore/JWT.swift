@@ -40,8 +40,21 @@ public struct JWTKeyring: Sendable {
         guard currentSecret.utf8.count >= 16 else { throw HelpDeskError(.validationFailed, "the JWT secret must be at least 16 bytes") }
         var keys: [String: [UInt8]] = [currentKeyID: Array(currentSecret.utf8)]
         for entry in previousKeys.split(separator: ",") {
-            guard let colon = entry.firstIndex(of: ":") else { throw HelpDeskError(.validationFailed, "previous JWT keys must be kid:secret pairs") }
-            keys[String(entry[..<colon])] = Array(entry[entry.index(after: colon)...].utf8)
+            guard let colon = entry.firstIndex(of: ":") else {
+                throw HelpDeskError(.validationFailed, "HELPDESK_JWT_PREVIOUS_KEYS must be kid:secret pairs separated by commas")
+            }
+            let kid = String(entry[..<colon]), secret = Array(entry[entry.index(after: colon)...].utf8)
+            // An empty (or short) secret would let anyone sign tokens; a kid equal to the current
+            // one (or repeated) would silently replace a key, so tokens verify with the wrong secret.
+            guard !kid.isEmpty else { throw HelpDeskError(.validationFailed, "HELPDESK_JWT_PREVIOUS_KEYS has an entry without a key id") }
+            guard kid != currentKeyID else {
+                throw HelpDeskError(.validationFailed, "HELPDESK_JWT_PREVIOUS_KEYS lists the current key id \(kid) (HELPDESK_JWT_KID); give earlier keys other ids")
+            }
+            guard keys[kid] == nil else { throw HelpDeskError(.validationFailed, "HELPDESK_JWT_PREVIOUS_KEYS lists the key id \(kid) twice") }
+            guard secret.count >= 16 else {
+                throw HelpDeskError(.validationFailed, "HELPDESK_JWT_PREVIOUS_KEYS: the secret of key \(kid) is \(secret.isEmpty ? "empty" : "shorter than 16 bytes")")
+            }
+            keys[kid] = secret
         }
         self.init(currentKeyID: currentKeyID, keys: keys)
     }

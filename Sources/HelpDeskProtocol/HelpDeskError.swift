@@ -17,6 +17,8 @@ public struct HelpDeskError: Error, Sendable, Equatable, CustomStringConvertible
         case alreadyPicked = "already_picked"
         case atCapacity = "at_capacity"
         case conversationClosed = "conversation_closed"
+        /// The conversation holds as many messages as a conversation may (start a new chat).
+        case conversationFull = "conversation_full"
         case busy = "busy"
         case unknownEvent = "unknown_event"
         case unavailable = "unavailable"
@@ -29,7 +31,7 @@ public struct HelpDeskError: Error, Sendable, Equatable, CustomStringConvertible
             case .unauthorized, .invalidCredentials, .tokenExpired: return 401
             case .forbidden: return 403
             case .notFound: return 404
-            case .conflict, .alreadyPicked, .atCapacity, .conversationClosed, .busy: return 409
+            case .conflict, .alreadyPicked, .atCapacity, .conversationClosed, .conversationFull, .busy: return 409
             case .rateLimited: return 429
             case .unavailable: return 503
             case .internalError: return 500

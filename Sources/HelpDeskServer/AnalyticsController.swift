@@ -47,9 +47,9 @@ struct AnalyticsController: Sendable {
                     .rows.map { Count(key: try $0.optional("key") ?? "none", count: try $0.decode("n")) }
             }
             var byStatus = try await counts("status")
-            let live = try await store.liveConversations(limit: 10_000)
+            let live = try await store.liveStatusCounts()
             for status in ["waiting", "active"] {
-                byStatus.append(Count(key: status, count: live.filter { $0.status == status }.count))
+                byStatus.append(Count(key: status, count: live[status] ?? 0))
             }
             let categoryNames = try await pool.query("SELECT id::text AS id, name FROM categories").rows
                 .reduce(into: [String: String]()) { $0[try $1.decode("id")] = try $1.decode("name") }
@@ -59,13 +59,22 @@ struct AnalyticsController: Sendable {
                        count(*) FILTER (WHERE status = 'closed') AS closed, count(*) FILTER (WHERE status = 'abandoned') AS abandoned
                 FROM conversations WHERE closed_at >= $1 AND closed_at < $2 GROUP BY 1 ORDER BY 1
                 """, window).rows.map { Day(day: try $0.decode("day"), closed: try $0.decode("closed"), abandoned: try $0.decode("abandoned")) }
+            // First response = the agent's first reply the customer saw in the last round (after its
+            // assignment), from the messages: internal notes never count, and a reopened
+            // conversation is measured from its new assignment. Times before their start (rows
+            // archived before reopen reset them) are left out rather than averaged in negative.
             let averages = try await pool.query("""
-                SELECT avg(extract(epoch FROM assigned_at - enqueued_at)) AS wait,
-                       avg(extract(epoch FROM first_response_at - assigned_at)) AS first_response,
-                       avg(extract(epoch FROM closed_at - assigned_at)) FILTER (WHERE status = 'closed') AS handle,
-                       (count(*) FILTER (WHERE status = 'abandoned'))::float8 / nullif(count(*), 0) AS abandonment,
-                       avg(rating)::float8 AS rating, count(rating) AS ratings
-                FROM conversations WHERE closed_at >= $1 AND closed_at < $2
+                SELECT avg(extract(epoch FROM c.assigned_at - c.enqueued_at)) FILTER (WHERE c.assigned_at >= c.enqueued_at) AS wait,
+                       avg(extract(epoch FROM fr.first_at - c.assigned_at)) AS first_response,
+                       avg(extract(epoch FROM c.closed_at - c.assigned_at)) FILTER (WHERE c.status = 'closed' AND c.closed_at >= c.assigned_at) AS handle,
+                       (count(*) FILTER (WHERE c.status = 'abandoned'))::float8 / nullif(count(*), 0) AS abandonment,
+                       avg(c.rating)::float8 AS rating, count(c.rating) AS ratings
+                FROM conversations c
+                LEFT JOIN LATERAL (
+                    SELECT min(m.sent_at) AS first_at FROM messages m
+                    WHERE m.conversation_id = c.id AND m.sender_role = 'agent' AND NOT m.internal AND m.sent_at >= c.assigned_at
+                ) fr ON true
+                WHERE c.closed_at >= $1 AND c.closed_at < $2
                 """, window).first!
             return try Response.json(Summary(
                 from: JSON.isoString(from), to: JSON.isoString(to),

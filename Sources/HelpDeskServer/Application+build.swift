@@ -39,7 +39,8 @@ public struct NodeServices: Sendable {
         self.parts = NodeParts(redis: redis, scripts: scripts, keys: keys, postgres: postgres, subscriber: subscriber, clock: clock, logger: logger,
                                socketCaps: .init(perIP: configuration.maxSocketsPerIP, perUser: configuration.maxSocketsPerUser,
                                                  outboundBytes: configuration.socketOutboundBytes,
-                                                 messageRate: configuration.socketMessageRate, messageBurst: configuration.socketMessageBurst))
+                                                 messageRate: configuration.socketMessageRate, messageBurst: configuration.socketMessageBurst),
+                               maxMessagesPerConversation: configuration.maxMessagesPerConversation)
     }
 
     /// The drain step of this node; run it after the application in one `ServiceGroup`.
@@ -62,8 +63,10 @@ struct NodeParts: Sendable {
     let hub: ConnectionHub
 
     init(redis: RedisClient, scripts: RedisScripts, keys: RedisKeys, postgres: PostgresPool, subscriber: RedisSubscriber,
-         clock: @escaping @Sendable () -> Date, logger: Logger, socketCaps: ConnectionHub.Caps) {
-        store = LiveStore(redis: redis, scripts: scripts, keys: keys, clock: clock)
+         clock: @escaping @Sendable () -> Date, logger: Logger, socketCaps: ConnectionHub.Caps, maxMessagesPerConversation: Int = 10_000) {
+        var store = LiveStore(redis: redis, scripts: scripts, keys: keys, clock: clock)
+        store.maxMessagesPerConversation = maxMessagesPerConversation
+        self.store = store
         archive = ArchiveStore(pool: postgres)
         users = UserStore(pool: postgres)
         hub = ConnectionHub(store: store, subscriber: subscriber, keys: keys, logger: logger, caps: socketCaps)
@@ -76,6 +79,8 @@ func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
     Metrics.bootstrap()
     let router = Router(context: AppRequestContext.self)
     router.addMiddleware {
+        // Outermost, so errors and static files get the headers too.
+        SecurityHeadersMiddleware<AppRequestContext>()
         ErrorMiddleware<AppRequestContext>()
         MetricsMiddleware<AppRequestContext>()
         // The web UI: plain files, `/agent` serves Public/agent/index.html.
@@ -90,7 +95,8 @@ func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
         return Response(status: .ok, headers: [.contentType: "application/javascript", .cacheControl: "max-age=86400"],
                         body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
-    HealthController(redis: services.redis, postgres: services.postgres, nodeID: services.configuration.nodeID, drain: services.drain).addRoutes(to: router)
+    HealthController(redis: services.redis, postgres: services.postgres, nodeID: services.configuration.nodeID, drain: services.drain,
+                     metricsToken: services.configuration.metricsToken).addRoutes(to: router)
 
     let api = router.group("api/v1")
     api.add(middleware: BearerAuthMiddleware(tokens: services.tokens, clock: services.clock))
@@ -102,14 +108,16 @@ func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
         tokens: services.tokens, configuration: services.configuration, clock: services.clock)
     AuthController(auth: auth, users: users, trustProxy: services.configuration.trustProxy)
         .addRoutes(public: api, authenticated: authenticated)
-    UsersController(users: users).addRoutes(to: authenticated)
+    UsersController(users: users, store: parts.store).addRoutes(to: authenticated)
     CategoriesController(pool: services.postgres).addRoutes(public: api, authenticated: authenticated)
     ConversationsController(store: parts.store, archive: parts.archive, users: users, services: services)
         .addRoutes(public: api, authenticated: authenticated)
     AnalyticsController(pool: services.postgres, store: parts.store).addRoutes(to: authenticated)
-    ICEServersController(configuration: services.configuration, clock: services.clock).addRoutes(to: authenticated)
+    // Each in a group of its own: the middleware guards only that controller's routes.
+    ICEServersController(configuration: services.configuration, clock: services.clock)
+        .addRoutes(to: authenticated.group().add(middleware: CallParticipantMiddleware(store: parts.store)))
     WebSocketController(hub: parts.hub, store: parts.store, users: users, services: services)
-        .addRoutes(router: router, authenticated: authenticated)
+        .addRoutes(router: router, authenticated: authenticated.group().add(middleware: TicketRateLimitMiddleware(services: services)))
     return router
 }
 

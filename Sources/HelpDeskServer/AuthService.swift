@@ -26,10 +26,11 @@ struct AuthService: Sendable {
     static let decoyHash = (try? PasswordHasher().hash(UUID().uuidString)) ?? ""
 
     /// Checks the password; the same 401 for an unknown e-mail, a wrong password and a deactivated account.
-    /// Failed attempts are counted per e-mail and per IP; past the limit every attempt is 429.
+    /// Failed attempts are counted per e-mail+IP and per IP; past either limit that IP gets 429, while
+    /// the right password from another IP still works (nobody can lock a user out from afar).
     func login(email rawEmail: String, password: String, ip: String) async throws -> SessionTokens {
         let email = rawEmail.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-        let limitKeys = [keys.loginFailuresByEmail(email), keys.loginFailuresByIP(ip)]
+        let limitKeys = [keys.loginFailuresByEmailAndIP(email, ip), keys.loginFailuresByIP(ip)]
         let window = String(configuration.loginWindowSeconds * 1000)
         let limits = [String(configuration.loginLimitPerEmail), String(configuration.loginLimitPerIP)]
         // Count the attempt before checking the password, so parallel guesses cannot all slip

@@ -57,12 +57,11 @@ struct ConversationsController: Sendable {
                 arguments: ["hit", String(services.configuration.startWindowSeconds * 1000), String(services.configuration.startLimitPerIP)],
                 on: services.redis).int ?? 0
             guard wait == 0 else { throw HelpDeskError(.rateLimited, "too many chats started from here; try again in \((wait + 999) / 1000) s") }
-            let queued = try await store.enqueue(name: name, email: email, categoryID: category, subject: subject, priority: priority)
-            // An open conversation is handed back only to whoever holds its customer token: knowing
-            // an e-mail address must not be enough to read or write someone else's chat.
-            if !queued.created, context.caller?.conversationID != queued.conversationID {
-                throw HelpDeskError(.conflict, "a chat for this e-mail address is already open; continue it where it was started")
-            }
+            // An open conversation is handed back only to whoever holds its customer token; anyone
+            // else gets a new one: knowing an e-mail address neither opens nor blocks someone's chat,
+            // and no answer tells whether that address has one open.
+            let resume = context.caller?.role == .customer ? context.caller?.conversationID : nil
+            let queued = try await store.enqueue(name: name, email: email, categoryID: category, subject: subject, priority: priority, resume: resume)
             let now = Int(services.clock().timeIntervalSince1970)
             let token = services.tokens.sign(TokenClaims(sub: queued.customerID, role: Role.customer.rawValue, iat: now,
                                                           exp: now + services.configuration.customerTokenTTL, name: name, conv: queued.conversationID))
@@ -80,15 +79,18 @@ struct ConversationsController: Sendable {
             let category = q.get("category_id", as: Int.self)
             // Agents see their own conversations only.
             if caller.role == .agent { agentFilter = Int(caller.id) }
+            // `before` (ms) pages both parts: live conversations by creation, archived ones by close.
+            let beforeMs = q.get("before", as: Int64.self)
             var results: [ConversationView] = []
             if status == nil || status == "waiting" || status == "active" {
-                results += try await store.liveConversations(limit: 1000).filter { view in
+                // Read in pages until `limit` match: never only the newest N of the live set.
+                results += try await store.liveConversations(limit: limit, before: beforeMs) { view in
                     (status == nil || view.status == status) && (category == nil || view.categoryId == String(category!))
                         && (agentFilter == nil || view.agent?.id == String(agentFilter!))
                 }
             }
-            if status == nil || status == "closed" || status == "abandoned" {
-                let before = q.get("before", as: Int64.self).map { Date(timeIntervalSince1970: Double($0) / 1000) }
+            if results.count < limit, status == nil || status == "closed" || status == "abandoned" {
+                let before = beforeMs.map { Date(timeIntervalSince1970: Double($0) / 1000) }
                 let archived = try await archive.conversations(status: status, categoryID: category, agentID: agentFilter, limit: limit, before: before)
                 let live = Set(results.map(\.id))
                 results += archived.filter { !live.contains($0.id) }
@@ -138,6 +140,9 @@ struct ConversationsController: Sendable {
                     throw HelpDeskError(.validationFailed, "agent_id is not an agent")
                 }
                 _ = agent
+                // from the queue (or the own team) to an agent of the own team only
+                try await store.requireTeamScope(context.caller, conversationID: id)
+                try await store.requireTeamScope(context.caller, agentID: String(body.agentId))
             }
             let view = try await store.pick(agentID: String(body.agentId), conversationID: id, mode: "assign", actorID: context.caller.id)
             return try Response.json(view)
@@ -161,6 +166,9 @@ struct ConversationsController: Sendable {
             }
             let note = try Validate.text(body.note ?? "", field: "note", max: 500, min: 0)
             let category = try await body.categoryId.asyncMap { try await validCategory($0) }
+            // a supervisor moves its own team's conversations, to its own team or a queue
+            try await store.requireTeamScope(context.caller, conversationID: id)
+            try await store.requireTeamScope(context.caller, agentID: body.agentId.map(String.init))
             _ = try await store.transfer(conversationID: id, actor: context.caller, agentID: body.agentId.map(String.init), category: category, note: note)
             return try Response.json(try await store.conversation(id))
         }
@@ -196,7 +204,19 @@ struct ConversationsController: Sendable {
         authenticated.get("queue") { request, context in
             try context.require(.agent, .supervisor, .admin)
             let category = request.uri.queryParameters.get("category_id", as: Int.self).map(String.init)
-            return try Response.json(try await store.waiting(category: category))
+            guard context.caller.role == .agent else { return try Response.json(try await store.waiting(category: category)) }
+            // An agent sees the queues it serves (all when it has no categories, as pick.lua), and
+            // no e-mail address: that comes with an assignment (issue 10 #18).
+            guard let agent = try await users.find(id: try staffID(context.caller)) else { throw HelpDeskError(.unauthorized, "account no longer exists") }
+            let serves = Set(agent.categoryIds.map(String.init))
+            var waiting: [ConversationView]
+            if let category {
+                waiting = serves.isEmpty || serves.contains(category) ? try await store.waiting(category: category) : []
+            } else {
+                waiting = try await store.waiting(category: nil).filter { serves.isEmpty || serves.contains($0.categoryId) }
+            }
+            for i in waiting.indices { waiting[i].customer.email = nil }
+            return try Response.json(waiting)
         }
 
         authenticated.post("queue/pick") { request, context in

@@ -1,4 +1,5 @@
 import Foundation
+import HelpDeskCore
 import Hummingbird
 import Metrics
 import PostgresClient
@@ -11,6 +12,10 @@ struct HealthController: Sendable {
     let postgres: PostgresPool
     let nodeID: String
     let drain: DrainState
+    /// `/metrics` answers only to `Authorization: Bearer <token>`; without a token configured it
+    /// is off (404): behind a proxy every request comes from the proxy's address, so "local only"
+    /// would mean public.
+    var metricsToken: String? = nil
 
     struct Readiness: Encodable {
         var status: String
@@ -35,7 +40,12 @@ struct HealthController: Sendable {
                 Readiness(status: ready ? "ready" : "unavailable", nodeId: nodeID, redis: r ? "up" : "down", postgres: p ? "up" : "down"),
                 status: ready ? .ok : .serviceUnavailable)
         }
-        router.get("metrics") { _, _ in
+        router.get("metrics") { request, _ in
+            guard let metricsToken else { throw HelpDeskError(.notFound, "metrics are off; set HELPDESK_METRICS_TOKEN to scrape them") }
+            let presented = request.headers[.authorization].flatMap { $0.lowercased().hasPrefix("bearer ") ? String($0.dropFirst(7)) : nil }
+            guard let presented, secretsMatch(presented, metricsToken) else {
+                throw HelpDeskError(.unauthorized, "metrics need Authorization: Bearer <HELPDESK_METRICS_TOKEN>")
+            }
             var bytes: [UInt8] = []
             Metrics.registry.emit(into: &bytes)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))

@@ -9,12 +9,16 @@ public struct RedisKeys: Sendable {
         self.prefix = prefix
     }
 
-    /// Failed logins for one e-mail in the current window (STRING counter with expiry).
-    public func loginFailuresByEmail(_ email: String) -> String { prefix + "rl:login:email:" + email }
+    /// Failed logins for one e-mail from one IP in the current window (STRING counter with expiry).
+    /// Never per e-mail alone: a stranger elsewhere must not be able to lock the account out.
+    public func loginFailuresByEmailAndIP(_ email: String, _ ip: String) -> String { prefix + "rl:login:ipemail:" + ip + "|" + email }
     /// Failed logins from one IP in the current window.
     public func loginFailuresByIP(_ ip: String) -> String { prefix + "rl:login:ip:" + ip }
     /// Chats started from one IP in the current window.
     public func conversationStartsByIP(_ ip: String) -> String { prefix + "rl:start:ip:" + ip }
+    /// WebSocket tickets issued to one user / to one IP in the current window.
+    public func ticketsByUser(_ id: String) -> String { prefix + "rl:ticket:user:" + id }
+    public func ticketsByIP(_ ip: String) -> String { prefix + "rl:ticket:ip:" + ip }
     /// Single-use WebSocket tickets (STRING holding the token, 30 s).
     public func wsTicket(_ ticket: String) -> String { prefix + "ticket:" + ticket }
 

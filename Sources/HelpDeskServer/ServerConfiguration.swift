@@ -25,7 +25,7 @@ public struct ServerConfiguration: Sendable {
     public var accessTokenTTL: Int
     /// Refresh-token lifetime, seconds.
     public var refreshTokenTTL: Int
-    /// Failed logins allowed per e-mail and per IP within `loginWindowSeconds`.
+    /// Failed logins allowed per e-mail from one IP, and per IP, within `loginWindowSeconds`.
     public var loginLimitPerEmail: Int
     public var loginLimitPerIP: Int
     public var loginWindowSeconds: Int
@@ -72,6 +72,14 @@ public struct ServerConfiguration: Sendable {
     /// Chat messages one socket may send a second, and in one burst.
     public var socketMessageRate: Double = 20
     public var socketMessageBurst: Double = 100
+    /// WebSocket tickets one user, and one IP, may get per `ticketWindowSeconds`.
+    public var ticketLimitPerUser: Int = 30
+    public var ticketLimitPerIP: Int = 300
+    public var ticketWindowSeconds: Int = 60
+    /// Messages one conversation may hold; past it a send is refused (`conversation_full`).
+    public var maxMessagesPerConversation: Int = 10_000
+    /// Bearer token `/metrics` asks for; unset: `/metrics` answers 404 (nothing is public by default).
+    public var metricsToken: String? = nil
 
     /// Reads the environment. Missing values get development defaults, except the JWT secret,
     /// which must be set (at least 16 bytes).
@@ -90,6 +98,11 @@ public struct ServerConfiguration: Sendable {
         guard let open = prefix.firstIndex(of: "{"), let close = prefix[open...].firstIndex(of: "}"),
               prefix.index(after: open) < close else {
             throw HelpDeskError(.validationFailed, "HELPDESK_KEY_PREFIX must contain a non-empty {hash tag}, e.g. hd:{default}:")
+        }
+        func positive(_ name: String, _ fallback: Int) throws -> Int {
+            let value = try int(name, fallback)
+            guard value > 0 else { throw HelpDeskError(.validationFailed, "\(name) must be a positive integer, got \(value)") }
+            return value
         }
         func double(_ name: String, _ fallback: Double) throws -> Double {
             guard let text = env[name] else { return fallback }
@@ -137,7 +150,12 @@ public struct ServerConfiguration: Sendable {
             maxSocketsPerUser: try int("HELPDESK_MAX_SOCKETS_PER_USER", 20),
             socketOutboundBytes: try int("HELPDESK_SOCKET_OUTBOUND_BYTES", 1 << 20),
             socketMessageRate: try double("HELPDESK_SOCKET_MESSAGE_RATE", 20),
-            socketMessageBurst: try double("HELPDESK_SOCKET_MESSAGE_BURST", 100)
+            socketMessageBurst: try double("HELPDESK_SOCKET_MESSAGE_BURST", 100),
+            ticketLimitPerUser: try positive("HELPDESK_TICKET_LIMIT_PER_USER", 30),
+            ticketLimitPerIP: try positive("HELPDESK_TICKET_LIMIT_PER_IP", 300),
+            ticketWindowSeconds: try positive("HELPDESK_TICKET_WINDOW", 60),
+            maxMessagesPerConversation: try positive("HELPDESK_MAX_MESSAGES_PER_CONVERSATION", 10_000),
+            metricsToken: env["HELPDESK_METRICS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         )
         switch env["HELPDESK_FLUSH_ENABLED"] ?? "1" {
         case "1", "true": configuration.flushEnabled = true

@@ -5,6 +5,8 @@ import Hummingbird
 /// `/api/v1/users`: admins manage staff accounts; supervisors read their own agents.
 struct UsersController: Sendable {
     let users: UserStore
+    /// For keeping an agent's team in Redis in step (supervisors act within their team).
+    var store: LiveStore? = nil
 
     struct CreateBody: Decodable {
         var email: String
@@ -98,6 +100,7 @@ struct UsersController: Sendable {
                 active: body.active,
                 categoryIDs: body.categoryIds)
             guard let user = try await users.update(id: id, changes) else { throw HelpDeskError(.notFound, "no user \(id)") }
+            if body.supervisorId != nil { try await store?.updateSupervisor(agentID: String(id), supervisorID: user.supervisorId.map(String.init) ?? "") }
             return try Response.json(user)
         }
         group.delete("users/:id") { _, context in

@@ -26,7 +26,8 @@ struct CallTests {
         let cluster = try await TestCluster()
         defer { Task { await cluster.shutdown() } }
         let (id, customer, agent, _) = try await activeChat(cluster)
-        let supervisor = try await cluster.staff("sue@example.com", role: .supervisor, on: try await cluster.startNode("node-c"))
+        // an admin: it may monitor any team's conversation (a supervisor only its own team's)
+        let supervisor = try await cluster.staff("sue@example.com", role: .admin, on: try await cluster.startNode("node-c"))
         let board = try await TestSocket.connect("ws://127.0.0.1:\((try await cluster.startNode("node-d")).port)/ws", token: supervisor.token)
         _ = try await board.request("JOIN_CONVERSATION", ["conversation_id": id])
 
@@ -134,6 +135,11 @@ struct CallTests {
         defer { Task { await cluster.shutdown() } }
         let a = try await cluster.startNode()
         let chat = try await cluster.startChat(on: a)
+        // credentials go to participants of an active conversation only (issue 10 #15)
+        let agent = try await cluster.staff("agent@example.com", on: a)
+        let agentSocket = try await TestSocket.connect(a.wsURL, token: agent.token)
+        #expect(try await agentSocket.request("PICK", ["conversation_id": chat.id]).event == "ACK")
+        defer { Task { await agentSocket.close() } }
         let (status, body) = try await HTTP.request("GET", a.url + "/api/v1/rtc/ice-servers", token: chat.token)
         #expect(status == 200)
         let servers = try #require(body["ice_servers"] as? [[String: Any]])

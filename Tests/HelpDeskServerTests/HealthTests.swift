@@ -88,13 +88,24 @@ struct HealthTests {
         }
     }
 
-    @Test("metrics are exposed in Prometheus format")
+    @Test("metrics are exposed in Prometheus format, to the metrics token only")
     func metrics() async throws {
-        let node = try await TestNode.make()
+        let node = try await TestNode.make(["HELPDESK_METRICS_TOKEN": "scrape-me-0123456789"])
         try await node.test { client in
             _ = try await client.json(.get, "/healthz")
-            let text = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            let text = try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer scrape-me-0123456789"]) {
+                String(buffer: $0.body)
+            }
             #expect(text.contains("hb_requests"))
+            let anonymous = try await client.json(.get, "/metrics")
+            #expect(anonymous.status == 401 && anonymous.body.errorCode == "unauthorized")
+            #expect(try await client.json(.get, "/metrics", token: "wrong").status == 401)
+        }
+        // Without a token configured, metrics are off.
+        let off = try await TestNode.make()
+        try await off.test { client in
+            let response = try await client.json(.get, "/metrics")
+            #expect(response.status == 404 && response.body.errorCode == "not_found")
         }
     }
 

@@ -64,7 +64,8 @@ struct HostileClientTests {
 
     @Test("a client that stops reading is closed with 4008 while its neighbour gets everything")
     func slowReaderIsClosed() async throws {
-        let cluster = try await TestCluster(overrides: ["HELPDESK_SOCKET_OUTBOUND_BYTES": "65536"])
+        // A bound a reading client never reaches on a busy box, which the slow one passes at once.
+        let cluster = try await TestCluster(overrides: ["HELPDESK_SOCKET_OUTBOUND_BYTES": "262144"])
         let a = try await cluster.startNode()
         defer { Task { await cluster.shutdown() } }
         let agent = try await cluster.staff("agent@example.com", on: a)
@@ -77,10 +78,10 @@ struct HostileClientTests {
         let hub = a.services.parts.hub
         try await waitUntil("the slow socket joined") { hub.allSessions().contains { $0.caller.role == .customer && hub.isJoined($0, conversationID: chat.id) } }
 
-        // 400 frames of 32 KB on the conversation's channel: far more than the kernel's buffers
-        // and the 64 KB outbound bound hold for a client that reads nothing.
+        // 400 frames of 16 KB on the conversation's channel: far more than the kernel's buffers
+        // and the 256 KB outbound bound hold for a client that reads nothing.
         let redis = cluster.redis()
-        let filler = String(repeating: "y", count: 32_000)
+        let filler = String(repeating: "y", count: 16_000)
         let channel = a.services.keys.conversationChannel(chat.id)
         for i in 0..<400 {
             _ = try await redis.send("PUBLISH", channel, "event|a|-\n{\"event\":\"FILLER\",\"data\":{\"n\":\(i),\"x\":\"\(filler)\"}}")

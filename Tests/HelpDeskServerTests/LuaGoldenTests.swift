@@ -113,7 +113,8 @@ struct LuaGoldenTests {
 
         let a = try await store.enqueue(name: "Cleo", email: "cleo@example.com", categoryID: "7", subject: "Billing", priority: "normal")
         #expect(a.created && a.position == 1)
-        let again = try await store.enqueue(name: "Cleo", email: "cleo@example.com", categoryID: "7", subject: "Billing", priority: "normal")
+        let again = try await store.enqueue(name: "Cleo", email: "cleo@example.com", categoryID: "7", subject: "Billing", priority: "normal",
+                                            resume: a.conversationID)
         #expect(!again.created && again.conversationID == a.conversationID && again.position == 1)
         let b = try await store.enqueue(name: "Dan", email: "dan@example.com", categoryID: "8", subject: "Login", priority: "high")
         let cleo = ScriptFixture.customer(a.customerID), dan = ScriptFixture.customer(b.customerID)

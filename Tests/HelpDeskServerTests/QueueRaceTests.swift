@@ -88,7 +88,7 @@ struct QueueRaceTests {
         let a = try await cluster.startNode()
         defer { Task { await cluster.shutdown() } }
         let supervisor = try await cluster.staff("sue@example.com", role: .supervisor, on: a)
-        let agent = try await cluster.staff("agent@example.com", on: a)
+        let agent = try await cluster.staff("agent@example.com", supervisor: "sue@example.com", on: a)
         let agentSocket = try await TestSocket.connect(a.wsURL, token: agent.token)
         let chat = try await cluster.startChat(on: a)
         let customer = try await TestSocket.connect(a.wsURL, token: chat.token)

@@ -10,7 +10,8 @@ struct RealtimeBadInputTests {
         let cluster = try await TestCluster()
         let a = try await cluster.startNode()
         defer { Task { await cluster.shutdown() } }
-        let owner = try await cluster.staff("owner@example.com", on: a)
+        let supervisor = try await cluster.staff("sue@example.com", role: .supervisor, on: a)
+        let owner = try await cluster.staff("owner@example.com", supervisor: "sue@example.com", on: a)
         let other = try await cluster.staff("other@example.com", on: a)
         let chat = try await cluster.startChat(on: a)
         let stranger = try await cluster.startChat(on: a)
@@ -47,8 +48,7 @@ struct RealtimeBadInputTests {
         #expect(try await ownerSocket.request("CLOSE_CONVERSATION", ["conversation_id": chat.id]).code == "conversation_closed")
         #expect(try await redis.send("XLEN", streamKey).int == 0)
 
-        // A supervisor may monitor any conversation and write internal notes the customer never sees.
-        let supervisor = try await cluster.staff("sue@example.com", role: .supervisor, on: a)
+        // A supervisor may monitor its team's conversations and write internal notes the customer never sees.
         let second = try await cluster.startChat(on: a)
         let secondCustomer = try await TestSocket.connect(a.wsURL, token: second.token)
         #expect(try await ownerSocket.request("PICK", ["conversation_id": second.id]).event == "ACK")
@@ -153,10 +153,10 @@ struct RealtimeBadInputTests {
         #expect(status == 200)
         #expect(again["conversation_id"] as? String == first.id)
         #expect(again["customer_token"] is String)
-        // ...but knowing the e-mail alone gets no token for someone else's chat.
-        let (refused, error) = try await HTTP.request("POST", a.url + "/api/v1/conversations", body: ["name": "Mallory", "email": "same@example.com"])
-        #expect(refused == 409)
-        #expect(error["customer_token"] == nil)
-        #expect(try await cluster.redis().send("ZCARD", cluster.prefix + "queue:0").int == 1)
+        // ...but knowing the e-mail alone gets a chat of one's own, never someone else's (issue 10 #11).
+        let (separate, other) = try await HTTP.request("POST", a.url + "/api/v1/conversations", body: ["name": "Mallory", "email": "same@example.com"])
+        #expect(separate == 201)
+        #expect(other["conversation_id"] as? String != first.id)
+        #expect(try await cluster.redis().send("ZCARD", cluster.prefix + "queue:0").int == 2)
     }
 }

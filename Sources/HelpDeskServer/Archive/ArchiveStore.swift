@@ -172,10 +172,12 @@ struct ArchiveStore: Sendable {
         let customerParameters: [(any PostgresEncodable)?] = [PostgresArray(customers.ids), PostgresArray(customers.emails), PostgresArray(customers.names)]
         let hasMessages = !m.id.isEmpty, hasEvents = !e.id.isEmpty
         try await pool.transaction { connection in
+            // The first name given for an e-mail stays: anyone may start a chat with any address,
+            // so a later chat's name must not rename the customer (issue 10 #11).
             try connection.query("""
                 INSERT INTO customers (id, email, name)
                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
-                ON CONFLICT (lower(email)) DO UPDATE SET name = EXCLUDED.name, updated_at = now()
+                ON CONFLICT (lower(email)) DO UPDATE SET updated_at = now()
                 """, customerParameters)
             try connection.query("""
                 INSERT INTO conversations (id, customer_id, category_id, subject, priority, status, agent_id,

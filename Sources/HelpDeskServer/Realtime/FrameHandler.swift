@@ -225,8 +225,8 @@ struct FrameHandler {
         return (conversation, call)
     }
 
-    /// Customers join their own conversation; agents the ones assigned to them; supervisors and
-    /// admins any (to monitor).
+    /// Customers join their own conversation; agents the ones assigned to them; supervisors those
+    /// of the queue and of their own team, admins any (to monitor).
     private func authorizeJoin(_ id: String) async throws {
         switch caller.role {
         case .customer:
@@ -235,7 +235,8 @@ struct FrameHandler {
             guard let view = try await store.conversation(id) else { throw HelpDeskError(.notFound, "no such live conversation") }
             guard view.agent?.id == caller.id else { throw HelpDeskError(.forbidden, "this conversation is not assigned to you") }
         case .supervisor, .admin:
-            guard try await store.conversation(id) != nil else { throw HelpDeskError(.notFound, "no such live conversation") }
+            guard let view = try await store.conversation(id) else { throw HelpDeskError(.notFound, "no such live conversation") }
+            try await store.requireTeamScope(caller, agentID: view.agent?.id)
         }
     }
 

@@ -18,6 +18,8 @@ struct LiveStore: Sendable {
     /// Scripts take time from Redis's clock (one clock for every node). Tests that move time set
     /// this; its value is then passed as every script's `now` override (ARGV[1]).
     var scriptClock: (@Sendable () -> Date)? = nil
+    /// Messages a conversation may hold (`HELPDESK_MAX_MESSAGES_PER_CONVERSATION`); send.lua refuses more.
+    var maxMessagesPerConversation = 10_000
 
     var now: Int64 { epochMillis(clock()) }
 
@@ -55,20 +57,21 @@ struct LiveStore: Sendable {
         var status: String
     }
 
-    /// enqueue.lua: a new waiting conversation, or the e-mail's open one.
-    func enqueue(name: String, email: String, categoryID: String, subject: String, priority: String) async throws -> Enqueued {
+    /// enqueue.lua: a new waiting conversation, or the caller's own open one (`resume`: the
+    /// conversation of the customer token the request carried, if any).
+    func enqueue(name: String, email: String, categoryID: String, subject: String, priority: String, resume: String? = nil) async throws -> Enqueued {
         let id = UUID().uuidString.lowercased()
         let newCustomer = UUID().uuidString.lowercased()
         let reply = try await runFresh("enqueue") {
-            // the e-mail's open conversation and its queue, if it has one
+            // the e-mail's open conversation, and the caller's own with its queue, if any
             let open = try await redis.send("HGET", keys.customer(email), "conv").string
-            var openCategory = ""
-            if let open { openCategory = try await redis.send("HGET", keys.conversation(open), "category_id").string ?? "" }
+            var resumeCategory = ""
+            if let resume { resumeCategory = try await redis.send("HGET", keys.conversation(resume), "category_id").string ?? "" }
             return ([keys.conversation(id), keys.events(id), keys.customer(email), keys.queue(categoryID), keys.queues,
                      keys.liveConversations, keys.customersSeen, keys.queueChannel,
-                     keys.conversation(open ?? id), keys.queue(open == nil ? categoryID : openCategory)],
+                     keys.conversation(resume ?? id), keys.queue(resume == nil ? categoryID : resumeCategory), keys.conversation(open ?? id)],
                     [nowOverride, id, newCustomer, name, email, categoryID, subject, priority,
-                     String(Self.priorityBoost[priority] ?? 0), open ?? "", openCategory])
+                     String(Self.priorityBoost[priority] ?? 0), resume ?? "", resumeCategory, open ?? ""])
         }
         let r = reply.array ?? []
         guard r.count == 6, r[0].string == "ok", let conv = r[1].string, let customer = r[4].string else {
@@ -188,8 +191,11 @@ struct LiveStore: Sendable {
     /// send.lua: store and publish one message.
     func send(conversationID: String, sender: Caller, text: String, clientMsgID: String, isInternal: Bool) async throws -> Sent {
         let id = conversationID
+        // a supervisor writes (notes) only into its own team's conversations and the queue's (#16)
+        if sender.role == .supervisor { try await requireTeamScope(sender, conversationID: id) }
         let reply = try await scripts.run("send", keys: [keys.conversation(id), keys.messages(id), keys.dedupe(id), keys.conversationChannel(id)], arguments: [
             nowOverride, id, sender.id, sender.role.rawValue, sender.name, text, clientMsgID, isInternal ? "1" : "0",
+            String(maxMessagesPerConversation),
         ], on: redis)
         let r = reply.array ?? []
         guard r.first?.string == "ok", r.count == 4, let id = r[1].string else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
@@ -199,6 +205,8 @@ struct LiveStore: Sendable {
     /// close.lua: close, end its call, and queue for archiving with a new close generation.
     func close(conversationID: String, actor: Caller, resolution: String) async throws {
         let id = conversationID
+        // REST and socket closes both come here: a supervisor closes only its own team's (#16).
+        try await requireTeamScope(actor, conversationID: id)
         let reply = try await runFresh("close") {
             let read = try await redis.send("HMGET", keys.conversation(id), "customer_email", "category_id", "agent_id").array ?? []
             let email = read.first?.string ?? "", category = read.count > 1 ? read[1].string ?? "" : ""
@@ -428,6 +436,7 @@ struct LiveStore: Sendable {
         case "queue_empty": return HelpDeskError(.notFound, "nobody is waiting")
         case "not_found": return HelpDeskError(.notFound, "no such conversation")
         case "conversation_closed": return HelpDeskError(.conversationClosed, "the conversation is closed")
+        case "conversation_full": return HelpDeskError(.conversationFull, "this conversation holds as many messages as it may; start a new chat")
         case "forbidden": return HelpDeskError(.forbidden, "you are not a participant of this conversation")
         default: return HelpDeskError(.internalError, "unexpected script reply \(code ?? "nil")")
         }

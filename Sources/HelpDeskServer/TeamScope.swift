@@ -1,0 +1,32 @@
+import Foundation
+import HelpDeskCore
+import RedisClient
+
+/// Supervisors act on the queue and on their own team (the agents whose supervisor they are);
+/// admins everywhere (issue 10 #16). The team is the agent hash's `supervisor_id`, the same one
+/// presence and escalations are routed by (agent_connect.lua writes it, `PATCH /users` keeps it).
+extension LiveStore {
+    /// Throws `forbidden` when `caller` is a supervisor and `agentID` (an agent, or nil/empty for
+    /// the queue) is outside its team. Other roles pass: their scripts check what they may do.
+    func requireTeamScope(_ caller: Caller, agentID: String?) async throws {
+        guard caller.role == .supervisor, let agentID, !agentID.isEmpty else { return }
+        let supervisor = try await redis.send("HGET", keys.agent(agentID), "supervisor_id").string
+        guard supervisor == caller.id else {
+            throw HelpDeskError(.forbidden, "that agent is in another supervisor's team")
+        }
+    }
+
+    /// The same for a conversation: waiting ones (the queue) pass, others by their agent's team.
+    func requireTeamScope(_ caller: Caller, conversationID: String) async throws {
+        guard caller.role == .supervisor else { return }
+        let agent = try await redis.send("HGET", keys.conversation(conversationID), "agent_id").string
+        try await requireTeamScope(caller, agentID: agent)
+    }
+
+    /// Keeps an agent's team in Redis in step with its account, if the agent ever connected.
+    func updateSupervisor(agentID: String, supervisorID: String) async throws {
+        if try await redis.send("EXISTS", keys.agent(agentID)).int == 1 {
+            try await redis.send("HSET", keys.agent(agentID), "supervisor_id", supervisorID)
+        }
+    }
+}
