@@ -78,13 +78,17 @@ struct HostileClientTests {
         let hub = a.services.parts.hub
         try await waitUntil("the slow socket joined") { hub.allSessions().contains { $0.caller.role == .customer && hub.isJoined($0, conversationID: chat.id) } }
 
-        // 400 frames of 16 KB on the conversation's channel: far more than the kernel's buffers
-        // and the 256 KB outbound bound hold for a client that reads nothing.
+        // 400 frames of 16 KB on the conversation's channel, 20 at a time, each batch once the
+        // reading neighbour has the previous one (it is never far behind): far more than the
+        // kernel's buffers and the 256 KB outbound bound hold for the client that reads nothing.
         let redis = cluster.redis()
         let filler = String(repeating: "y", count: 16_000)
         let channel = a.services.keys.conversationChannel(chat.id)
-        for i in 0..<400 {
-            _ = try await redis.send("PUBLISH", channel, "event|a|-\n{\"event\":\"FILLER\",\"data\":{\"n\":\(i),\"x\":\"\(filler)\"}}")
+        for batch in 0..<20 {
+            for i in (batch * 20)..<(batch * 20 + 20) {
+                _ = try await redis.send("PUBLISH", channel, "event|a|-\n{\"event\":\"FILLER\",\"data\":{\"n\":\(i),\"x\":\"\(filler)\"}}")
+            }
+            try await waitUntil("the neighbour has batch \(batch)", within: .seconds(20)) { agentSocket.count("FILLER") >= batch * 20 + 20 }
         }
         try await waitUntil("the slow socket is closed", within: .seconds(15)) {
             !hub.allSessions().contains { $0.caller.role == .customer }
