@@ -26,7 +26,9 @@ swift build -c release --product helpdesk
 swift build -c release --product helpdesk-bench
 bin=$(swift build -c release --show-bin-path)
 mkdir -p "$data"
-scripts/services.sh up "$data" "$REDIS_PORT" "$PG_PORT" helpdesk
+# Disposable data: Redis without persistence (a leftover append-only file would make Redis answer
+# LOADING for a while), PostgreSQL without fsync (as the test services).
+scripts/services.sh up "$data" "$REDIS_PORT" "$PG_PORT" helpdesk test
 redis_pid=$(cat "$data/redis/redis.pid")
 export HELPDESK_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 export HELPDESK_DATABASE_URL=postgresql://postgres@127.0.0.1:$PG_PORT/helpdesk
