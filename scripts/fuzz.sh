@@ -29,6 +29,7 @@ for target in $targets; do
     mkdir -p "$work"
     log=Fuzz/.artifacts/$target.log
     echo "fuzz: $target for ${seconds}s (log $log)"
+    touch "Fuzz/.artifacts/.$target.start"
     # New inputs go to the first directory; the committed corpus (second) is only read. Every
     # corpus input runs first, so a regression input in it fails at once.
     "$bin/$exe" -max_total_time="$seconds" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
@@ -40,7 +41,8 @@ for target in $targets; do
         status=1
         echo "fuzz: $target FAILED (exit $rc); the end of its log:"
         grep -v -E '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)' "$log" | tail -40
-        ls -1 Fuzz/.artifacts/"$target"-* 2>/dev/null | sed 's/^/fuzz: reproduce with '"$bin\/$exe"' /'
+        find Fuzz/.artifacts -name "$target-*" -newer "Fuzz/.artifacts/.$target.start" \
+            -exec echo "fuzz: reproduce with SWIFT_BACKTRACE=enable=no $bin/$exe" {} \;
     elif [ "${FUZZ_MERGE:-0}" = 1 ]; then
         "$bin/$exe" -merge=1 -max_len="$max_len" "Fuzz/corpus/$target" "$work" >>"$log" 2>&1 || status=1
         echo "fuzz: $target corpus now $(ls "Fuzz/corpus/$target" | wc -l) inputs"

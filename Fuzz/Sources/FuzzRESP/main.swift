@@ -4,6 +4,10 @@ import NIOCore
 import NIOEmbedded
 import RedisClient
 
+/// A decoder that refused everything would pass every check below: make sure it decodes.
+var known = ByteBuffer(string: "*3\r\n$5\r\nhello\r\n*1\r\n:-2\r\n$-1\r\n")
+precondition((try? RESPDecoder().feed(&known)) == [.array([.bulkString(Array("hello".utf8)), .array([.integer(-2)]), .null])], "RESPDecoder self-check")
+
 /// SwiftPM gives this target a Swift main; it hands over to libFuzzer's driver.
 var argc = CommandLine.argc
 var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
