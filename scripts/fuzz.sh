@@ -11,13 +11,19 @@ targets=${FUZZ_TARGETS:-"client_frame resp"}
 # Debug: a clean build is ~1.5 CPU-minutes (release ~4); the targets are fast enough either way.
 config=${FUZZ_CONFIG:-debug}
 
-swift build --package-path Fuzz -c "$config" 2>&1 | grep -v 'warning: Cannot export' || exit 1
+mkdir -p Fuzz/.artifacts
+# (ld.gold warns about every ASan symbol it cannot export: noise, kept out of the output.)
+if ! swift build --package-path Fuzz -c "$config" >Fuzz/.artifacts/build.log 2>&1; then
+    grep -v 'warning: Cannot export' Fuzz/.artifacts/build.log | tail -40
+    echo "fuzz: FAILED (build)"
+    exit 1
+fi
+grep -E '^Build complete' Fuzz/.artifacts/build.log
 bin=Fuzz/.build/$config
 
 # The Swift runtime's backtracer and ASan both want the crash; let ASan and libFuzzer report it.
 export SWIFT_BACKTRACE=enable=no
 export ASAN_OPTIONS=${ASAN_OPTIONS:-handle_abort=1}
-mkdir -p Fuzz/.artifacts
 status=0
 for target in $targets; do
     case $target in

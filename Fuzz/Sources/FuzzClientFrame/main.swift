@@ -125,7 +125,7 @@ func matches(_ ours: JSONValue, _ theirs: Any) -> Bool {
         return d == n.doubleValue
     case .string(let s):
         guard let t = theirs as? String else { return false }
-        return sameScalars(s, t) || sameScalars(droppingBOM(s), t)
+        return sameScalars(s, t) || sameScalars(droppingBOM(s), droppingBOM(t))
     case .array(let items):
         guard let t = theirs as? [Any], t.count == items.count else { return false }
         return zip(items, t).allSatisfy { matches($0, $1) }
@@ -138,17 +138,21 @@ func matches(_ ours: JSONValue, _ theirs: Any) -> Bool {
 func sameObject(_ pairs: [(String, JSONValue)], _ theirs: [String: Any], key: (String) -> String) -> Bool {
     var lastWins: [String: JSONValue] = [:]
     for (k, v) in pairs { lastWins[key(k)] = v }
-    guard lastWins.count == theirs.count else { return false }
-    return lastWins.allSatisfy { k, v in theirs[k].map { matches(v, $0) } ?? false }
+    var theirsByKey: [String: Any] = [:]
+    for (k, v) in theirs { theirsByKey[key(k)] = v }
+    guard lastWins.count == theirsByKey.count else { return false }
+    return lastWins.allSatisfy { k, v in theirsByKey[k].map { matches(v, $0) } ?? false }
 }
 
 func sameScalars(_ a: String, _ b: String) -> Bool { a.unicodeScalars.elementsEqual(b.unicodeScalars) }
 
 /// Foundation's defect, not ours (found by this target): JSONSerialization drops a raw U+FEFF
-/// at the start of a string (`"\u{FEFF}a"` reads as `"a"`; the escape `\\ufeff` is kept), so
-/// keys `"\u{FEFF}k"` and `"k"` even collide. Ours keeps every scalar, as RFC 8259 says.
+/// at the start of a string and right after an escape sequence (`"\u{FEFF}a"` and
+/// `"\\n\u{FEFF}a"` lose it; the escape `\\ufeff` is kept), so keys `"\u{FEFF}k"` and `"k"` even
+/// collide. Ours keeps every scalar, as RFC 8259 says; compare without U+FEFF as a fallback.
 func droppingBOM(_ s: String) -> String {
-    s.unicodeScalars.first == "\u{FEFF}" ? String(String.UnicodeScalarView(s.unicodeScalars.dropFirst())) : s
+    guard s.unicodeScalars.contains("\u{FEFF}") else { return s }
+    return String(String.UnicodeScalarView(s.unicodeScalars.filter { $0 != "\u{FEFF}" }))
 }
 
 func isBoolean(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }
