@@ -8,8 +8,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-300}
 targets=${FUZZ_TARGETS:-"client_frame resp"}
-# Debug: a clean build is ~1.5 CPU-minutes (release ~4); the targets are fast enough either way.
-config=${FUZZ_CONFIG:-debug}
+# Release: a clean build costs the same CPU as debug here (~2.5 CPU-minutes, swift-nio's NIOCore
+# included) and runs the targets 2-5 times faster.
+config=${FUZZ_CONFIG:-release}
 
 mkdir -p Fuzz/.artifacts
 # (ld.gold warns about every ASan symbol it cannot export: noise, kept out of the output.)
