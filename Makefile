@@ -1,6 +1,6 @@
 # HelpDesk. `make run` serves one node on http://127.0.0.1:8080; `make test` runs every test.
 SHELL := /bin/bash
-.PHONY: all deps build run cluster test bench stop clean
+.PHONY: all deps build run cluster test fuzz bench stop clean
 
 all: build
 
@@ -19,6 +19,11 @@ cluster: build
 
 test: deps
 	scripts/test.sh
+
+# libFuzzer targets (Fuzz/: client frames, RESP replies), FUZZ_SECONDS each (default 300);
+# FUZZ_MERGE=1 merges inputs that add coverage into Fuzz/corpus. `make test` runs them for 25 s.
+fuzz: deps
+	scripts/fuzz.sh
 
 # Release build, two nodes, every bench and Redis's ceilings (BENCHMARKS.md). ARGS="..." runs only the relay with those options.
 bench: deps

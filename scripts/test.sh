@@ -19,6 +19,8 @@ status=0
 # One test at a time: in parallel runs the suite twice stalled with every thread idle (a lock
 # ordering problem under investigation, see the closing note); a bound turns any hang into a failure.
 timeout 1500 swift test --skip-build --no-parallel 2>&1 | tee "$HELPDESK_TEST_OUTPUT/swift-test.log" || status=1
+# Fuzzing: each libFuzzer target over its committed corpus, then 25 s of new inputs (`make fuzz`: 5 min).
+FUZZ_SECONDS=${FUZZ_SECONDS:-25} scripts/fuzz.sh 2>&1 | tee "$HELPDESK_TEST_OUTPUT/fuzz-test.log" || status=1
 # Browser tests: two real nodes of the binary just built, Debian's Chromium driven by Playwright.
 tests/browser/run.sh 2>&1 | tee "$HELPDESK_TEST_OUTPUT/browser-test.log" || status=1
 # Calls: WebRTC between two pages, nodes and databases in a loopback-only network namespace.

@@ -6,14 +6,28 @@ import NIOCore
 /// The reader keeps its own buffer, so every byte handed to `decode` is consumed and fed to it;
 /// then every complete reply is fired at once (several may arrive in one read).
 /// The C reader is owned by this one non-Sendable decoder, which lives on one channel.
+///
+/// hiredis allocates an array's element pointers as soon as it reads the header, so
+/// `*2147483647\r\n` (13 bytes) asks for 16 GiB at once, and siblings and nesting multiply that
+/// (found by Fuzz/FuzzRESP). One reply may therefore announce at most `maxReplyElements` array
+/// slots in all (`defaultMaxReplyElements` unless a test asks for less); past that the reader
+/// fails with a protocol error and the connection is dropped, as for any other invalid reply.
 public final class RESPDecoder: ByteToMessageDecoder {
     public typealias InboundOut = RESPValue
 
-    private let reader: UnsafeMutablePointer<redisReader>
+    /// Array slots one reply may announce, counted over all its (nested) arrays: 16 Mi, 128 MiB
+    /// of pointers, far above any reply we ask for (a page of a stream, a queue with scores).
+    public static let defaultMaxReplyElements = 1 << 24
 
-    public init() {
+    private let reader: UnsafeMutablePointer<redisReader>
+    private let budget: ElementBudget
+
+    public init(maxReplyElements: Int = RESPDecoder.defaultMaxReplyElements) {
+        budget = ElementBudget(limit: maxReplyElements)
         guard let reader = redisReaderCreate() else { fatalError("hiredis: out of memory creating a reader") }
         self.reader = reader
+        reader.pointee.fn = boundedReplyFunctions
+        reader.pointee.privdata = Unmanaged.passUnretained(budget).toOpaque()
     }
 
     deinit {
@@ -46,6 +60,7 @@ public final class RESPDecoder: ByteToMessageDecoder {
             var raw: UnsafeMutableRawPointer? = nil
             guard redisReaderGetReply(reader, &raw) == REDIS_OK else { throw self.readerError() }
             guard let raw else { break }
+            budget.used = 0
             let reply = raw.assumingMemoryBound(to: redisReply.self)
             values.append(Self.convert(reply))
             freeReplyObject(raw)
@@ -54,6 +69,7 @@ public final class RESPDecoder: ByteToMessageDecoder {
     }
 
     private func readerError() -> RedisError {
+        if budget.exceeded { return RedisError(.protocolError, "a reply announced more than \(budget.limit) array elements") }
         let text = withUnsafeBytes(of: reader.pointee.errstr) { raw in
             String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
         }
@@ -82,3 +98,36 @@ public final class RESPDecoder: ByteToMessageDecoder {
         }
     }
 }
+
+/// What one reply in progress has announced so far; hiredis hands it to `createArray` through the
+/// reader's `privdata` (copied into every read task).
+final class ElementBudget {
+    let limit: Int
+    var used = 0
+    var exceeded = false
+    init(limit: Int) { self.limit = limit }
+}
+
+/// hiredis's own reply functions (read off a reader it made) with `createArray` wrapped to keep
+/// the budget. A NULL from `createArray` makes hiredis fail the reader ("out of memory").
+private nonisolated(unsafe) let hiredisReplyFunctions: redisReplyObjectFunctions = {
+    guard let reader = redisReaderCreate() else { fatalError("hiredis: out of memory creating a reader") }
+    defer { redisReaderFree(reader) }
+    return reader.pointee.fn.pointee
+}()
+
+private nonisolated(unsafe) let boundedReplyFunctions: UnsafeMutablePointer<redisReplyObjectFunctions> = {
+    let functions = UnsafeMutablePointer<redisReplyObjectFunctions>.allocate(capacity: 1)
+    functions.initialize(to: hiredisReplyFunctions)
+    functions.pointee.createArray = { task, elements in
+        guard let task, let privdata = task.pointee.privdata else { return nil }
+        let budget = Unmanaged<ElementBudget>.fromOpaque(privdata).takeUnretainedValue()
+        budget.used += Int(elements)
+        guard budget.used <= budget.limit else {
+            budget.exceeded = true
+            return nil
+        }
+        return hiredisReplyFunctions.createArray(task, elements)
+    }
+    return functions
+}()

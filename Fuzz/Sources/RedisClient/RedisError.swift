@@ -1,0 +1,1 @@
+../../../Sources/RedisClient/RedisError.swift
