@@ -171,4 +171,23 @@ struct HostileClientTests {
         }
         #expect(raw.readUntilClosed(timeout: .seconds(10)).closed, "the server dropped the connection")
     }
+
+    @Test("a user's sockets on a node share one message budget: more sockets do not send more")
+    func messageBudgetPerUser() async throws {
+        // Five messages and (practically) no refill, per socket and per user.
+        let cluster = try await TestCluster(overrides: ["HELPDESK_SOCKET_MESSAGE_RATE": "0.001", "HELPDESK_SOCKET_MESSAGE_BURST": "5"])
+        let a = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let chat = try await cluster.startChat(on: a)
+        let first = try await TestSocket.connect(a.wsURL, token: chat.token)
+        let second = try await TestSocket.connect(a.wsURL, token: chat.token)
+        for n in 0..<5 {
+            #expect(try await first.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "m\(n)", "client_msg_id": "a\(n)"]).event == "ACK")
+        }
+        // The second socket's own bucket is full, the user's is empty.
+        #expect(try await second.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "more", "client_msg_id": "b0"]).code == "rate_limited")
+        #expect(try await cluster.redis().send("XLEN", a.services.keys.messages(chat.id)).int == 5)
+        await first.close()
+        await second.close()
+    }
 }

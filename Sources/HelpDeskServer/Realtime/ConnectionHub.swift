@@ -23,6 +23,8 @@ final class ConnectionHub: Sendable {
         var subscriptions = SubscriptionCounts()
         /// Sockets per client IP on this node.
         var ipSockets: [String: Int] = [:]
+        /// Messages per user on this node, whatever socket they come from (dropped with the user's last socket).
+        var userMessages: [String: TokenBucket] = [:]
     }
 
     /// Sockets one IP, and one user, may hold on this node (`HELPDESK_MAX_SOCKETS_PER_IP`, `_PER_USER`).
@@ -121,6 +123,7 @@ final class ConnectionHub: Sendable {
             state.userSockets[userKey]?.remove(session.id)
             guard state.userSockets[userKey]?.isEmpty == true else { return false }
             state.userSockets.removeValue(forKey: userKey)
+            state.userMessages.removeValue(forKey: userKey)
             if session.isStaff, state.subscriptions.release(keys.userChannel(session.caller.id)) {
                 unsubscribe.append(keys.userChannel(session.caller.id))
             }
@@ -137,6 +140,15 @@ final class ConnectionHub: Sendable {
     func admits(ip: String, caller: Caller) -> Bool {
         state.withLockedValue { state in
             state.ipSockets[ip, default: 0] < caps.perIP && state.userSockets[Self.userKey(caller), default: []].count < caps.perUser
+        }
+    }
+
+    /// One chat message of this user: its sockets on this node share one bucket, so opening more
+    /// sockets does not multiply the rate.
+    func allowMessage(from caller: Caller) -> Bool {
+        let userKey = Self.userKey(caller)
+        return state.withLockedValue { state in
+            state.userMessages[userKey, default: TokenBucket(rate: caps.messageRate, burst: caps.messageBurst)].take()
         }
     }
 

@@ -53,7 +53,7 @@ struct FrameHandler {
             session.close(.unknown(4001), "token expired: reconnect with a fresh one")
             return
         }
-        if let event = frame.event, !limits.allow(event) {
+        if let event = frame.event, !limits.allow(event) || (event == .sendMessage && !hub.allowMessage(from: caller)) {
             fail(HelpDeskError(.rateLimited, "too many \(event.rawValue) events: slow down"), ref: frame.ref)
             return
         }
