@@ -320,8 +320,14 @@
     const c = openChat(conv, true, true);
     if (c.view.messages.length) return;
     try {
-      const reply = await api.get('/conversations/' + conv.id + '/messages');
-      for (const m of reply.messages) c.view.add(m);
+      // The transcript comes in pages: follow has_more from the last id of each.
+      let after = '';
+      for (;;) {
+        const reply = await api.get('/conversations/' + conv.id + '/messages' + (after ? '?after=' + encodeURIComponent(after) : ''));
+        for (const m of reply.messages) c.view.add(m);
+        if (!reply.has_more || !reply.messages.length) break;
+        after = reply.messages[reply.messages.length - 1].id;
+      }
       if (conv.resolution) c.view.notice('Closed: ' + conv.resolution);
     } catch (e) { c.view.notice('Could not load the transcript: ' + e.message); }
   }

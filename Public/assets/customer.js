@@ -186,9 +186,16 @@
   /** Messages we missed, read over REST (when the chat is already closed). */
   async function catchUpByRest() {
     try {
-      const q = chat.lastId ? '?after=' + encodeURIComponent(chat.lastId) : '';
-      const reply = await api.get('/conversations/' + state.conversation_id + '/messages' + q);
-      for (const m of reply.messages || []) chat.add(m);
+      // The transcript comes in pages: follow has_more from the last id of each.
+      let after = chat.lastId;
+      for (;;) {
+        const q = after ? '?after=' + encodeURIComponent(after) : '';
+        const reply = await api.get('/conversations/' + state.conversation_id + '/messages' + q);
+        const messages = reply.messages || [];
+        for (const m of messages) chat.add(m);
+        if (!reply.has_more || !messages.length) break;
+        after = messages[messages.length - 1].id;
+      }
       save();
     } catch (_) { /* keep what we have */ }
   }

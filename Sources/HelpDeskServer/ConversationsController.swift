@@ -111,13 +111,21 @@ struct ConversationsController: Sendable {
                 guard let id = StreamID(text) else { throw HelpDeskError(.validationFailed, "after is not a message id") }
                 return id
             }
-            // Live conversations read the stream; archived ones PostgreSQL. Same shape either way.
-            var messages = try await store.messages(id, after: afterID?.text)
-            if messages.isEmpty, view.status == "closed" || view.status == "abandoned", try await store.conversation(id) == nil {
-                messages = try await archive.messages(id, after: afterID)
+            // One bounded page (`limit`, default 500, at most 1,000); `has_more` asks for the next
+            // one with `after` = the last id. Live conversations read the stream, archived ones
+            // PostgreSQL: same shape either way.
+            let limit = try Validate.range(request.uri.queryParameters.get("limit").map { text in
+                guard let n = Int(text) else { throw HelpDeskError(.validationFailed, "limit must be a number") }
+                return n
+            } ?? 500, field: "limit", 1...1000)
+            var page = try await store.messagePage(id, after: afterID?.text, count: limit)
+            if page.messages.isEmpty, view.status == "closed" || view.status == "abandoned", try await store.conversation(id) == nil {
+                let archived = try await archive.messages(id, after: afterID, limit: limit + 1)
+                page = (Array(archived.prefix(limit)), archived.count > limit)
             }
-            if !context.caller.isStaff { messages = messages.filter { !$0.isInternal } }
-            return try Response.json(["conversation_id": AnyEncodable(id), "messages": AnyEncodable(messages)])
+            let messages = context.caller.isStaff ? page.messages : page.messages.filter { !$0.isInternal }
+            return try Response.json(["conversation_id": AnyEncodable(id), "messages": AnyEncodable(messages),
+                                      "has_more": AnyEncodable(page.hasMore)])
         }
 
         authenticated.post("conversations/:id/messages") { request, context in

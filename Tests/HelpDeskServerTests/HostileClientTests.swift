@@ -50,6 +50,24 @@ struct HostileClientTests {
         #expect(pages == 3)
         #expect(texts == (0..<450).map { "m\($0)" })
 
+        // REST history is paged the same way: a bounded page, `has_more`, the next from `after`.
+        var restTexts: [String] = []
+        var after = ""
+        var restPages = 0
+        while true {
+            let (status, page) = try await HTTP.request("GET", a.url + "/api/v1/conversations/\(chat.id)/messages?limit=200" + after, token: chat.token)
+            #expect(status == 200)
+            let messages = page["messages"] as? [[String: Any]] ?? []
+            #expect(messages.count <= 200)
+            restTexts += messages.compactMap { $0["text"] as? String }
+            restPages += 1
+            guard page["has_more"] as? Bool == true, let last = messages.last?["id"] as? String, restPages < 10 else { break }
+            after = "&after=" + last
+        }
+        #expect(restPages == 3 && restTexts == texts)
+        let (tooMany, refused) = try await HTTP.request("GET", a.url + "/api/v1/conversations/\(chat.id)/messages?limit=100000", token: chat.token)
+        #expect(tooMany == 400 && (refused["error"] as? [String: Any])?["code"] as? String == "validation_failed")
+
         // Large messages: a page is cut by bytes too, so it always fits the socket's outbound bound.
         let big = try await cluster.startChat(on: a)
         try await fill(cluster, node: a, conversation: big.id, count: 100) { String(repeating: "x", count: 10_000) + "\($0)" }

@@ -257,12 +257,12 @@ struct ArchiveStore: Sendable {
     }
 
     /// Archived messages after `after` (exclusive), in send order.
-    func messages(_ id: String, after: StreamID?) async throws -> [MessageView] {
+    func messages(_ id: String, after: StreamID?, limit: Int) async throws -> [MessageView] {
         try await pool.query("""
             SELECT id, sender_id, sender_role, sender_name, body, client_msg_id, internal,
                    (extract(epoch FROM sent_at) * 1000)::bigint AS sent_ms
-            FROM messages WHERE conversation_id = $1::uuid AND (ms, seq) > ($2, $3) ORDER BY ms, seq
-            """, [id, Int64(after?.ms ?? 0), Int64(after?.seq ?? 0)]).rows.map { row in
+            FROM messages WHERE conversation_id = $1::uuid AND (ms, seq) > ($2, $3) ORDER BY ms, seq LIMIT $4
+            """, [id, Int64(after?.ms ?? 0), Int64(after?.seq ?? 0), Int64(limit)]).rows.map { row in
             MessageView(id: try row.decode("id"),
                         sender: .init(id: try row.decode("sender_id"), role: try row.decode("sender_role"), name: try row.decode("sender_name")),
                         text: try row.decode("body"), sentAt: try row.decode("sent_ms"), clientMsgId: try row.decode("client_msg_id"),

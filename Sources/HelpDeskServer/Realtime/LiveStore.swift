@@ -170,16 +170,16 @@ struct LiveStore: Sendable {
         return try await conversations(ids)
     }
 
-    /// Every message after `after` (exclusive), or all, read in pages.
+    /// Every message after `after` (exclusive), or all, read in pages: for tools and tests; routes
+    /// and sockets read one bounded page (`messagePage`).
     func messages(_ id: String, after: String?) async throws -> [MessageView] {
         var messages: [MessageView] = []
-        var start = after.map { "(" + $0 } ?? "-"
+        var after = after
         while true {
-            let page = (try await redis.send("XRANGE", keys.messages(id), start, "+", "COUNT", "1000").array ?? [])
-                .compactMap(MessageView.init(streamEntry:))
-            messages += page
-            guard page.count == 1000, let last = page.last else { return messages }
-            start = "(" + last.id
+            let page = try await messagePage(id, after: after, count: 1000)
+            messages += page.messages
+            guard page.hasMore, let last = page.messages.last else { return messages }
+            after = last.id
         }
     }
 

@@ -135,7 +135,4 @@ final class PresenceSequencer: Sendable {
             if chains[agentID]?.id == id { chains.removeValue(forKey: agentID) }
         }
     }
-
-    /// Agents with an update queued or running (tests: the map does not grow).
-    var pendingAgents: Int { chains.withLockedValue { $0.count } }
 }

@@ -75,9 +75,6 @@ final class SocketSession: Sendable {
     var requestedClose: (WebSocketErrorCode, String)? { closeCode.withLockedValue { $0 } }
     var isClosed: Bool { requestedClose != nil }
 
-    /// Frames written so far (tests).
-    var framesQueued: Int { outbox.framesQueued }
-
     var isStaff: Bool { caller.isStaff }
     var isSupervisor: Bool { caller.role == .supervisor || caller.role == .admin }
 }
@@ -97,14 +94,11 @@ final class SocketOutbox: @unchecked Sendable {
     private var pendingBytes = 0
     private var flushScheduled = false
     private var closed = false
-    private var queuedTotal = 0
 
     init(channel: (any Channel)?, byteLimit: Int) {
         self.channel = channel
         self.byteLimit = byteLimit
     }
-
-    var framesQueued: Int { lock.withLock { queuedTotal } }
 
     func installWritabilityHandler() {
         guard let channel else { return }
@@ -128,7 +122,6 @@ final class SocketOutbox: @unchecked Sendable {
         }
         pending.append(frame)
         pendingBytes += frame.readableBytes
-        queuedTotal += 1
         schedule = !flushScheduled
         if schedule { flushScheduled = true }
         lock.unlock()
