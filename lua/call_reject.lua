@@ -6,9 +6,8 @@ local now = hd.now(ARGV[1])
 local conv, call_id, user, role, name = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local other, err = hd.call_peer(KEYS[1], user, role)
 if not other then return {'err', err} end
-local call = redis.call('HMGET', KEYS[2], 'call_id', 'state', 'callee_id')
-if call[1] ~= call_id then return {'err', 'not_found'} end
-if user ~= call[3] or call[2] ~= 'ringing' then return {'err', 'forbidden'} end
+local answerable, answer_err = hd.answerable_call(KEYS[2], call_id, user)
+if not answerable then return {'err', answer_err} end
 hd.publish(KEYS[5], 'event', 'u', other, 'CALL_REJECT', {conversation_id = conv, call_id = call_id, from = {id = user, role = role, name = name}})
 hd.end_call(KEYS[2], KEYS[3], KEYS[4], KEYS[5], conv, 'rejected', user, role, name, now)
 return {'ok', call_id}

@@ -169,3 +169,12 @@ function hd.call_peer(conv_key, user, role)
   if c[1] ~= 'active' or not other or other == '' then return nil, 'conversation_closed' end
   return other
 end
+
+--- a call that `user` may answer (accept or reject): this call, ringing, with `user` its callee;
+--- returns nil and the error code otherwise
+function hd.answerable_call(call_key, call_id, user)
+  local call = redis.call('HMGET', call_key, 'call_id', 'state', 'callee_id')
+  if call[1] ~= call_id then return nil, 'not_found' end
+  if user ~= call[3] or call[2] ~= 'ringing' then return nil, 'forbidden' end
+  return true
+end
