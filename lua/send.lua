@@ -2,11 +2,16 @@
 -- client_msg_id, appends to the conversation's stream and publishes, all in one step.
 -- KEYS: 1 conv:<id>  2 conv:<id>:msgs  3 conv:<id>:dedupe  4 ch:conv:<id>
 -- ARGV: now override, conv_id, sender_id, sender_role, sender_name, text, client_msg_id, internal (0|1),
---       max messages in the conversation ('' = no cap)
--- Returns {'ok', message_id, duplicate 0|1, message json} or {'err', code} ('conversation_full' past the cap)
+--       max messages in the conversation ('' = no cap),
+--       the sender's budget in this conversation as GCRA: ms between messages, burst tolerance in ms
+--       ('' = no budget)
+-- Returns {'ok', message_id, duplicate 0|1, message json} or {'err', code} ('conversation_full' past
+-- the cap, 'rate_limited' past the sender's budget)
 local id, sender, role, name, text, client_id, internal = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local conv_key, msgs_key, dedupe_key, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local c = redis.call('HMGET', conv_key, 'status', 'customer_id', 'agent_id', 'first_response_at')
+-- the sender's budget lives in the conversation's hash: one budget across every node, no extra key
+local budget_field = 'budget:' .. sender
+local c = redis.call('HMGET', conv_key, 'status', 'customer_id', 'agent_id', 'first_response_at', budget_field)
 if not c[1] then return {'err', 'not_found'} end
 -- a retry of a message this sender already stored gets its id back, even after a close
 local dedupe_field = sender .. '|' .. client_id
@@ -25,11 +30,23 @@ local cap = tonumber(ARGV[9] or '')
 if cap and redis.call('XLEN', msgs_key) >= cap then return {'err', 'conversation_full'} end
 
 local now = hd.now(ARGV[1])
+-- GCRA: the theoretical arrival time may run ahead of now by at most the burst tolerance
+local interval, tolerance = tonumber(ARGV[10] or ''), tonumber(ARGV[11] or '')
+local budget_at = nil
+if interval and tolerance then
+  local tat = math.max(tonumber(c[5] or '') or 0, now)
+  if tat - now > tolerance then return {'err', 'rate_limited'} end
+  budget_at = tat + interval
+end
 local msg_id = redis.call('XADD', msgs_key, '*',
   'sender_id', sender, 'sender_role', role, 'sender_name', name, 'text', text,
   'client_msg_id', client_id, 'internal', internal, 'sent_at', now)
 redis.call('HSET', dedupe_key, dedupe_field, msg_id)
-redis.call('HSET', conv_key, 'last_message_id', msg_id)
+if budget_at then
+  redis.call('HSET', conv_key, 'last_message_id', msg_id, budget_field, budget_at)
+else
+  redis.call('HSET', conv_key, 'last_message_id', msg_id)
+end
 -- first response = the first reply the customer sees: internal notes do not count
 if role == 'agent' and internal ~= '1' and (not c[4] or c[4] == '') then
   redis.call('HSET', conv_key, 'first_response_at', now)

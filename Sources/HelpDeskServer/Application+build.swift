@@ -66,6 +66,8 @@ struct NodeParts: Sendable {
          clock: @escaping @Sendable () -> Date, logger: Logger, socketCaps: ConnectionHub.Caps, maxMessagesPerConversation: Int = 10_000) {
         var store = LiveStore(redis: redis, scripts: scripts, keys: keys, clock: clock)
         store.maxMessagesPerConversation = maxMessagesPerConversation
+        store.senderMessageRate = socketCaps.messageRate
+        store.senderMessageBurst = socketCaps.messageBurst
         self.store = store
         archive = ArchiveStore(pool: postgres)
         users = UserStore(pool: postgres)

@@ -209,3 +209,35 @@ struct HostileClientTests {
         await second.close()
     }
 }
+
+extension HostileClientTests {
+    @Test("a sender's budget holds across nodes and over REST: spreading sockets over nodes sends no more")
+    func messageBudgetAcrossNodes() async throws {
+        let cluster = try await TestCluster(overrides: ["HELPDESK_SOCKET_MESSAGE_RATE": "0.001", "HELPDESK_SOCKET_MESSAGE_BURST": "5"])
+        let a = try await cluster.startNode()
+        let b = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let chat = try await cluster.startChat(on: a)
+        let onA = try await TestSocket.connect(a.wsURL, token: chat.token)
+        for n in 0..<4 {
+            #expect(try await onA.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "m\(n)", "client_msg_id": "a\(n)"]).event == "ACK")
+        }
+        // Node B's buckets are full, but the conversation's budget for this sender has one message left.
+        let (created, _) = try await HTTP.request("POST", "\(b.url)/api/v1/conversations/\(chat.id)/messages", token: chat.token,
+                                                         body: ["text": "rest", "client_msg_id": "r0"])
+        #expect(created == 201)
+        let onB = try await TestSocket.connect(b.wsURL, token: chat.token)
+        #expect(try await onB.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "more", "client_msg_id": "b0"]).code == "rate_limited")
+        let (status, body) = try await HTTP.request("POST", "\(b.url)/api/v1/conversations/\(chat.id)/messages", token: chat.token,
+                                                           body: ["text": "rest", "client_msg_id": "r1"])
+        #expect(status == 429)
+        #expect((body["error"] as? [String: Any])?["code"] as? String == "rate_limited")
+        // a retry of a stored message is not a new message: it gets its id back
+        let (again, _) = try await HTTP.request("POST", "\(b.url)/api/v1/conversations/\(chat.id)/messages", token: chat.token,
+                                                       body: ["text": "rest", "client_msg_id": "r0"])
+        #expect(again == 200)
+        #expect(try await cluster.redis().send("XLEN", a.services.keys.messages(chat.id)).int == 5)
+        await onA.close()
+        await onB.close()
+    }
+}

@@ -20,6 +20,12 @@ struct LiveStore: Sendable {
     var scriptClock: (@Sendable () -> Date)? = nil
     /// Messages a conversation may hold (`HELPDESK_MAX_MESSAGES_PER_CONVERSATION`); send.lua refuses more.
     var maxMessagesPerConversation = 10_000
+    /// One sender's messages in one conversation, across every node (send.lua keeps the budget in
+    /// the conversation's hash): `HELPDESK_SOCKET_MESSAGE_RATE` a second, bursts of
+    /// `HELPDESK_SOCKET_MESSAGE_BURST`. The node's own buckets refuse floods before they reach Redis;
+    /// this one holds when a client spreads its sockets (or REST calls) over many nodes.
+    var senderMessageRate = 20.0
+    var senderMessageBurst = 100.0
 
     var now: Int64 { epochMillis(clock()) }
 
@@ -195,11 +201,18 @@ struct LiveStore: Sendable {
         if sender.role == .supervisor { try await requireTeamScope(sender, conversationID: id) }
         let reply = try await scripts.run("send", keys: [keys.conversation(id), keys.messages(id), keys.dedupe(id), keys.conversationChannel(id)], arguments: [
             nowOverride, id, sender.id, sender.role.rawValue, sender.name, text, clientMsgID, isInternal ? "1" : "0",
-            String(maxMessagesPerConversation),
+            String(maxMessagesPerConversation), senderBudget.interval, senderBudget.tolerance,
         ], on: redis)
         let r = reply.array ?? []
         guard r.first?.string == "ok", r.count == 4, let id = r[1].string else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
         return Sent(messageID: id, duplicate: r[2].int == 1)
+    }
+
+    /// send.lua's GCRA arguments in ms: the gap between messages and how far ahead a burst may run.
+    var senderBudget: (interval: String, tolerance: String) {
+        guard senderMessageRate > 0 else { return ("", "") }
+        let interval = 1000 / senderMessageRate
+        return (String(interval), String(interval * max(senderMessageBurst - 1, 0)))
     }
 
     /// close.lua: close, end its call, and queue for archiving with a new close generation.
@@ -438,6 +451,7 @@ struct LiveStore: Sendable {
         case "conversation_closed": return HelpDeskError(.conversationClosed, "the conversation is closed")
         case "conversation_full": return HelpDeskError(.conversationFull, "this conversation holds as many messages as it may; start a new chat")
         case "forbidden": return HelpDeskError(.forbidden, "you are not a participant of this conversation")
+        case "rate_limited": return HelpDeskError(.rateLimited, "you are sending messages too fast; slow down")
         default: return HelpDeskError(.internalError, "unexpected script reply \(code ?? "nil")")
         }
     }
