@@ -29,7 +29,10 @@ struct AuthService: Sendable {
     /// Failed attempts are counted per e-mail+IP and per IP; past either limit that IP gets 429, while
     /// the right password from another IP still works (nobody can lock a user out from afar).
     func login(email rawEmail: String, password: String, ip: String) async throws -> SessionTokens {
-        let email = rawEmail.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        // the same check as when the account was made: a control character (a NUL that libpq would
+        // cut short) or a malformed address is a 400, never a fresh rate-limit counter per variant
+        let email = try Validate.email(rawEmail)
+        guard password.utf8.count <= 1024 else { throw HelpDeskError(.validationFailed, "password is too long") }
         let limitKeys = [keys.loginFailuresByEmailAndIP(email, ip), keys.loginFailuresByIP(ip)]
         let window = String(configuration.loginWindowSeconds * 1000)
         let limits = [String(configuration.loginLimitPerEmail), String(configuration.loginLimitPerIP)]
