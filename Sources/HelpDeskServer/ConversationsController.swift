@@ -77,8 +77,9 @@ struct ConversationsController: Sendable {
             let status = q.get("status")
             var agentFilter = q.get("agent_id", as: Int.self)
             let category = q.get("category_id", as: Int.self)
-            // Agents see their own conversations only.
+            // Agents see their own conversations only; supervisors their team's and the queue's (#16).
             if caller.role == .agent { agentFilter = Int(caller.id) }
+            let team = caller.role == .supervisor ? try await teamAgents(of: caller) : nil
             // `before` (ms) pages both parts: live conversations by creation, archived ones by close.
             let beforeMs = q.get("before", as: Int64.self)
             var results: [ConversationView] = []
@@ -87,11 +88,13 @@ struct ConversationsController: Sendable {
                 results += try await store.liveConversations(limit: limit, before: beforeMs) { view in
                     (status == nil || view.status == status) && (category == nil || view.categoryId == String(category!))
                         && (agentFilter == nil || view.agent?.id == String(agentFilter!))
+                        && (team == nil || view.agent.map { team!.contains($0.id) } ?? true)
                 }
             }
             if results.count < limit, status == nil || status == "closed" || status == "abandoned" {
                 let before = beforeMs.map { Date(timeIntervalSince1970: Double($0) / 1000) }
-                let archived = try await archive.conversations(status: status, categoryID: category, agentID: agentFilter, limit: limit, before: before)
+                let archived = try await archive.conversations(status: status, categoryID: category, agentID: agentFilter,
+                                                               teamOf: team == nil ? nil : Int(caller.id), limit: limit, before: before)
                 let live = Set(results.map(\.id))
                 results += archived.filter { !live.contains($0.id) }
             }
@@ -239,7 +242,7 @@ struct ConversationsController: Sendable {
             try context.require(.supervisor, .admin)
             var agents = try await store.agents()
             if context.caller.role == .supervisor {
-                let mine = Set(try await users.list(supervisorID: try staffID(context.caller)).map { String($0.id) })
+                let mine = try await teamAgents(of: context.caller)
                 agents = agents.filter { mine.contains($0["id"] ?? "") }
             }
             return try Response.json(agents.map(PresenceView.init))
@@ -256,12 +259,22 @@ struct ConversationsController: Sendable {
 
     /// The conversation if the caller may read it: its customer, its agent, supervisors and admins.
     /// Anyone else gets 404, so ids cannot be probed.
+    /// The ids of a supervisor's agents (its team), from the accounts.
+    func teamAgents(of supervisor: Caller) async throws -> Set<String> {
+        guard let id = Int(supervisor.id) else { return [] }
+        return Set(try await users.list(supervisorID: id).map { String($0.id) })
+    }
+
     func readable(_ id: String, caller: Caller) async throws -> ConversationView {
         let view: ConversationView?
         if let live = try await store.conversation(id) { view = live } else { view = try await archive.conversation(id) }
         guard let view else { throw HelpDeskError(.notFound, "no such conversation") }
         switch caller.role {
-        case .admin, .supervisor: return view
+        case .admin: return view
+        case .supervisor:
+            // the own team's conversations and the queue's (#16)
+            guard let agent = view.agent?.id, try await !teamAgents(of: caller).contains(agent) else { return view }
+            throw HelpDeskError(.forbidden, "that conversation is in another supervisor's team")
         case .agent where view.agent?.id == caller.id: return view
         case .customer where caller.conversationID == id: return view
         default: throw HelpDeskError(.notFound, "no such conversation")

@@ -188,7 +188,7 @@ struct HardeningTests {
 
     // MARK: #16 supervisors' teams
 
-    @Test("#16: a supervisor assigns, transfers, monitors, writes and closes within its own team and the queue")
+    @Test("#16: a supervisor reads, assigns, transfers, monitors, writes and closes within its own team and the queue")
     func supervisorsActWithinTheirTeam() async throws {
         let cluster = try await TestCluster()
         let a = try await cluster.startNode()
@@ -214,6 +214,16 @@ struct HardeningTests {
         let note = try await supervisor.request("SEND_MESSAGE", ["conversation_id": y.id, "text": "psst", "client_msg_id": "s1", "internal": true])
         #expect(note.event == "ERROR" && note.code == "forbidden")
         #expect(try await supervisor.request("SEND_MESSAGE", ["conversation_id": x.id, "text": "ok", "client_msg_id": "s2", "internal": true]).event == "ACK")
+        // Read over REST: the own team's chat and the queue, not another team's (nor in the list).
+        #expect(try await Self.call("GET", base + x.id, token: sue.token).status == 200)
+        #expect(try await Self.call("GET", base + z.id + "/messages", token: sue.token).status == 200)
+        let other = try await Self.call("GET", base + y.id, token: sue.token)
+        #expect(other.status == 403 && Self.code(other.json) == "forbidden")
+        #expect(try await Self.call("GET", base + y.id + "/messages", token: sue.token).status == 403)
+        let listed = Set(try await Self.call("GET", a.url + "/api/v1/conversations?limit=500", token: sue.token).array.compactMap { $0["id"] as? String })
+        #expect(listed.isSuperset(of: [x.id, z.id]) && !listed.contains(y.id))
+        let all = Set(try await Self.call("GET", a.url + "/api/v1/conversations?limit=500", token: admin.token).array.compactMap { $0["id"] as? String })
+        #expect(all.isSuperset(of: [x.id, y.id, z.id]))
         // Close, over REST and the socket; transfer; assign to another team's agent: all refused.
         let close = try await Self.call("POST", base + y.id + "/close", token: sue.token)
         #expect(close.status == 403 && Self.code(close.json) == "forbidden")
@@ -348,6 +358,11 @@ struct HardeningTests {
         #expect(try await Self.call("POST", a.url + "/api/v1/conversations/\(chat.id)/escalate", token: agent.token, body: ["note": "help"]).status == 200)
         #expect(try await socket.request("CLOSE_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
         #expect(try await Self.call("POST", a.url + "/api/v1/conversations/\(chat.id)/rating", token: chat.token, body: ["rating": 2]).status == 200)
+        let pool = cluster.postgres()
+        @Sendable func archivedRating() async throws -> Int? {
+            try await pool.query("SELECT rating FROM conversations WHERE id = $1::uuid", [chat.id]).first?.optional("rating", as: Int.self)
+        }
+        try await waitUntil("round one archived with its rating", within: .seconds(15)) { try await archivedRating() == 2 }
 
         // Round two, a while later: its own first response, rating and escalation.
         try await Task.sleep(for: .milliseconds(300))
@@ -364,10 +379,11 @@ struct HardeningTests {
         #expect(try await socket.request("CLOSE_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
         #expect(try await Self.call("POST", a.url + "/api/v1/conversations/\(chat.id)/rating", token: chat.token, body: ["rating": 5]).status == 200)
 
-        let pool = cluster.postgres()
         try await waitUntil("archived after the second close", within: .seconds(15)) {
             try await pool.query("SELECT count(*) AS n FROM messages").first!.decode("n", as: Int.self) == 4
         }
+        // the archive holds the latest round's rating, not the first one's
+        try await waitUntil("round two's rating archived", within: .seconds(15)) { try await archivedRating() == 5 }
         let summary = try await Self.call("GET", a.url + "/api/v1/analytics/summary", token: admin.token)
         let firstResponse = try #require(summary.json["average_first_response_s"] as? Double)
         let handle = try #require(summary.json["average_handle_s"] as? Double)

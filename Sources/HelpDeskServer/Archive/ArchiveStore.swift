@@ -195,9 +195,10 @@ struct ArchiveStore: Sendable {
                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, agent_id = EXCLUDED.agent_id,
                     assigned_at = EXCLUDED.assigned_at, first_response_at = EXCLUDED.first_response_at,
                     closed_at = EXCLUDED.closed_at, closed_by = EXCLUDED.closed_by, resolution = EXCLUDED.resolution,
-                    rating = coalesce(conversations.rating, EXCLUDED.rating),
-                    rating_comment = CASE WHEN conversations.rating IS NULL THEN EXCLUDED.rating_comment ELSE conversations.rating_comment END,
-                    rated_at = coalesce(conversations.rated_at, EXCLUDED.rated_at)
+                    rating = CASE WHEN \(Self.newerRound) THEN EXCLUDED.rating ELSE coalesce(EXCLUDED.rating, conversations.rating) END,
+                    rating_comment = CASE WHEN \(Self.newerRound) OR EXCLUDED.rating IS NOT NULL THEN EXCLUDED.rating_comment
+                                          ELSE conversations.rating_comment END,
+                    rated_at = CASE WHEN \(Self.newerRound) THEN EXCLUDED.rated_at ELSE coalesce(EXCLUDED.rated_at, conversations.rated_at) END
                 """, conversationParameters)
             if hasMessages {
                 try connection.query("""
@@ -218,6 +219,10 @@ struct ArchiveStore: Sendable {
             }
         }
     }
+
+    /// A reopened conversation archived again: the row is the latest round's, rating included (a
+    /// rating is given once per round); within one round a flush without the rating keeps it.
+    private static let newerRound = "EXCLUDED.closed_at > conversations.closed_at"
 
     private static let selectConversation = """
         SELECT c.id::text AS id, c.status, c.customer_id::text AS customer_id, cu.name AS customer_name, cu.email AS customer_email,
@@ -248,12 +253,15 @@ struct ArchiveStore: Sendable {
     }
 
     /// Archived conversations, newest first, filtered.
-    func conversations(status: String?, categoryID: Int?, agentID: Int?, limit: Int, before: Date?) async throws -> [ConversationView] {
+    /// `teamOf`: only conversations without an agent or with an agent of this supervisor's team.
+    func conversations(status: String?, categoryID: Int?, agentID: Int?, teamOf supervisorID: Int? = nil, limit: Int, before: Date?) async throws -> [ConversationView] {
         try await pool.query(Self.selectConversation + """
              WHERE ($1::text IS NULL OR c.status = $1) AND ($2::bigint IS NULL OR c.category_id = $2)
                AND ($3::bigint IS NULL OR c.agent_id = $3) AND ($4::timestamptz IS NULL OR c.closed_at < $4)
+               AND ($6::bigint IS NULL OR c.agent_id IS NULL
+                    OR c.agent_id IN (SELECT t.id FROM users t WHERE t.supervisor_id = $6))
              ORDER BY c.closed_at DESC LIMIT $5
-            """, [status, categoryID, agentID, before, limit]).rows.map(Self.view)
+            """, [status, categoryID, agentID, before, limit, supervisorID]).rows.map(Self.view)
     }
 
     /// Archived messages after `after` (exclusive), in send order.
