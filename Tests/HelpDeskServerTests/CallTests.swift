@@ -90,6 +90,15 @@ struct CallTests {
         #expect(try await customer.request("CALL_END", ["conversation_id": id, "call_id": "c1"]).code == "not_found")
         #expect(try await customer.request("CALL_INVITE", ["conversation_id": id, "call_id": "bad id!", "media": "audio"]).code == "validation_failed")
         #expect(try await customer.request("CALL_INVITE", ["conversation_id": id, "call_id": "c2", "media": "hologram"]).code == "validation_failed")
+        // issue 10 #17: another customer's token (bound to its own conversation) cannot call into this one
+        let node = try await cluster.startNode("node-c")
+        let stranger = try await cluster.startChat(on: node)
+        let strangerSocket = try await TestSocket.connect(node.wsURL, token: stranger.token, label: "stranger")
+        for event in ["CALL_INVITE", "CALL_ACCEPT", "CALL_END", "RTC_SIGNAL"] {
+            let reply = try await strangerSocket.request(event, ["conversation_id": id, "call_id": "c2", "media": "audio", "signal": ["type": "offer"]])
+            #expect(reply.code == "forbidden", "\(event)")
+        }
+        await strangerSocket.close()
         // Closing the conversation ends a running call.
         #expect(try await customer.request("CALL_INVITE", ["conversation_id": id, "call_id": "c3", "media": "audio"]).event == "ACK")
         _ = try await agent.request("CALL_ACCEPT", ["conversation_id": id, "call_id": "c3"])
