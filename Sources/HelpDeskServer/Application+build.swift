@@ -1,7 +1,7 @@
 import Foundation
 import HelpDeskCore
 import Hummingbird
-import HummingbirdWebSocket
+import HummingbirdCore
 import Logging
 import NIOCore
 import PostgresClient
@@ -123,6 +123,18 @@ func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
     return router
 }
 
+/// HTTP/1 through the router, and `/ws` upgrades run on the event loops (`SocketServerChannel`).
+func socketServer(router: Router<AppRequestContext>, sockets: WebSocketController) -> HTTPServerBuilder {
+    let upgradeResponder = router.buildResponder()
+    return HTTPServerBuilder { responder in
+        SocketServerChannel(
+            responder: responder,
+            respondToUpgrade: { request, context in try await upgradeResponder.respond(to: request, context: context) },
+            startSocket: { channel, upgrade in try sockets.startSocket(channel: channel, upgrade: upgrade) },
+            maxFrameSize: WebSocketController.maxFrameSize)
+    }
+}
+
 /// A node: migrates PostgreSQL, loads the Lua scripts, then serves HTTP and WebSocket.
 public func buildApplication(
     _ services: NodeServices, migrate: Bool = true, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
@@ -136,9 +148,7 @@ public func buildApplication(
     let configuration = services.configuration
     var app = Application(
         router: router,
-        server: .http1WebSocketUpgrade(
-            webSocketRouter: router,
-            configuration: .init(ws: .init(maxFrameSize: WebSocketController.maxFrameSize, autoPing: .enabled(timePeriod: .seconds(20))))),
+        server: socketServer(router: router, sockets: WebSocketController(hub: parts.hub, store: parts.store, users: parts.users, services: services)),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "helpdesk"),
         onServerRunning: onServerRunning,
         logger: services.logger)

@@ -1,13 +1,13 @@
 import HelpDeskCore
 import Hummingbird
-import HummingbirdWebSocket
 import NIOCore
 
-/// The context of every request: Hummingbird's core storage, the WebSocket handler slot, and the
+/// The context of every request: Hummingbird's core storage, the WebSocket upgrade slot, and the
 /// caller once `BearerAuthMiddleware` has verified a token.
-public struct AppRequestContext: RequestContext, WebSocketRequestContext {
+public struct AppRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
-    public let webSocket: WebSocketHandlerReference<Self>
+    /// Where the `/ws` route leaves its decision for `SocketServerChannel`.
+    let socketUpgrade = SocketUpgradeSlot()
     /// The TCP peer, for per-IP limits.
     public let remoteAddress: SocketAddress?
     /// The connection: after a WebSocket upgrade, the socket's outbox writes frames to it directly.
@@ -19,7 +19,6 @@ public struct AppRequestContext: RequestContext, WebSocketRequestContext {
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
-        self.webSocket = .init()
         self.remoteAddress = source.channel.remoteAddress
         self.channel = source.channel
         self.caller = nil

@@ -177,6 +177,12 @@ final class ConnectionHub: Sendable {
         }
     }
 
+    /// Pings sockets quiet for 20 s and closes those quiet for 60 s (three missed pings): a client
+    /// gone without closing must not hold its presence (one sweep per heartbeat, no timer per socket).
+    func keepalive() {
+        for session in allSessions() { session.keepalive(pingAfter: 20_000, closeAfter: 60_000) }
+    }
+
     /// Every local socket: drain on shutdown, resync after a Redis loss.
     func allSessions() -> [SocketSession] { state.withLockedValue { Array($0.sessions.values) } }
 

@@ -1,6 +1,6 @@
 import Foundation
 import HelpDeskCore
-import HummingbirdWebSocket
+import NIOCore
 import Logging
 import RedisClient
 
@@ -31,15 +31,17 @@ struct FrameHandler {
 
     var caller: Caller { session.caller }
 
-    mutating func handle(_ message: WebSocketMessage) async {
-        guard case .text(let text) = message else {
+    /// One whole client message (`isText`: a text frame).
+    mutating func handle(_ data: ByteBuffer, isText: Bool) async {
+        guard isText else {
             fail(HelpDeskError(.badRequest, "frames must be text holding one JSON object"), ref: nil)
             return
         }
-        guard text.utf8.count <= WebSocketController.maxFrameBytes else {
+        guard data.readableBytes <= WebSocketController.maxFrameBytes else {
             fail(HelpDeskError(.payloadTooLarge, "frames are limited to \(WebSocketController.maxFrameBytes) bytes"), ref: nil)
             return
         }
+        let text = String(buffer: data)
         let frame: ClientFrame
         do {
             frame = try ClientFrame(text: text)

@@ -30,6 +30,7 @@ struct PresenceService: Service {
     /// One heartbeat and one sweep.
     func tick() async {
         hub.closeExpired(now: Int(Date().timeIntervalSince1970))
+        hub.keepalive()
         do {
             let (agents, waiting) = hub.heartbeatSubjects()
             let lost = try await store.heartbeat(node: nodeID, nodeTTL: Self.ms(nodeTTL), agents: agents, waitingConversations: waiting)

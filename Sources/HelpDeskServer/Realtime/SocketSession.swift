@@ -1,5 +1,4 @@
 import HelpDeskCore
-import HummingbirdWebSocket
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOWebSocket
@@ -22,19 +21,21 @@ final class SocketSession: Sendable {
     let remoteIP: String
     private let outbox: SocketOutbox
     private let closer: @Sendable (WebSocketErrorCode, String) -> Void
+    private let keepaliveCheck: @Sendable (_ pingAfter: UInt64, _ closeAfter: UInt64) -> Void
     private let closeCode = NIOLockedValueBox<(WebSocketErrorCode, String)?>(nil)
 
-    /// A session writing to `channel` (the upgraded WebSocket channel); `closer` sends the close
-    /// frame through the WebSocket library's own state machine.
+    /// A session writing to `channel` (the upgraded WebSocket channel); `closer` writes the close
+    /// frame (on the event loop, after what is queued); `keepalive` pings a quiet client.
     init(id: Int, caller: Caller, categories: Set<String>, remoteIP: String, channel: any Channel, outboundByteLimit: Int,
-         closer: @escaping @Sendable (WebSocketErrorCode, String) -> Void) {
+         closer: @escaping @Sendable (WebSocketErrorCode, String) -> Void,
+         keepalive: @escaping @Sendable (_ pingAfter: UInt64, _ closeAfter: UInt64) -> Void) {
         self.id = id
         self.remoteIP = remoteIP
         self.caller = caller
         self.categories = categories
         self.outbox = SocketOutbox(channel: channel, byteLimit: outboundByteLimit)
         self.closer = closer
-        outbox.installWritabilityHandler()
+        self.keepaliveCheck = keepalive
     }
 
     /// A session that writes nowhere (unit tests of routing).
@@ -45,7 +46,14 @@ final class SocketSession: Sendable {
         self.categories = categories
         self.outbox = SocketOutbox(channel: nil, byteLimit: 1 << 20)
         self.closer = { _, _ in }
+        self.keepaliveCheck = { _, _ in }
     }
+
+    /// The kernel takes bytes again: write what waited.
+    func outboxWritable() { outbox.flush() }
+
+    /// Pings the client after `pingAfter` ms of silence; closes it after `closeAfter`.
+    func keepalive(pingAfter: UInt64, closeAfter: UInt64) { keepaliveCheck(pingAfter, closeAfter) }
 
     /// Queues a frame; past the byte limit the socket is closed (4008).
     func send(_ text: String) {
@@ -84,7 +92,7 @@ final class SocketSession: Sendable {
 /// Producers on any thread append under a lock; the first append of a tick schedules one flush
 /// on the channel's event loop, which writes every queued frame and flushes once. While the
 /// channel is not writable (the kernel's buffer is full) frames stay here and count against the
-/// limit; the writability handler resumes the flush.
+/// limit; `SocketChannelHandler` resumes the flush when the channel is writable again.
 final class SocketOutbox: @unchecked Sendable {
     private let channel: (any Channel)?
     private let byteLimit: Int
@@ -98,14 +106,6 @@ final class SocketOutbox: @unchecked Sendable {
     init(channel: (any Channel)?, byteLimit: Int) {
         self.channel = channel
         self.byteLimit = byteLimit
-    }
-
-    func installWritabilityHandler() {
-        guard let channel else { return }
-        let handler = WritabilityHandler(outbox: self)
-        channel.eventLoop.execute {
-            try? channel.pipeline.syncOperations.addHandler(handler, position: .first)
-        }
     }
 
     /// False when the frame would pass the byte limit (the caller closes the socket).
@@ -168,18 +168,6 @@ final class SocketOutbox: @unchecked Sendable {
             if !dropPending { self.flush() }
             sendClose()
             channel.eventLoop.scheduleTask(in: SocketSession.closeGrace) { channel.close(promise: nil) }
-        }
-    }
-
-    /// Resumes flushing when the kernel takes bytes again.
-    private final class WritabilityHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
-        typealias InboundIn = NIOAny
-        let outbox: SocketOutbox
-        init(outbox: SocketOutbox) { self.outbox = outbox }
-
-        func channelWritabilityChanged(context: ChannelHandlerContext) {
-            if context.channel.isWritable { outbox.flush() }
-            context.fireChannelWritabilityChanged()
         }
     }
 }

@@ -1,13 +1,13 @@
 import Foundation
 import HelpDeskCore
 import Hummingbird
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOWebSocket
 import PostgresClient
 
-/// `/ws` and `/api/v1/ws-tickets`: authenticates the upgrade, then runs one socket's session.
+/// `/ws` and `/api/v1/ws-tickets`: decides an upgrade, then starts and ends each socket's session
+/// (its frames are `SocketConnection`'s and `FrameHandler`'s).
 struct WebSocketController: Sendable {
     let hub: ConnectionHub
     let store: LiveStore
@@ -33,31 +33,45 @@ struct WebSocketController: Sendable {
 
         router.group("ws")
             .add(middleware: WebSocketAuthMiddleware(services: services))
-            .ws { _, context in
+            .get { request, context in
+                // The upgrade itself is SocketServerChannel's: this route only decides (and says why not).
+                guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+                    throw HelpDeskError(.badRequest, "/ws is a WebSocket: send an upgrade request")
+                }
                 // A draining node takes no new sockets; the client retries through the balancer.
                 guard !services.drain.isDraining else { throw HelpDeskError(.unavailable, "this node is shutting down; reconnect") }
                 guard let caller = context.caller else { throw HelpDeskError(.unauthorized, "a ticket or bearer token is required") }
                 guard hub.admits(ip: context.clientIP, caller: caller) else {
                     throw HelpDeskError(.rateLimited, "too many sockets from this address or for this user")
                 }
-                return .upgrade([:])
-            } onUpgrade: { inbound, outbound, context in
-                guard let caller = context.requestContext.caller else { return }
-                await self.run(caller: caller, remoteIP: context.requestContext.clientIP, channel: context.requestContext.channel,
-                               inbound: inbound, outbound: outbound, logger: context.logger)
+                context.socketUpgrade.set(SocketUpgrade(caller: caller, clientIP: context.clientIP))
+                return Response(status: .ok)
             }
     }
 
-    /// One socket, from HELLO to close.
-    func run(caller: Caller, remoteIP: String, channel: any Channel, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger) async {
+    /// Installs an upgraded socket's handlers (on its event loop); the connection starts at once.
+    func startSocket(channel: any Channel, upgrade: SocketUpgrade) throws {
+        let connection = SocketConnection(upgrade: upgrade, channel: channel, controller: self, logger: services.logger)
+        try channel.pipeline.syncOperations.addHandlers([
+            // fragments into whole messages, bounded in size and count
+            NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 256, maxAccumulatedFrameSize: Self.maxFrameSize),
+            SocketChannelHandler(connection: connection),
+        ])
+    }
+
+    /// A socket's start: the account's current state (agents), the session, HELLO; a customer
+    /// follows its own conversation from the start. Nil when the socket is refused.
+    func start(_ connection: SocketConnection) async -> SocketSession? {
+        let caller = connection.upgrade.caller
         var categories: Set<String> = []
         var capacity = "-", categoryList = "-", supervisor = "-", name = caller.name
         if caller.role == .agent, let id = Int(caller.id) {
             // The account's current capacity and categories; if PostgreSQL is down, Redis keeps the last known.
             if let user = try? await users.find(id: id) {
                 guard user.active else {
-                    try? await outbound.close(.policyViolation, reason: "account deactivated")
-                    return
+                    connection.channel.eventLoop.execute { connection.sendClose(.policyViolation, "account deactivated") }
+                    connection.channel.eventLoop.scheduleTask(in: SocketSession.closeGrace) { connection.channel.close(promise: nil) }
+                    return nil
                 }
                 capacity = String(user.capacity)
                 categoryList = user.categoryIds.map(String.init).joined(separator: ",")
@@ -66,13 +80,10 @@ struct WebSocketController: Sendable {
                 name = user.name
             }
         }
-        // Frames go out through the session's outbox, written on the channel's event loop; only the
-        // close frame goes through the WebSocket library, whose state machine must see it.
-        let session = SocketSession(id: hub.makeSessionID(), caller: caller, categories: categories, remoteIP: remoteIP, channel: channel,
-                                   outboundByteLimit: hub.caps.outboundBytes) { code, reason in
-            Task { try? await outbound.close(code, reason: reason) }
-        }
-
+        let session = SocketSession(id: hub.makeSessionID(), caller: caller, categories: categories, remoteIP: connection.upgrade.clientIP,
+                                    channel: connection.channel, outboundByteLimit: hub.caps.outboundBytes,
+                                    closer: { [weak connection] code, reason in connection?.sendClose(code, reason) },
+                                    keepalive: { [weak connection] ping, close in connection?.keepalive(pingAfter: ping, closeAfter: close) })
         do {
             var status: String?
             if caller.role == .agent {
@@ -92,21 +103,9 @@ struct WebSocketController: Sendable {
                 user: .init(id: caller.id, role: caller.role.rawValue, name: name, status: status),
                 serverTime: epochMillis(services.clock()))))
             if caller.role == .customer, let conversation = caller.conversationID {
-                // A customer follows its own conversation from the start (assignment, close, queue position).
                 try await hub.join(session, conversationID: conversation, lastMessageID: nil, sendHistory: false)
                 if let view = try await store.conversation(conversation), view.status == "waiting" {
                     hub.trackWaiting(session, conversationID: conversation, category: view.categoryId)
-                }
-            }
-            var handler = FrameHandler(session: session, hub: hub, store: store, logger: logger)
-            handler.callTimeout = services.configuration.callTimeoutSeconds
-            for try await message in inbound.messages(maxSize: Self.maxFrameSize) {
-                // A socket the server closed acts no more, whatever its client keeps sending.
-                if session.isClosed { break }
-                await handler.handle(message)
-                if handler.shouldClose {
-                    session.close(.policyViolation, "too many invalid frames")
-                    break
                 }
             }
         } catch let error as HelpDeskError where error.code == .rateLimited {
@@ -114,8 +113,17 @@ struct WebSocketController: Sendable {
             session.send(ServerFrame.error(error, ref: nil))
             session.close(.policyViolation, error.message)
         } catch {
-            logger.debug("socket ended", metadata: ["error": "\(error)"])
+            services.logger.debug("socket start failed", metadata: ["error": "\(error)"])
+            session.close(.unknown(1011), "could not start: reconnect")
         }
+        return session
+    }
+
+    /// A socket's end (its connection is gone): out of the registry; an agent's last socket on this
+    /// node leaves presence (behind its earlier presence updates).
+    func finish(_ connection: SocketConnection, session: SocketSession?) async {
+        guard let session else { return }
+        let caller = session.caller
         if caller.role == .agent {
             let (store, node) = (self.store, services.configuration.nodeID)
             _ = try? await hub.unregister(session) {
@@ -125,10 +133,6 @@ struct WebSocketController: Sendable {
         } else {
             _ = hub.unregister(session)
         }
-        // The close the server asked for (policy, expiry, too slow) or a normal one; awaited here, so
-        // the WebSocket library does not close with its own code first when this returns.
-        session.close(.normalClosure, "bye")
-        if let (code, reason) = session.requestedClose { try? await outbound.close(code, reason: reason) }
     }
 }
 

@@ -1,0 +1,166 @@
+import HelpDeskCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOWebSocket
+
+/// One upgraded socket's life: start (HELLO), its client frames one at a time, the end.
+///
+/// Frames arrive on the channel's event loop (`SocketChannelHandler`) and queue here; a task
+/// handles them in order and exists only while there is something to handle, so an idle socket
+/// holds no task. The queue is short: past `pauseAt` frames the handler stops reading the socket
+/// (TCP backpressure on the client) until the task has caught up.
+final class SocketConnection: @unchecked Sendable {
+    enum Job {
+        case start
+        case frame(ByteBuffer, isText: Bool)
+        case finish
+    }
+
+    /// Frames waiting before the socket is no longer read.
+    static let pauseAt = 8
+    /// Reading resumes when the queue is down to this.
+    static let resumeAt = 2
+
+    let upgrade: SocketUpgrade
+    let channel: any Channel
+    private let controller: WebSocketController
+    private let logger: Logger
+
+    private let lock = NIOLock()
+    // Guarded by `lock`.
+    private var jobs = CircularBuffer<Job>(initialCapacity: 2)
+    private var draining = false
+    private var paused = false
+    private var resume: (@Sendable () -> Void)?
+    private var _session: SocketSession?
+    /// Uptime (ms) when the client last sent anything, pongs included.
+    private var lastHeard = NIODeadline.now().uptimeNanoseconds / 1_000_000
+
+    // Touched only on the channel's event loop.
+    /// The server sent its close frame: the client's answer drops the connection.
+    private(set) var closeSent = false
+
+    // Touched only by the one task that drains the queue.
+    private var frames: FrameHandler?
+
+    /// The session, once started (until finished).
+    var session: SocketSession? { lock.withLock { _session } }
+
+    init(upgrade: SocketUpgrade, channel: any Channel, controller: WebSocketController, logger: Logger) {
+        self.upgrade = upgrade
+        self.channel = channel
+        self.controller = controller
+        self.logger = logger
+    }
+
+    /// Called (on the event loop) to learn when to read again after a pause.
+    func onResume(_ resume: @escaping @Sendable () -> Void) {
+        lock.withLock { self.resume = resume }
+    }
+
+    var isPaused: Bool { lock.withLock { paused } }
+
+    /// Queues a job; returns true when the socket should not be read for now.
+    @discardableResult
+    func enqueue(_ job: Job) -> Bool {
+        let (start, pause): (Bool, Bool) = lock.withLock {
+            jobs.append(job)
+            let start = !draining
+            draining = true
+            if jobs.count >= Self.pauseAt { paused = true }
+            return (start, paused)
+        }
+        if start { Task { await self.drain() } }
+        return pause
+    }
+
+    private func next() -> Job? {
+        let (job, resume): (Job?, (@Sendable () -> Void)?) = lock.withLock {
+            guard !jobs.isEmpty else {
+                draining = false
+                return (nil, nil)
+            }
+            let job = jobs.removeFirst()
+            if paused, jobs.count <= Self.resumeAt {
+                paused = false
+                return (job, self.resume)
+            }
+            return (job, nil)
+        }
+        resume?()
+        return job
+    }
+
+    private func drain() async {
+        while let job = next() {
+            switch job {
+            case .start:
+                let session = await controller.start(self)
+                lock.withLock { _session = session }
+                if let session {
+                    var handler = FrameHandler(session: session, hub: controller.hub, store: controller.store, logger: logger)
+                    handler.callTimeout = controller.services.configuration.callTimeoutSeconds
+                    frames = handler
+                }
+            case .frame(let data, let isText):
+                // A socket the server closed acts no more, whatever its client keeps sending.
+                guard var handler = frames, !handler.session.isClosed else { continue }
+                frames = nil
+                await handler.handle(data, isText: isText)
+                if handler.shouldClose { handler.session.close(.policyViolation, "too many invalid frames") }
+                frames = handler
+            case .finish:
+                let session = lock.withLock { () -> SocketSession? in
+                    defer { _session = nil }
+                    return _session
+                }
+                // the client is gone: what it queued is not acted on
+                session?.close(.goingAway, "gone")
+                await controller.finish(self, session: session)
+                frames = nil
+            }
+        }
+    }
+
+    /// The client sent something (on the event loop).
+    func heard() {
+        let now = NIODeadline.now().uptimeNanoseconds / 1_000_000
+        lock.withLock { lastHeard = now }
+    }
+
+    /// The client closed first: nothing it queued is acted on any more.
+    func markClosedByClient() {
+        session?.close(.normalClosure, "closed by the client")
+    }
+
+    /// The kernel takes bytes again (on the event loop).
+    func writable() {
+        session?.outboxWritable()
+    }
+
+    /// Keeps idle sockets honest: a ping after `pingAfter` ms of silence, closed after `closeAfter`
+    /// (a peer gone without a FIN would otherwise hold its agent online). From the node's sweep.
+    func keepalive(pingAfter: UInt64, closeAfter: UInt64) {
+        let now = NIODeadline.now().uptimeNanoseconds / 1_000_000
+        let quiet = now &- lock.withLock { lastHeard }
+        if quiet >= closeAfter {
+            session?.close(.goingAway, "no answer to pings")
+        } else if quiet >= pingAfter {
+            let channel = self.channel
+            channel.eventLoop.execute {
+                channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer()), promise: nil)
+            }
+        }
+    }
+
+    /// The server's close (on the event loop): frames already queued go first (the outbox does
+    /// that), then this.
+    func sendClose(_ code: WebSocketErrorCode, _ reason: String) {
+        closeSent = true
+        var data = channel.allocator.buffer(capacity: 2 + reason.utf8.count)
+        data.write(webSocketErrorCode: code)
+        data.writeString(String(reason.utf8.prefix(120)) ?? "")
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data), promise: nil)
+    }
+}
