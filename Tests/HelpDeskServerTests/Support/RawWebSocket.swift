@@ -44,8 +44,13 @@ final class RawWebSocket: @unchecked Sendable {
     /// Sends one masked text frame; false once the server has closed the connection.
     @discardableResult
     func sendText(_ text: String) -> Bool {
-        let payload = Array(text.utf8)
-        var frame: [UInt8] = [0x81]
+        sendFrame(opcode: 0x1, payload: Array(text.utf8))
+    }
+
+    /// Sends one masked frame of any opcode (`fin` false: a fragment to be continued).
+    @discardableResult
+    func sendFrame(opcode: UInt8, fin: Bool = true, payload: [UInt8]) -> Bool {
+        var frame: [UInt8] = [(fin ? 0x80 : 0) | opcode]
         if payload.count < 126 {
             frame.append(0x80 | UInt8(payload.count))
         } else if payload.count < 65536 {
@@ -80,6 +85,65 @@ final class RawWebSocket: @unchecked Sendable {
             if n > 0 { all += buffer[0..<n] } else if errno != EAGAIN && errno != EWOULDBLOCK { return (all, true) }
         }
         return (all, false)
+    }
+
+    private var unread: [UInt8] = []
+
+    /// The next frame the server sends (unmasked, as servers send), or nil at close or timeout.
+    func readFrame(timeout: Duration = .seconds(10)) -> (opcode: UInt8, payload: [UInt8])? {
+        var timeval = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeval, socklen_t(MemoryLayout<timeval>.size))
+        let deadline = ContinuousClock.now + timeout
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while ContinuousClock.now < deadline {
+            if unread.count >= 2 {
+                var length = Int(unread[1] & 0x7F), offset = 2
+                if length == 126, unread.count >= 4 { length = Int(unread[2]) << 8 | Int(unread[3]); offset = 4 }
+                if length == 127, unread.count >= 10 { length = unread[2..<10].reduce(0) { $0 << 8 | Int($1) }; offset = 10 }
+                if (length < 126 || offset > 2), unread.count >= offset + length {
+                    let frame = (unread[0] & 0x0F, Array(unread[offset..<(offset + length)]))
+                    unread.removeFirst(offset + length)
+                    return frame
+                }
+            }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n == 0 { return nil }
+            if n > 0 { unread += buffer[0..<n] } else if errno != EAGAIN && errno != EWOULDBLOCK { return nil }
+        }
+        return nil
+    }
+
+    /// An upgrade request with these headers, answered and closed: the status and the body.
+    static func refusedUpgrade(port: Int, path: String = "/ws", headers: [String: String]) throws -> (status: Int, body: [String: Any]) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw TestSocketError.failed("connect()") }
+        var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        for (name, value) in headers { request += "\(name): \(value)\r\n" }
+        request += "\r\n"
+        let bytes = Array(request.utf8)
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var timeval = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeval, socklen_t(MemoryLayout<timeval>.size))
+        var all: [UInt8] = [], buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            all += buffer[0..<n]
+        }
+        let text = String(decoding: all, as: UTF8.self)
+        let parts = text.components(separatedBy: "\r\n\r\n")
+        let status = Int(parts[0].split(separator: " ").dropFirst().first ?? "") ?? 0
+        let body = parts.count > 1 ? (try? JSONSerialization.jsonObject(with: Data(parts[1].utf8))) as? [String: Any] : nil
+        return (status, body ?? [:])
     }
 
     private func write(_ bytes: [UInt8]) throws {

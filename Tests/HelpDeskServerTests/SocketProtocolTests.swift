@@ -1,0 +1,91 @@
+import Foundation
+import HelpDeskCore
+import Testing
+import TestSupport
+@testable import HelpDeskServer
+
+/// The WebSocket layer of our own upgrade channel (`SocketServerChannel`, `SocketChannelHandler`):
+/// refusals with their reason, control frames, fragments, the close handshake.
+@Suite("WebSocket layer", .serialized)
+struct SocketProtocolTests {
+    static func code(_ body: [String: Any]) -> String? { (body["error"] as? [String: Any])?["code"] as? String }
+
+    @Test("a refused upgrade answers with the router's status and error object, and opens nothing")
+    func refusalsSayWhy() async throws {
+        let cluster = try await TestCluster(overrides: ["HELPDESK_MAX_SOCKETS_PER_USER": "1"])
+        let a = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let anonymous = try RawWebSocket.refusedUpgrade(port: a.port, headers: [:])
+        #expect(anonymous.status == 401 && Self.code(anonymous.body) == "unauthorized")
+        let forged = try RawWebSocket.refusedUpgrade(port: a.port, headers: ["Authorization": "Bearer not-a-token"])
+        #expect(forged.status == 401 && Self.code(forged.body) == "unauthorized")
+        let usedTicket = try RawWebSocket.refusedUpgrade(port: a.port, path: "/ws?ticket=nope", headers: [:])
+        #expect(usedTicket.status == 401 && Self.code(usedTicket.body) == "unauthorized")
+        let elsewhere = try RawWebSocket.refusedUpgrade(port: a.port, path: "/api/v1/nothing", headers: [:])
+        #expect(elsewhere.status == 404)
+
+        let agent = try await cluster.staff("one@example.com", on: a)
+        let first = try await TestSocket.connect(a.wsURL, token: agent.token)
+        let capped = try RawWebSocket.refusedUpgrade(port: a.port, headers: ["Authorization": "Bearer \(agent.token)"])
+        #expect(capped.status == 429 && Self.code(capped.body) == "rate_limited")
+        #expect(a.services.parts.hub.sessions(ofUser: agent.id).count == 1)
+        // The same route without an upgrade is a clear 400, not a silent 200.
+        let (plain, body) = try await HTTP.request("GET", a.url + "/ws", token: agent.token)
+        #expect(plain == 400 && Self.code(body) == "bad_request")
+        await first.close()
+    }
+
+    @Test("pings are answered with the same payload; a fragmented message is one frame; the close handshake is echoed")
+    func controlFramesAndFragments() async throws {
+        let cluster = try await TestCluster()
+        let a = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let agent = try await cluster.staff("raw@example.com", on: a)
+        let raw = try RawWebSocket(port: a.port, token: agent.token)
+        let hello = try #require(raw.readFrame())
+        #expect(hello.opcode == 0x1 && String(decoding: hello.payload, as: UTF8.self).contains("\"HELLO\""))
+
+        #expect(raw.sendFrame(opcode: 0x9, payload: Array("are you there".utf8)))
+        let pong = try #require(raw.readFrame())
+        #expect(pong.opcode == 0xA && pong.payload == Array("are you there".utf8))
+
+        // One JSON object in three fragments, a ping between them.
+        let text = Array(#"{"event":"PING","ref":"fragmented"}"#.utf8)
+        #expect(raw.sendFrame(opcode: 0x1, fin: false, payload: Array(text[0..<10])))
+        #expect(raw.sendFrame(opcode: 0x9, payload: [7]))
+        #expect(raw.sendFrame(opcode: 0x0, fin: false, payload: Array(text[10..<20])))
+        #expect(raw.sendFrame(opcode: 0x0, fin: true, payload: Array(text[20...])))
+        let control = try #require(raw.readFrame())
+        #expect(control.opcode == 0xA && control.payload == [7])
+        let reply = try #require(raw.readFrame())
+        #expect(reply.opcode == 0x1 && String(decoding: reply.payload, as: UTF8.self).contains("\"fragmented\""))
+
+        // The client closes with 1000: the server echoes the code, then the connection ends and
+        // the socket leaves the registry.
+        #expect(raw.sendFrame(opcode: 0x8, payload: [0x03, 0xE8]))
+        let close = try #require(raw.readFrame())
+        #expect(close.opcode == 0x8 && close.payload == [0x03, 0xE8])
+        #expect(raw.readUntilClosed(timeout: .seconds(5)).closed)
+        let hub = a.services.parts.hub
+        try await waitUntil("the socket left the registry") { hub.sessions(ofUser: agent.id).isEmpty }
+    }
+
+    @Test("frames are handled in the order sent, even when the client sends far faster than they are handled")
+    func orderUnderBackpressure() async throws {
+        let cluster = try await TestCluster(overrides: ["HELPDESK_SOCKET_MESSAGE_RATE": "100000", "HELPDESK_SOCKET_MESSAGE_BURST": "100000"])
+        let a = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let chat = try await cluster.startChat(on: a)
+        let raw = try RawWebSocket(port: a.port, token: chat.token)
+        // 300 messages in one burst: the node stops reading while its queue is full and resumes.
+        for n in 0..<300 {
+            #expect(raw.sendEvent("SEND_MESSAGE", ["conversation_id": chat.id, "text": "m\(n)", "client_msg_id": "k\(n)"]))
+        }
+        let redis = cluster.redis()
+        let key = a.services.keys.messages(chat.id)
+        try await waitUntil("all 300 stored", within: .seconds(20)) { try await redis.send("XLEN", key).int == 300 }
+        let entries = try await redis.send("XRANGE", key, "-", "+").array ?? []
+        let texts = entries.compactMap { MessageView(streamEntry: $0)?.text }
+        #expect(texts == (0..<300).map { "m\($0)" })
+    }
+}
