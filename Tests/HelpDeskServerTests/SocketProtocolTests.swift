@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import HelpDeskCore
 import Testing
 import TestSupport
@@ -33,6 +36,39 @@ struct SocketProtocolTests {
         let (plain, body) = try await HTTP.request("GET", a.url + "/ws", token: agent.token)
         #expect(plain == 400 && Self.code(body) == "bad_request")
         await first.close()
+    }
+
+    @Test("an upgrade on a kept-alive connection (a proxy's reused upstream) is sent to a new connection: 307, Connection: close")
+    func lateUpgradeIsRedirected() async throws {
+        let cluster = try await TestCluster()
+        let a = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(a.port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        let requests = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            + "GET /ws?ticket=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        _ = Array(requests.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var all: [UInt8] = [], buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }  // the server closes after the redirect
+            all += buffer[0..<n]
+        }
+        let text = String(decoding: all, as: UTF8.self).lowercased()
+        #expect(text.hasPrefix("http/1.1 200"), "the first request is served")
+        #expect(text.contains("http/1.1 307"), "the late upgrade is redirected: \(text.suffix(300))")
+        #expect(text.contains("location: /ws?ticket=abc"))
     }
 
     @Test("pings are answered with the same payload; a fragmented message is one frame; the close handshake is echoed")

@@ -64,6 +64,32 @@ struct SocketServerChannel: ServerChildChannel, HTTPChannelHandler {
     let http1 = HTTP1Channel.Configuration()
     let maxFrameSize: Int
 
+    init(responder: @escaping HTTPChannelHandler.Responder,
+         respondToUpgrade: @escaping @Sendable (Request, AppRequestContext) async throws -> Response,
+         startSocket: @escaping @Sendable (any Channel, SocketUpgrade) throws -> Void, maxFrameSize: Int) {
+        self.responder = Self.redirectingLateUpgrades(responder)
+        self.respondToUpgrade = respondToUpgrade
+        self.startSocket = startSocket
+        self.maxFrameSize = maxFrameSize
+    }
+
+    /// Only a connection's first request can be upgraded (NIO's upgrade handler leaves the
+    /// pipeline after it). An upgrade request later on a kept-alive connection (a proxy reusing its
+    /// upstream connections does that) is told to come again on a new one: 307 to the same URL with
+    /// `Connection: close`, as Hummingbird's own WebSocket channel does.
+    static func redirectingLateUpgrades(_ responder: @escaping HTTPChannelHandler.Responder) -> HTTPChannelHandler.Responder {
+        struct CloseAfterRedirect: Error {}
+        return { request, responseWriter, channel in
+            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+                return try await responder(request, responseWriter, channel)
+            }
+            var location = request.uri.path
+            if let query = request.uri.query { location += "?" + query }
+            try await responseWriter.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: location]))
+            throw CloseAfterRedirect()
+        }
+    }
+
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let decision = NIOLockedValueBox<Decision?>(nil)
