@@ -25,7 +25,7 @@ struct SocketProtocolTests {
         let usedTicket = try RawWebSocket.refusedUpgrade(port: a.port, path: "/ws?ticket=nope", headers: [:])
         #expect(usedTicket.status == 401 && Self.code(usedTicket.body) == "unauthorized")
         let elsewhere = try RawWebSocket.refusedUpgrade(port: a.port, path: "/api/v1/nothing", headers: [:])
-        #expect(elsewhere.status == 404)
+        #expect(elsewhere.status == 400 && Self.code(elsewhere.body) == "bad_request")
 
         let agent = try await cluster.staff("one@example.com", on: a)
         let first = try await TestSocket.connect(a.wsURL, token: agent.token)
@@ -123,5 +123,105 @@ struct SocketProtocolTests {
         let entries = try await redis.send("XRANGE", key, "-", "+").array ?? []
         let texts = entries.compactMap { MessageView(streamEntry: $0)?.text }
         #expect(texts == (0..<300).map { "m\($0)" })
+    }
+
+    @Test("a ping flood from a client that never reads is closed (1008) and holds no growing queue")
+    func pingFlood() async throws {
+        let cluster = try await TestCluster()
+        let a = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let chat = try await cluster.startChat(on: a)
+        let raw = try RawWebSocket(port: a.port, token: chat.token, receiveBuffer: 4096)
+        var burst: [UInt8] = []
+        for _ in 0..<150 { burst += RawWebSocket.frame(opcode: 0x9, payload: [1, 2, 3, 4]) }
+        for _ in 0..<20 where raw.sendBytes(burst) {}
+        #expect(raw.readUntilClosed(timeout: .seconds(10)).closed, "the server closed the flooding socket")
+        let hub = a.services.parts.hub
+        try await waitUntil("the socket left the registry") { hub.allSessions().isEmpty }
+    }
+
+    @Test("one read holding too many frames closes the socket with 1008 and a reason")
+    func queueOverflow() async throws {
+        // Messages budgets lifted: the queue's bound is what closes this client, not the rate limit.
+        let cluster = try await TestCluster(overrides: ["HELPDESK_SOCKET_MESSAGE_RATE": "1000000", "HELPDESK_SOCKET_MESSAGE_BURST": "1000000"])
+        let a = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let chat = try await cluster.startChat(on: a)
+        let raw = try RawWebSocket(port: a.port, token: chat.token)
+        _ = raw.readFrame()  // HELLO
+        var burst: [UInt8] = []
+        // 5,000 frames in one write: as NIO's read buffer grows, one readable event decodes more
+        // frames than the queue takes.
+        for n in 0..<5000 {
+            let text = #"{"event":"SEND_MESSAGE","data":{"conversation_id":"\#(chat.id)","text":"m\#(n)","client_msg_id":"q\#(n)"}}"#
+            burst += RawWebSocket.frame(opcode: 0x1, payload: Array(text.utf8))
+        }
+        _ = raw.sendBytes(burst)
+        var close: (opcode: UInt8, payload: [UInt8])?
+        while let frame = raw.readFrame() {
+            if frame.opcode == 0x8 { close = frame; break }
+        }
+        let payload = try #require(close?.payload)
+        #expect(payload.count > 2 && Int(payload[0]) << 8 | Int(payload[1]) == 1008)
+        #expect(String(decoding: payload.dropFirst(2), as: UTF8.self).contains("queued"))
+    }
+
+    @Test("a FIN without a close frame ends the socket at once, not at the keepalive")
+    func halfCloseEndsTheSocket() async throws {
+        let cluster = try await TestCluster()
+        let a = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let agent = try await cluster.staff("fin@example.com", on: a)
+        let raw = try RawWebSocket(port: a.port, token: agent.token)
+        _ = raw.readFrame()  // HELLO: registered
+        let hub = a.services.parts.hub
+        #expect(hub.sessions(ofUser: agent.id).count == 1)
+        raw.shutdownWrite()
+        try await waitUntil("the socket left the registry", within: .seconds(5)) { hub.sessions(ofUser: agent.id).isEmpty }
+        #expect(try await cluster.redis().send("HGET", a.services.keys.agent(agent.id), "connected").string != "1")
+    }
+
+    @Test("close codes a peer may not send are answered with 1002; a one-byte close payload too")
+    func closeCodes() async throws {
+        let cluster = try await TestCluster()
+        let a = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let agent = try await cluster.staff("codes@example.com", on: a)
+        for payload: [UInt8] in [[0x03, 0xED], [0x03], [0x13, 0x88]] {  // 1005, one byte, 5000
+            let raw = try RawWebSocket(port: a.port, token: agent.token)
+            _ = raw.readFrame()
+            #expect(raw.sendFrame(opcode: 0x8, payload: payload))
+            var reply: (opcode: UInt8, payload: [UInt8])?
+            while let frame = raw.readFrame() {
+                if frame.opcode == 0x8 { reply = frame; break }
+            }
+            #expect(reply?.payload == [0x03, 0xEA], "\(payload) → \(reply?.payload ?? [])")
+        }
+        let raw = try RawWebSocket(port: a.port, token: agent.token)
+        _ = raw.readFrame()
+        #expect(raw.sendFrame(opcode: 0x8, payload: [0x0F, 0xA0]))  // 4000: an application code, echoed
+        var reply: (opcode: UInt8, payload: [UInt8])?
+        while let frame = raw.readFrame() {
+            if frame.opcode == 0x8 { reply = frame; break }
+        }
+        #expect(reply?.payload == [0x0F, 0xA0])
+    }
+
+    @Test("no connection outlives its socket (no reference cycle between handler and connection)")
+    func connectionsAreFreed() async throws {
+        let cluster = try await TestCluster()
+        let a = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let agent = try await cluster.staff("freed@example.com", on: a)
+        let before = SocketConnection.alive.withLockedValue { $0 }
+        var sockets: [TestSocket] = []
+        for _ in 0..<10 { sockets.append(try await TestSocket.connect(a.wsURL, token: agent.token)) }
+        #expect(SocketConnection.alive.withLockedValue { $0 } >= before + 10)
+        for socket in sockets { await socket.close() }
+        // a server-side close too
+        let closing = try await TestSocket.connect(a.wsURL, token: agent.token)
+        for session in a.services.parts.hub.sessions(ofUser: agent.id) { session.close(.unknown(4000), "test") }
+        try await closing.waitClosed()
+        try await waitUntil("every connection freed", within: .seconds(10)) { SocketConnection.alive.withLockedValue { $0 } <= before }
     }
 }

@@ -31,7 +31,12 @@ public struct DrainService: Service {
         logger.info("draining: closing sockets", metadata: ["sockets": "\(sessions.count)"])
         for session in sessions { session.close(.unknown(1012), "service restart: reconnect") }
         let deadline = ContinuousClock.now + timeout
-        while !hub.allSessions().isEmpty, ContinuousClock.now < deadline {
+        while ContinuousClock.now < deadline {
+            let open = hub.allSessions()
+            if open.isEmpty { break }
+            // sockets that registered after the first pass (they were starting) go too; closing
+            // twice is a no-op
+            for session in open { session.close(.unknown(1012), "service restart: reconnect") }
             try? await Task.sleep(for: .milliseconds(50))
         }
         let left = hub.allSessions().count

@@ -21,6 +21,19 @@ final class SocketConnection: @unchecked Sendable {
     static let pauseAt = 8
     /// Reading resumes when the queue is down to this.
     static let resumeAt = 2
+    /// One readable event may hold many frames (up to NIO's four reads of up to 64 KiB): past
+    /// these the client is closed (1008). Far above a legitimate burst: a page re-sending its
+    /// outbox after a reconnect meets the message budget (100) first.
+    static let maxQueuedJobs = 512
+    static let maxQueuedBytes = 1 << 20
+
+    enum Enqueued: Equatable {
+        case accepted
+        /// Accepted; the socket should not be read for now.
+        case paused
+        /// Refused: the queue is full (the caller closes the socket).
+        case overflow
+    }
 
     let upgrade: SocketUpgrade
     let channel: any Channel
@@ -33,6 +46,7 @@ final class SocketConnection: @unchecked Sendable {
     private var draining = false
     private var paused = false
     private var resume: (@Sendable () -> Void)?
+    private var queuedBytes = 0
     private var _session: SocketSession?
     /// Uptime (ms) when the client last sent anything, pongs included.
     private var lastHeard = NIODeadline.now().uptimeNanoseconds / 1_000_000
@@ -47,32 +61,43 @@ final class SocketConnection: @unchecked Sendable {
     /// The session, once started (until finished).
     var session: SocketSession? { lock.withLock { _session } }
 
+    /// Connections alive in this process (a gauge; tests check none outlives its socket).
+    static let alive = NIOLockedValueBox(0)
+
     init(upgrade: SocketUpgrade, channel: any Channel, controller: WebSocketController, logger: Logger) {
         self.upgrade = upgrade
         self.channel = channel
         self.controller = controller
         self.logger = logger
+        Self.alive.withLockedValue { $0 += 1 }
     }
 
-    /// Called (on the event loop) to learn when to read again after a pause.
-    func onResume(_ resume: @escaping @Sendable () -> Void) {
+    deinit { Self.alive.withLockedValue { $0 -= 1 } }
+
+    /// Called (on the event loop) to learn when to read again after a pause; nil when the handler
+    /// goes (the closure holds it).
+    func onResume(_ resume: (@Sendable () -> Void)?) {
         lock.withLock { self.resume = resume }
     }
 
     var isPaused: Bool { lock.withLock { paused } }
 
-    /// Queues a job; returns true when the socket should not be read for now.
+    /// Queues a job (`bytes`: its payload's size).
     @discardableResult
-    func enqueue(_ job: Job) -> Bool {
-        let (start, pause): (Bool, Bool) = lock.withLock {
+    func enqueue(_ job: Job, bytes: Int) -> Enqueued {
+        let (start, result): (Bool, Enqueued) = lock.withLock {
+            if case .frame = job, jobs.count >= Self.maxQueuedJobs || queuedBytes + bytes > Self.maxQueuedBytes {
+                return (false, .overflow)
+            }
             jobs.append(job)
+            queuedBytes += bytes
             let start = !draining
             draining = true
             if jobs.count >= Self.pauseAt { paused = true }
-            return (start, paused)
+            return (start, paused ? .paused : .accepted)
         }
         if start { Task { await self.drain() } }
-        return pause
+        return result
     }
 
     private func next() -> Job? {
@@ -82,6 +107,7 @@ final class SocketConnection: @unchecked Sendable {
                 return (nil, nil)
             }
             let job = jobs.removeFirst()
+            if case .frame(let data, _) = job { queuedBytes -= data.readableBytes }
             if paused, jobs.count <= Self.resumeAt {
                 paused = false
                 return (job, self.resume)
@@ -115,10 +141,10 @@ final class SocketConnection: @unchecked Sendable {
                     defer { _session = nil }
                     return _session
                 }
-                // the client is gone: what it queued is not acted on
                 session?.close(.goingAway, "gone")
                 await controller.finish(self, session: session)
                 frames = nil
+                onResume(nil)
             }
         }
     }
@@ -129,9 +155,11 @@ final class SocketConnection: @unchecked Sendable {
         lock.withLock { lastHeard = now }
     }
 
-    /// The client closed first: nothing it queued is acted on any more.
-    func markClosedByClient() {
-        session?.close(.normalClosure, "closed by the client")
+    /// The client closed first (on the event loop): what it sent before is still handled, nothing
+    /// more is sent to it (the close handshake is answered by the handler).
+    func clientClosed() {
+        closeSent = true
+        session?.stopSending()
     }
 
     /// The kernel takes bytes again (on the event loop).
@@ -154,13 +182,21 @@ final class SocketConnection: @unchecked Sendable {
         }
     }
 
-    /// The server's close (on the event loop): frames already queued go first (the outbox does
-    /// that), then this.
+    /// The server's close (on the event loop), once: frames already queued go first (the outbox
+    /// does that), then this.
     func sendClose(_ code: WebSocketErrorCode, _ reason: String) {
+        channel.eventLoop.preconditionInEventLoop()
+        guard !closeSent else { return }
         closeSent = true
         var data = channel.allocator.buffer(capacity: 2 + reason.utf8.count)
         data.write(webSocketErrorCode: code)
         data.writeString(String(reason.utf8.prefix(120)) ?? "")
         channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data), promise: nil)
+    }
+
+    /// Drops the connection after `SocketSession.closeGrace`, whatever the client does.
+    func closeAfterGrace() {
+        let channel = self.channel
+        channel.eventLoop.scheduleTask(in: SocketSession.closeGrace) { channel.close(promise: nil) }
     }
 }

@@ -80,10 +80,11 @@ struct SocketServerChannel: ServerChildChannel, HTTPChannelHandler {
     static func redirectingLateUpgrades(_ responder: @escaping HTTPChannelHandler.Responder) -> HTTPChannelHandler.Responder {
         struct CloseAfterRedirect: Error {}
         return { request, responseWriter, channel in
-            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+            guard request.headers[.upgrade]?.lowercased() == "websocket", request.uri.path == "/ws" else {
                 return try await responder(request, responseWriter, channel)
             }
-            var location = request.uri.path
+            // the constant path: a request target like `//elsewhere/x` cannot send it to another host
+            var location = "/ws"
             if let query = request.uri.query { location += "?" + query }
             try await responseWriter.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: location]))
             throw CloseAfterRedirect()
@@ -165,6 +166,12 @@ struct SocketServerChannel: ServerChildChannel, HTTPChannelHandler {
 
     /// The router's decision on an upgrade request.
     private func decide(_ head: HTTPRequestHead, channel: any Channel, logger: Logger) async -> Decision {
+        // Only `GET /ws` upgrades; anything else is refused before the router runs.
+        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        guard head.method == .GET, path == "/ws" else {
+            return .refuse(RefusedUpgrade(status: .badRequest, headers: [.contentType: "application/json; charset=utf-8"],
+                                          body: ByteBuffer(string: #"{"error":{"code":"bad_request","message":"only GET /ws is a WebSocket"}}"#)))
+        }
         do {
             let request = Request(head: try HTTPRequest(head, secure: false, splitCookie: false), body: .init(buffer: ByteBuffer()))
             let context = AppRequestContext(source: .init(channel: channel, logger: logger))
@@ -202,7 +209,11 @@ struct SocketServerChannel: ServerChildChannel, HTTPChannelHandler {
         mutating func write(_ buffer: ByteBuffer) async throws {
             var buffer = buffer
             // a refusal is a short error object; anything longer is cut, never buffered whole
-            if box.buffer.readableBytes < 16 * 1024 { box.buffer.writeBuffer(&buffer) }
+            let room = 16 * 1024 - box.buffer.readableBytes
+            if room > 0, let slice = buffer.readSlice(length: min(room, buffer.readableBytes)) {
+                var slice = slice
+                box.buffer.writeBuffer(&slice)
+            }
         }
         consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
     }

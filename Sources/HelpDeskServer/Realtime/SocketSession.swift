@@ -52,6 +52,9 @@ final class SocketSession: Sendable {
     /// The kernel takes bytes again: write what waited.
     func outboxWritable() { outbox.flush() }
 
+    /// The client closed: nothing more is written to it (what it sent before is still handled).
+    func stopSending() { outbox.stopSending() }
+
     /// Pings the client after `pingAfter` ms of silence; closes it after `closeAfter`.
     func keepalive(pingAfter: UInt64, closeAfter: UInt64) { keepaliveCheck(pingAfter, closeAfter) }
 
@@ -101,7 +104,10 @@ final class SocketOutbox: @unchecked Sendable {
     private var pending = CircularBuffer<ByteBuffer>(initialCapacity: 4)
     private var pendingBytes = 0
     private var flushScheduled = false
+    /// No more frames are taken.
     private var closed = false
+    /// The last flush is done (or the client closed): nothing more is written.
+    private var finished = false
 
     init(channel: (any Channel)?, byteLimit: Int) {
         self.channel = channel
@@ -132,17 +138,22 @@ final class SocketOutbox: @unchecked Sendable {
     }
 
     /// Writes what is queued, once per tick, as long as the channel takes it.
-    func flush() {
+    func flush() { flush(force: false) }
+
+    /// `force`: written even while the channel is not writable (the last flush before a close: the
+    /// close frame must come after every frame queued before it, and the queue is byte-bounded).
+    private func flush(force: Bool) {
         guard let channel else { return }
         channel.eventLoop.preconditionInEventLoop()
-        guard channel.isWritable else {
+        guard force || channel.isWritable else {
             lock.withLock { flushScheduled = false }
             return
         }
         let frames: CircularBuffer<ByteBuffer> = lock.withLock {
             flushScheduled = false
+            if finished { return [] }
             let taken = pending
-            pending.removeAll(keepingCapacity: true)
+            pending = CircularBuffer(initialCapacity: 4)
             pendingBytes = 0
             return taken
         }
@@ -154,7 +165,8 @@ final class SocketOutbox: @unchecked Sendable {
     }
 
     /// No more frames are taken; queued ones are written (or dropped), then `sendClose` runs and
-    /// the channel is closed after the grace period whatever the client does.
+    /// the channel is closed after the grace period whatever the client does. Nothing is written
+    /// after the close frame.
     func close(dropPending: Bool, sendClose: @escaping @Sendable () -> Void) {
         lock.withLock {
             closed = true
@@ -165,9 +177,20 @@ final class SocketOutbox: @unchecked Sendable {
         }
         guard let channel else { return }
         channel.eventLoop.execute {
-            if !dropPending { self.flush() }
+            if !dropPending { self.flush(force: true) }
+            self.lock.withLock { self.finished = true }
             sendClose()
             channel.eventLoop.scheduleTask(in: SocketSession.closeGrace) { channel.close(promise: nil) }
+        }
+    }
+
+    /// The client closed: nothing queued or later is written.
+    func stopSending() {
+        lock.withLock {
+            closed = true
+            finished = true
+            pending.removeAll()
+            pendingBytes = 0
         }
     }
 }

@@ -16,8 +16,10 @@ struct WebSocketController: Sendable {
 
     /// Frames above this size get an ERROR (the socket's hard limit is larger, see `maxFrameSize`).
     static let maxFrameBytes = 64 * 1024
-    /// The WebSocket layer's own limit: past this the library closes the socket (1009).
-    static let maxFrameSize = 1 << 20
+    /// The WebSocket layer's own limit for a message (a frame, or fragments together): past this
+    /// the socket is closed (1009). Above `maxFrameBytes` so an oversized frame still gets its
+    /// ERROR; small so a slowly sent partial frame holds little memory.
+    static let maxFrameSize = 128 * 1024
     static let maxMessageCharacters = ConversationRules.maxMessageCharacters
     /// Errors tolerated per minute before the socket is closed for policy violation.
     static let errorBudgetPerMinute = 20
@@ -97,6 +99,11 @@ struct WebSocketController: Sendable {
                 }?.value
             } else {
                 _ = try await hub.register(session)
+            }
+            // A drain that began while this socket was starting did not see it: it goes now.
+            if services.drain.isDraining {
+                session.close(.unknown(1012), "service restart: reconnect")
+                return session
             }
             session.send(ServerFrame.encode("HELLO", HelloData(
                 nodeId: services.configuration.nodeID,

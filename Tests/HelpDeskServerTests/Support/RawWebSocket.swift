@@ -50,6 +50,18 @@ final class RawWebSocket: @unchecked Sendable {
     /// Sends one masked frame of any opcode (`fin` false: a fragment to be continued).
     @discardableResult
     func sendFrame(opcode: UInt8, fin: Bool = true, payload: [UInt8]) -> Bool {
+        (try? write(Self.frame(opcode: opcode, fin: fin, payload: payload))) != nil
+    }
+
+    /// Sends bytes as they are (e.g. many frames in one write, so the server reads them at once).
+    @discardableResult
+    func sendBytes(_ bytes: [UInt8]) -> Bool { (try? write(bytes)) != nil }
+
+    /// Shuts the sending side (a FIN without a close frame, as a killed browser's socket does).
+    func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+
+    /// The bytes of one masked client frame.
+    static func frame(opcode: UInt8, fin: Bool = true, payload: [UInt8]) -> [UInt8] {
         var frame: [UInt8] = [(fin ? 0x80 : 0) | opcode]
         if payload.count < 126 {
             frame.append(0x80 | UInt8(payload.count))
@@ -63,7 +75,7 @@ final class RawWebSocket: @unchecked Sendable {
         let mask: [UInt8] = [1, 2, 3, 4]
         frame += mask
         for (i, byte) in payload.enumerated() { frame.append(byte ^ mask[i % 4]) }
-        return (try? write(frame)) != nil
+        return frame
     }
 
     func sendEvent(_ event: String, _ data: [String: Any], ref: String? = nil) -> Bool {
