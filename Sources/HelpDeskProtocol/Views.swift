@@ -176,6 +176,10 @@ public enum ServerEventData {
         public var categoryId: String?
         /// Staff only: the customer's copy has no note.
         public var note: String?
+        /// A supervisor or an admin took the conversation over (`agent` is them).
+        public var takenOver: Bool?
+        /// When it happened (ms, Redis's clock): clients order their notices by it.
+        public var at: Int64?
     }
     public struct Reopened: Codable, Sendable {
         public var conversationId: String
