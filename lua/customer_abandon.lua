@@ -16,14 +16,6 @@ if c[1] ~= 'waiting' then
   return 0
 end
 if (c[2] or '') ~= ARGV[4] or (c[3] or '') ~= ARGV[5] then return hd.STALE end
-redis.call('ZREM', KEYS[3], id)
-redis.call('ZREM', seen_key, id)
-redis.call('HSET', conv_key, 'status', 'abandoned', 'closed_at', now, 'resolution', 'abandoned')
-redis.call('ZREM', KEYS[6], id)
-if redis.call('HGET', KEYS[4], 'conv') == id then redis.call('HDEL', KEYS[4], 'conv') end
-redis.call('PEXPIRE', KEYS[4], 30 * 86400 * 1000)
-hd.log(KEYS[2], 'abandoned', c[4] or '', 'customer', now, nil)
-hd.to_outbox(conv_key, KEYS[7], id)
-hd.publish(KEYS[8], 'queue', 'a', c[2], 'QUEUE_UPDATED', {op = 'removed', conversation = hd.conversation(hd.hash(conv_key))})
-hd.publish(KEYS[9], 'closed', 'a', '-', 'CONVERSATION_CLOSED', {conversation_id = id, resolution = 'abandoned', closed_at = now})
+hd.abandon({conv = conv_key, events = KEYS[2], queue = KEYS[3], customer = KEYS[4], seen = seen_key, live = KEYS[6],
+  outbox = KEYS[7], queue_channel = KEYS[8], channel = KEYS[9]}, id, c[2], c[4], now, nil, nil)
 return 1

@@ -23,6 +23,7 @@ local old, customer = c[2], c[5]
 
 -- staff get the note; the customer the same event without it
 local function moved(key, data)
+  data.at = now
   data.note = note
   hd.publish(channel, 'moved', 's', key, 'CONVERSATION_TRANSFERRED', data)
   hd.publish(KEYS[10], 'user', 'a', '-', 'CONVERSATION_TRANSFERRED', data)

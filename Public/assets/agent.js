@@ -1,5 +1,9 @@
 /* The agent console: presence, the live queue, several chats as tabs, close with a resolution,
- * a beep and a desktop notification on each new assignment, and the agent's closed chats. */
+ * a beep and a desktop notification on each new assignment, and the agent's closed chats.
+ * Workflows: transfer (to a colleague with room, or to a queue, with a note only staff see),
+ * escalate (with a note), internal notes (a toggle in the composer), reopen from the closed
+ * chats; a chat that moves away from this agent (transferred, taken over) closes its tab with a
+ * notice. */
 (function () {
   'use strict';
   const { h, $ } = HD;
@@ -9,6 +13,7 @@
     banner: $('#banner'), login: $('#login'), console: $('#console'), queue: $('#queue'), queueCount: $('#queue-count'),
     queueEmpty: $('#queue-empty'), pickNext: $('#pick-next'), history: $('#history'), historyEmpty: $('#history-empty'),
     historyRefresh: $('#history-refresh'), tabs: $('#tabs'), panels: $('#panels'), noChats: $('#no-chats'),
+    chatNotice: $('#chat-notice'),
   };
 
   // Counters the browser tests read (the sound and the notification cannot be heard or seen there).
@@ -160,15 +165,27 @@
     }, name, c.badge);
     const list = h('ol', { class: 'messages', role: 'log', 'aria-label': 'Messages with ' + name });
     const typingEl = h('div', { class: 'typing', 'aria-live': 'polite', hidden: true });
-    const text = h('textarea', { id: 'text-' + c.id, rows: '2', maxlength: '4000', placeholder: 'Reply to ' + name + ' — Enter sends' });
+    const replyHint = 'Reply to ' + name + ' — Enter sends';
+    const text = h('textarea', { id: 'text-' + c.id, rows: '2', maxlength: '4000', placeholder: replyHint });
+    // Internal notes: staff on the conversation see them, the customer never does.
+    const internal = h('input', { type: 'checkbox', id: 'internal-' + c.id, class: 'internal-toggle' });
+    const sendButton = h('button', { type: 'submit', class: 'primary' }, 'Send');
+    internal.addEventListener('change', () => {
+      text.classList.toggle('internal', internal.checked);
+      text.placeholder = internal.checked ? 'Internal note — only staff see it' : replyHint;
+      sendButton.textContent = internal.checked ? 'Add note' : 'Send';
+      text.focus();
+    });
     const composer = h('form', { class: 'composer' },
-      h('label', { for: 'text-' + c.id, class: 'sr-only' }, 'Reply'), text, h('button', { type: 'submit', class: 'primary' }, 'Send'));
+      h('label', { for: 'text-' + c.id, class: 'sr-only' }, 'Reply'), text,
+      h('label', { class: 'inline small note-toggle', for: 'internal-' + c.id }, internal, 'Internal note'), sendButton);
     const resolution = h('input', { type: 'text', id: 'resolution-' + c.id, maxlength: '500', placeholder: 'Resolution (e.g. refund issued)' });
     const closeButton = h('button', { type: 'button', class: 'danger' }, 'Close chat');
     const closeRow = h('div', { class: 'close-row' },
       h('label', { for: 'resolution-' + c.id, class: 'sr-only' }, 'Resolution'), resolution, closeButton);
     const dismiss = h('button', { type: 'button', class: 'small', hidden: true, onclick: () => dismissChat(c.id) }, 'Dismiss');
     const status = h('span', { class: 'badge ok' }, 'active');
+    c.escalated = h('span', { class: 'badge warn', hidden: !conversation.escalated }, 'escalated');
     const callAudio = h('button', { type: 'button', class: 'small', 'aria-label': 'Audio call with ' + name, onclick: () => calls.start(c.id, 'audio') }, 'Call');
     const callVideo = h('button', { type: 'button', class: 'small', 'aria-label': 'Video call with ' + name, onclick: () => calls.start(c.id, 'video') }, 'Video call');
     c.callButtons = h('span', { class: 'call-buttons' }, callAudio, callVideo);
@@ -176,11 +193,13 @@
     const head = h('div', { class: 'chat-head' },
       h('span', { class: 'title' }, name), c.email,
       h('span', { class: 'muted small' }, categoryName(conversation.category_id) + (conversation.subject ? ' · ' + conversation.subject : '')),
-      status, h('span', { class: 'spacer' }), c.callButtons, dismiss);
+      status, c.escalated, h('span', { class: 'spacer' }), c.callButtons, dismiss);
+    c.actions = chatActions(c, name);
     c.panel = h('div', { class: 'chat', role: 'tabpanel', id: 'panel-' + c.id, 'aria-labelledby': 'tab-' + c.id, hidden: true },
-      head, list, typingEl, composer, closeRow);
+      head, list, typingEl, composer, closeRow, c.actions);
     c.view = new HD.ChatView(list, { id: String(me.id), role: 'agent' }, {
       label: (m) => (m.sender.role === 'customer' ? name : m.sender.name + ' (' + m.sender.role + ')'),
+      now: () => socket.now(),
     });
     c.typing = HD.typingIndicator(typingEl);
     c.typingSender = HD.typingSender(socket, () => (c.closed ? null : c.id));
@@ -197,14 +216,15 @@
     const send = () => {
       const value = text.value.trim();
       if (!value || c.closed) return;
-      const clientMsgId = socket.sendMessage(c.id, value, false);
-      c.view.addPending(clientMsgId, value, false);
+      const note = internal.checked;
+      const clientMsgId = socket.sendMessage(c.id, value, note);
+      c.view.addPending(clientMsgId, value, note);
       text.value = '';
-      c.typingSender.stop();
+      if (!note) c.typingSender.stop();
     };
     composer.addEventListener('submit', (ev) => { ev.preventDefault(); send(); });
     HD.enterToSend(text, send);
-    text.addEventListener('input', () => { if (text.value) c.typingSender.input(); });
+    text.addEventListener('input', () => { if (text.value && !internal.checked) c.typingSender.input(); });
     closeButton.addEventListener('click', async () => {
       closeButton.disabled = true;
       try {
@@ -229,6 +249,111 @@
     c.paintCall();
     if (focus || !selected) select(c.id);
     return c;
+  }
+
+  // ---- transfer and escalate ----------------------------------------------------------------
+  const TRANSFER_ERRORS = {
+    at_capacity: 'That agent has just become full: choose another.',
+    conflict: 'That agent is offline now: choose another.',
+    already_picked: 'The chat is already with that agent.',
+    conversation_closed: 'This chat is closed.',
+  };
+
+  /** The Transfer and Escalate buttons of one chat, each opening a small form under the chat. */
+  function chatActions(c, name) {
+    const target = h('select', { id: 'transfer-target-' + c.id, required: true });
+    const transferNote = h('input', { type: 'text', id: 'transfer-note-' + c.id, maxlength: '500', placeholder: 'What the next agent should know (the customer does not see it)' });
+    const transferGo = h('button', { type: 'submit', class: 'primary small' }, 'Transfer');
+    const transferForm = h('form', { class: 'action-form', hidden: true, 'aria-label': 'Transfer the chat with ' + name },
+      h('label', { for: 'transfer-target-' + c.id }, 'Transfer to'), target,
+      h('label', { for: 'transfer-note-' + c.id }, 'Note for the next agent'), transferNote,
+      h('div', { class: 'row mt-05' }, transferGo,
+        h('button', { type: 'button', class: 'small', onclick: () => { transferForm.hidden = true; } }, 'Cancel')));
+    const escalateNote = h('input', { type: 'text', id: 'escalate-note-' + c.id, maxlength: '500', placeholder: 'Why a supervisor should look at this chat' });
+    const escalateForm = h('form', { class: 'action-form', hidden: true, 'aria-label': 'Escalate the chat with ' + name },
+      h('label', { for: 'escalate-note-' + c.id }, 'Note for your supervisor'), escalateNote,
+      h('div', { class: 'row mt-05' }, h('button', { type: 'submit', class: 'primary small' }, 'Escalate'),
+        h('button', { type: 'button', class: 'small', onclick: () => { escalateForm.hidden = true; } }, 'Cancel')));
+
+    const openTransfer = h('button', { type: 'button', class: 'small', 'aria-expanded': 'false' }, 'Transfer…');
+    const openEscalate = h('button', { type: 'button', class: 'small', 'aria-expanded': 'false' }, 'Escalate…');
+    openTransfer.addEventListener('click', async () => {
+      escalateForm.hidden = true;
+      transferForm.hidden = !transferForm.hidden;
+      openTransfer.setAttribute('aria-expanded', String(!transferForm.hidden));
+      if (transferForm.hidden) return;
+      target.replaceChildren(h('option', { value: '' }, 'Loading…'));
+      let agents = [];
+      try { agents = await api.get('/agents/available'); } catch (e) { HD.toast('Agents: ' + e.message, 'bad'); }
+      const conv = c.conversation;
+      target.replaceChildren(
+        h('option', { value: '' }, 'Choose…'),
+        h('optgroup', { label: 'Agents with room' },
+          agents.length ? agents.map((a) => h('option', { value: 'agent:' + a.id }, a.name + ' (' + a.active + '/' + a.capacity + (a.status === 'away' ? ', away' : '') + ')'))
+            : h('option', { value: '', disabled: true }, 'Nobody has room now')),
+        h('optgroup', { label: 'Back to a queue' },
+          h('option', { value: 'queue:' }, categoryName(conv.category_id) + ' queue (keeps the place)'),
+          Array.from(categories.entries()).filter(([id]) => id !== String(conv.category_id))
+            .map(([id, label]) => h('option', { value: 'queue:' + id }, label + ' queue'))));
+      target.focus();
+    });
+    openEscalate.addEventListener('click', () => {
+      transferForm.hidden = true;
+      escalateForm.hidden = !escalateForm.hidden;
+      openEscalate.setAttribute('aria-expanded', String(!escalateForm.hidden));
+      if (!escalateForm.hidden) escalateNote.focus();
+    });
+
+    transferForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const value = target.value;
+      if (!value) { HD.toast('Choose an agent or a queue.', 'bad'); return; }
+      const body = { note: transferNote.value.trim() };
+      const [kind, id] = value.split(':');
+      if (kind === 'agent') body.agent_id = Number(id);
+      else if (id) body.category_id = Number(id);
+      const label = target.selectedOptions[0] ? target.selectedOptions[0].textContent.replace(/ \(.*\)$/, '') : '';
+      transferGo.disabled = true;
+      try {
+        await api.post('/conversations/' + c.id + '/transfer', body);
+        movedAway(c.id, kind === 'agent' ? 'Your chat with ' + name + ' was transferred to ' + label + '.'
+          : 'Your chat with ' + name + ' went back to the ' + label + '.');
+      } catch (e) {
+        HD.toast(TRANSFER_ERRORS[e.code] || 'Transfer failed: ' + e.message, 'bad');
+      } finally {
+        transferGo.disabled = false;
+      }
+    });
+    escalateForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const note = escalateNote.value.trim();
+      try {
+        await api.post('/conversations/' + c.id + '/escalate', { note });
+        escalateForm.hidden = true;
+        openEscalate.setAttribute('aria-expanded', 'false');
+        escalateNote.value = '';
+        c.escalated.hidden = false;
+        c.view.notice('You escalated this chat' + (note ? ': ' + note : '') + '. Your supervisor has been told.');
+        HD.toast('Escalated to your supervisor.', 'ok');
+      } catch (e) {
+        HD.toast('Escalation failed: ' + e.message, 'bad');
+      }
+    });
+
+    return h('div', { class: 'chat-actions' }, h('div', { class: 'row' }, openTransfer, openEscalate), transferForm, escalateForm);
+  }
+
+  /** A chat moved away from this agent (transferred, taken over, back to a queue): its tab closes with a notice. */
+  function movedAway(id, text) {
+    const c = chats.get(id);
+    if (!c || c.movedAway) return;
+    c.movedAway = true;
+    if (calls) calls.conversationGone(id);
+    if (socket) socket.leave(id);
+    dismissChat(id);
+    el.chatNotice.textContent = text;
+    el.chatNotice.hidden = false;
+    HD.toast(text, 'ok');
   }
 
   function select(id) {
@@ -270,6 +395,7 @@
     c.closed = true;
     c.composer.hidden = true;
     c.closeRow.hidden = true;
+    c.actions.hidden = true;
     c.dismiss.hidden = false;
     c.typing.hide();
     c.tab.classList.add('closed');
@@ -287,6 +413,8 @@
     c.tab.remove();
     c.panel.remove();
     chats.delete(id);
+    // a later tab of the same chat (reopened, assigned again) starts from its whole history
+    if (socket) { socket.leave(id); socket.conversations.delete(id); }
     if (selected === id) {
       selected = null;
       const first = chats.keys().next();
@@ -310,11 +438,38 @@
         h('div', { class: 'info' },
           h('div', { class: 'name' }, conv.customer ? conv.customer.name : 'Customer'),
           h('div', { class: 'sub' }, HD.formatTime(conv.closed_at) + (conv.resolution ? ' · ' + conv.resolution : ''))),
-        h('button', { type: 'button', class: 'small', 'aria-label': 'View chat with ' + (conv.customer ? conv.customer.name : 'customer'), onclick: () => viewClosed(conv) }, 'View'))));
+        h('span', { class: 'row' },
+          h('button', { type: 'button', class: 'small', 'aria-label': 'View chat with ' + (conv.customer ? conv.customer.name : 'customer'), onclick: () => viewClosed(conv) }, 'View'),
+          conv.status === 'closed'
+            ? h('button', { type: 'button', class: 'small', 'aria-label': 'Reopen chat with ' + (conv.customer ? conv.customer.name : 'customer'), onclick: (ev) => reopen(conv, ev.currentTarget) }, 'Reopen')
+            : null))));
       el.historyEmpty.hidden = list.length > 0;
     } catch (e) { HD.toast('History: ' + e.message, 'bad'); }
   }
   el.historyRefresh.addEventListener('click', loadHistory);
+
+  /** Reopens a closed chat (it goes back to the queue) and picks it straight away when we can. */
+  async function reopen(conv, button) {
+    button.disabled = true;
+    try {
+      await api.post('/conversations/' + conv.id + '/reopen');
+    } catch (e) {
+      HD.toast(e.status === 409 ? 'Cannot reopen: ' + e.message : 'Reopen failed: ' + e.message, 'bad');
+      button.disabled = false;
+      return;
+    }
+    if (chats.has(conv.id) && chats.get(conv.id).closed) dismissChat(conv.id);
+    button.closest('li').remove();
+    try {
+      const ack = await socket.request('PICK', { conversation_id: conv.id });
+      queue.delete(conv.id);
+      renderQueue();
+      openChat(ack.conversation, true);
+      HD.toast('Reopened: the chat is yours again.', 'ok');
+    } catch (e) {
+      HD.toast('Reopened: the chat is back in the queue (' + (PICK_ERRORS[e.code] || e.message) + ')', 'ok');
+    }
+  }
 
   async function viewClosed(conv) {
     const c = openChat(conv, true, true);
@@ -364,7 +519,8 @@
       case 'QUEUE_UPDATED': {
         const conv = data.conversation || {};
         if (data.op === 'added' && conv.status !== 'active') {
-          if (serves(conv) && !chats.has(conv.id)) queue.set(conv.id, conv);
+          // a closed tab of ours does not hide it (reopened chats come back to the queue)
+          if (serves(conv) && !(chats.has(conv.id) && !chats.get(conv.id).closed)) queue.set(conv.id, conv);
         } else {
           queue.delete(conv.id);
         }
@@ -377,7 +533,11 @@
         renderQueue();
         const isNew = !chats.has(conv.id) || chats.get(conv.id).closed;
         if (isNew && chats.has(conv.id)) dismissChat(conv.id);
-        openChat(conv, !selected);
+        const opened = openChat(conv, !selected);
+        // a transfer to us: its note is for us (the customer never sees it)
+        if (data.transferred_from && isNew) {
+          opened.view.notice('Transferred to you' + (data.note ? ' with a note: ' + data.note : '.'), 'warn');
+        }
         // Announce each assignment once, whether this event or the PICK's ACK opened the tab first.
         if (isNew || !announced.has(conv.id)) { announced.add(conv.id); beep(); notify(conv); }
         break;
@@ -423,6 +583,20 @@
         }
         // The archive is written by the flusher a moment after the close.
         for (const delay of [300, 2000, 5000]) setTimeout(loadHistory, delay);
+        break;
+      }
+      case 'CONVERSATION_TRANSFERRED': {
+        const c = chats.get(data.conversation_id);
+        if (!c || c.closed || (data.agent && String(data.agent.id) === String(me.id))) break;
+        const who = c.conversation.customer && c.conversation.customer.name ? c.conversation.customer.name : 'the customer';
+        if (data.taken_over) movedAway(c.id, ((data.agent && data.agent.name) || 'A supervisor') + ' took over your chat with ' + who + '.');
+        else if (data.agent) movedAway(c.id, 'Your chat with ' + who + ' was transferred to ' + (data.agent.name || 'another agent') + '.');
+        else movedAway(c.id, 'Your chat with ' + who + ' went back to the ' + categoryName(data.category_id) + ' queue.');
+        break;
+      }
+      case 'CONVERSATION_REOPENED': {
+        const c = chats.get(data.conversation_id);
+        if (c && c.closed) c.view.notice('This chat was reopened and is back in the queue.');
         break;
       }
       case 'CONVERSATION_REQUEUED': {

@@ -1,12 +1,15 @@
-/* The customer page: start a chat, wait in the queue, chat, rate. State lives in sessionStorage
- * (per tab), so a reload restores the chat and rejoins from the last message id. */
+/* The customer page: start a chat, wait in the queue (or leave it), chat, rate, reopen. State
+ * lives in sessionStorage (per tab), so a reload restores the chat, its notices, and rejoins from
+ * the last message id. Messages and notices show in the order they happened (stream ids and the
+ * times the server sends), not in the order they arrived. */
 (function () {
   'use strict';
   const { h, $ } = HD;
   const KEY = 'hd.customer';
   const PROFILE = 'hd.customer.profile';
 
-  let state = HD.session.get(KEY); // {conversation_id, token, name, status, agent, position, messages, rated, resolution}
+  // {conversation_id, token, name, status, agent, position, messages, notices, rated, resolution, left, wait_notice_at}
+  let state = HD.session.get(KEY);
   let api = null, socket = null, chat = null, typing = null, typingSender = null, calls = null;
 
   const el = {
@@ -15,7 +18,7 @@
     chat: $('#chat'), status: $('#status-line'), wait: $('#wait-line'), messages: $('#messages'), typing: $('#typing'),
     composer: $('#composer'), text: $('#text'), closed: $('#closed'), closedText: $('#closed-text'),
     ratingForm: $('#rating-form'), ratingError: $('#rating-error'), thanks: $('#rating-thanks'), comment: $('#comment'),
-    newChat: $('#new-chat'), banner: $('#banner'),
+    newChat: $('#new-chat'), banner: $('#banner'), leave: $('#leave'), reopen: $('#reopen'), reopenError: $('#reopen-error'),
     callButtons: $('#call-buttons'), callAudio: $('#call-audio'), callVideo: $('#call-video'),
   };
 
@@ -23,6 +26,13 @@
     if (!state) return;
     if (chat) state.messages = chat.messages.slice(-300);
     HD.session.set(KEY, state);
+  }
+
+  /** A notice in the transcript at the time it happened (server ms), kept across reloads. */
+  function say(text, kind, at) {
+    const li = chat.notice(text, kind, at);
+    state.notices = (state.notices || []).concat([{ text, kind: kind || '', at: Number(li.dataset.at) }]).slice(-100);
+    save();
   }
 
   // ---- start form ---------------------------------------------------------------------------
@@ -73,6 +83,7 @@
   // ---- chat -----------------------------------------------------------------------------------
   function renderStatus() {
     el.wait.textContent = '';
+    el.leave.hidden = state.status !== 'waiting';
     if (state.status === 'waiting') {
       el.status.textContent = state.position ? 'You are number ' + state.position + ' in the queue' : 'Waiting for an agent…';
       if (typeof state.estimated_wait_s === 'number') {
@@ -103,9 +114,13 @@
     el.composer.hidden = true;
     el.typing.hidden = true;
     el.closed.hidden = false;
-    el.closedText.textContent = state.status === 'abandoned'
-      ? 'This chat ended because we lost contact with you. You can start a new one at any time.'
-      : 'The agent closed this chat. Thank you for contacting us.';
+    el.closedText.textContent = state.left
+      ? 'You left the queue. You can start a new chat at any time.'
+      : state.status === 'abandoned'
+        ? 'This chat ended because we lost contact with you. You can start a new one at any time.'
+        : 'The agent closed this chat. Thank you for contacting us.';
+    el.reopen.hidden = state.status !== 'closed';
+    el.reopenError.hidden = true;
     const canRate = state.status === 'closed' && !state.rated;
     el.ratingForm.hidden = !canRate;
     el.thanks.hidden = !state.rated;
@@ -120,6 +135,7 @@
     el.chat.hidden = false;
     el.closed.hidden = true;
     el.composer.hidden = false;
+    el.messages.replaceChildren(); // rebuilt from the state below (a reopen resumes on the same page)
     const auth = new HD.CustomerSession(state.token);
     auth.onExpired = reset;
     api = new HD.Api(auth);
@@ -130,11 +146,10 @@
     } catch (_) { /* HELLO sets it */ }
     chat = new HD.ChatView(el.messages, { id: me, role: 'customer' }, {
       label: (m) => (m.sender.role === 'customer' ? state.name : m.sender.name || 'Agent'),
+      now: () => (socket ? socket.now() : Date.now()),
     });
     for (const m of state.messages || []) chat.add(m);
-    if (!chat.messages.length && state.status === 'waiting') {
-      chat.notice('An agent will be with you shortly. You can already describe your question here.');
-    }
+    for (const n of state.notices || []) chat.notice(n.text, n.kind, n.at);
     typing = HD.typingIndicator(el.typing);
     renderStatus();
 
@@ -171,9 +186,14 @@
       const conv = await api.get('/conversations/' + state.conversation_id);
       const wasOpen = state.status === 'waiting' || state.status === 'active';
       state.status = conv.status;
-      if (conv.agent) state.agent = conv.agent;
+      state.agent = conv.agent || null;
       save();
       renderStatus();
+      // once per time in the queue, at the time it began (the server's enqueued_at)
+      if (conv.status === 'waiting' && state.wait_notice_at !== conv.enqueued_at) {
+        state.wait_notice_at = conv.enqueued_at;
+        say('An agent will be with you shortly. You can already describe your question here.', '', conv.enqueued_at);
+      }
       if (wasOpen && (conv.status === 'closed' || conv.status === 'abandoned')) {
         await catchUpByRest();
         showClosed();
@@ -234,7 +254,25 @@
         state.agent = data.agent;
         save();
         renderStatus();
-        chat.notice((data.agent && data.agent.name ? data.agent.name : 'An agent') + ' joined the chat');
+        say((data.agent && data.agent.name ? data.agent.name : 'An agent') + ' joined the chat', '',
+          data.conversation && data.conversation.assigned_at);
+        break;
+      case 'CONVERSATION_TRANSFERRED':
+        // to another agent, a supervisor taking over, or back to a queue: the name follows
+        if (calls) calls.conversationGone(state.conversation_id);
+        if (data.agent) {
+          state.status = 'active';
+          state.agent = data.agent;
+          save();
+          renderStatus();
+          say('You are now chatting with ' + (data.agent.name || 'another agent'), '', data.at);
+        } else {
+          state.status = 'waiting';
+          state.agent = null;
+          save();
+          renderStatus();
+          say('We are passing you to the right team — you keep your place in the queue.', '', data.at);
+        }
         break;
       case 'CONVERSATION_REQUEUED':
         state.status = 'waiting';
@@ -242,14 +280,16 @@
         save();
         if (calls) calls.conversationGone(state.conversation_id);
         renderStatus();
-        chat.notice('Your agent was disconnected — you are back in the queue and keep your place.');
+        say('Your agent was disconnected — you are back in the queue and keep your place.');
         break;
       case 'CONVERSATION_CLOSED':
+        if (state.status === 'closed' || state.status === 'abandoned') break; // we left: already shown
         state.status = data.resolution === 'abandoned' ? 'abandoned' : 'closed';
         state.resolution = data.resolution;
+        if (data.closed_by && data.closed_by.role === 'customer') state.left = true;
         save();
         renderStatus();
-        chat.notice('Chat closed');
+        say(state.left ? 'You left the queue' : 'Chat closed', '', data.closed_at);
         showClosed();
         break;
       case 'TYPING':
@@ -276,6 +316,49 @@
   }
 
   el.composer.addEventListener('submit', (ev) => { ev.preventDefault(); send(); });
+
+  // Leave the queue: the conversation ends (abandoned) at once; the page shows it as ended.
+  el.leave.addEventListener('click', async () => {
+    if (!state || state.status !== 'waiting') return;
+    el.leave.disabled = true;
+    try {
+      const conv = await api.post('/conversations/' + state.conversation_id + '/cancel');
+      if (state.status === 'waiting') { // CONVERSATION_CLOSED may have told us first
+        state.status = conv.status;
+        state.left = true;
+        say('You left the queue', '', conv.closed_at);
+        renderStatus();
+        showClosed();
+      }
+    } catch (e) {
+      HD.toast(e.status === 409 ? 'An agent has just taken your chat.' : 'Could not leave the queue: ' + e.message, 'bad');
+      refreshConversation();
+    } finally {
+      el.leave.disabled = false;
+    }
+  });
+
+  // Reopen a chat closed a short while ago (the server keeps it for HELPDESK_ARCHIVE_RETENTION).
+  el.reopen.addEventListener('click', async () => {
+    el.reopen.disabled = true;
+    el.reopenError.hidden = true;
+    try {
+      const reply = await api.post('/conversations/' + state.conversation_id + '/reopen');
+      state.status = 'waiting';
+      state.position = reply.position;
+      state.agent = null;
+      state.rated = false;
+      state.left = false;
+      state.resolution = null;
+      save();
+      resume();
+    } catch (e) {
+      el.reopenError.textContent = e.status === 409 ? e.message.charAt(0).toUpperCase() + e.message.slice(1) + '.' : 'Could not reopen: ' + e.message;
+      el.reopenError.hidden = false;
+    } finally {
+      el.reopen.disabled = false;
+    }
+  });
   HD.enterToSend(el.text, send);
   el.text.addEventListener('input', () => { if (typingSender && el.text.value) typingSender.input(); });
 

@@ -1,5 +1,7 @@
 /* The supervisor board: live presence and load of the supervisor's agents, the queue coloured
- * against a target wait, live conversations, assigning, and silent monitoring with internal notes. */
+ * against a target wait, live conversations, assigning, and silent monitoring with internal notes.
+ * Workflows: an escalation inbox (live, with the agent's note), take over (the supervisor becomes
+ * the assignee), barge (messages the customer sees, distinct from notes), close and transfer. */
 (function () {
   'use strict';
   const { h, $ } = HD;
@@ -11,6 +13,11 @@
     live: $('#live tbody'), liveCount: $('#live-count'), liveEmpty: $('#live-empty'),
     monitorInfo: $('#monitor-info'), monitorStop: $('#monitor-stop'), monitorMessages: $('#monitor-messages'),
     monitorTyping: $('#monitor-typing'), noteForm: $('#note-form'), note: $('#note'),
+    noteVisible: $('#note-visible'), noteSend: $('#note-send'),
+    inbox: $('#escalations'), inboxCount: $('#inbox-count'), inboxEmpty: $('#inbox-empty'),
+    actions: $('#monitor-actions'), takeover: $('#takeover'), close: $('#monitor-close'), resolution: $('#monitor-resolution'),
+    transferOpen: $('#transfer-open'), transferForm: $('#transfer-form'), transferTarget: $('#transfer-target'),
+    transferNote: $('#transfer-note'), transferCancel: $('#transfer-cancel'),
   };
 
   let session, api, socket, me;
@@ -19,6 +26,10 @@
   let live = [];
   let monitored = null; // {id, conversation, view, typing}
   const categories = new Map();
+  // Escalations the events told us about since the last live list: id -> {conversation, note, at, seen}
+  const escalationEvents = new Map();
+  const DISMISSED = 'hd.supervisor.dismissed';
+  const dismissed = new Set(HD.session.get(DISMISSED) || []);
 
   // ---- target wait ------------------------------------------------------------------------------
   function target() {
@@ -77,6 +88,8 @@
     el.agentsOnline.textContent = online + ' online';
     el.agentsEmpty.hidden = agents.size > 0;
     renderQueue(); // the assign menus list the agents
+    renderInbox(); // and the inbox shows our agents' escalations
+    if (monitored) paintMonitor();
   }
 
   async function loadAgents() {
@@ -156,21 +169,154 @@
       h('td', null, c.agent ? c.agent.name : '—'),
       h('td', { class: 'small' }, c.subject || categoryName(c.category_id)),
       h('td', { class: 'small since', dataset: { since: c.assigned_at || c.enqueued_at } }, HD.formatDuration((socket.now() - (c.assigned_at || c.enqueued_at)) / 1000)),
-      h('td', null, h('button', {
+      h('td', null, h('span', { class: 'row' }, h('button', {
         type: 'button', class: 'small', 'aria-label': 'Monitor chat with ' + (c.customer ? c.customer.name : 'customer'),
         'aria-pressed': monitored && monitored.id === c.id ? 'true' : 'false', onclick: () => monitor(c),
-      }, 'Monitor'))));
+      }, 'Monitor'), canTakeOver(c) ? h('button', {
+        type: 'button', class: 'small', 'aria-label': 'Take over chat with ' + (c.customer ? c.customer.name : 'customer'), onclick: () => takeOver(c),
+      }, 'Take over') : null))));
     el.live.replaceChildren(...rows);
     el.liveCount.textContent = String(live.length);
     el.liveEmpty.hidden = live.length > 0;
   }
 
   async function loadLive() {
+    const started = Date.now();
     try {
       live = await api.get('/conversations?status=active&limit=200');
+      // this list knows every escalation that happened before it was asked for
+      for (const [id, e] of escalationEvents) if (e.seen < started) escalationEvents.delete(id);
       renderLive();
+      renderInbox();
+      if (monitored) {
+        const fresh = live.find((c) => c.id === monitored.id);
+        if (fresh) { monitored.conversation = fresh; paintMonitor(); }
+      }
     } catch (e) { HD.toast('Live conversations: ' + e.message, 'bad'); }
   }
+
+  /** Ours to take over: an agent has it (not us), in our team (admins: anyone's). */
+  function canTakeOver(c) {
+    return c.status === 'active' && c.agent && String(c.agent.id) !== String(me.id) && (me.role === 'admin' || isMine(c.agent.id));
+  }
+
+  // ---- escalation inbox -------------------------------------------------------------------------
+  /** Open escalations: escalated chats an agent of ours still has (taken over or closed ones drop out). */
+  function renderInbox() {
+    const entries = new Map();
+    for (const c of live) {
+      if (c.escalated && c.agent && isMine(c.agent.id)) {
+        entries.set(c.id, { conversation: c, note: c.escalation_note || '', at: c.escalated_at || 0 });
+      }
+    }
+    for (const [id, e] of escalationEvents) {
+      const c = e.conversation;
+      if (!entries.has(id) && c.agent && isMine(c.agent.id) && !live.some((l) => l.id === id && !(l.agent && isMine(l.agent.id)))) entries.set(id, e);
+    }
+    const items = Array.from(entries.values()).filter((e) => !dismissed.has(e.conversation.id + ':' + e.at))
+      .sort((a, b) => a.at - b.at)
+      .map((e) => {
+        const c = e.conversation, who = c.customer ? c.customer.name : 'Customer';
+        return h('li', { class: 'queue-item inbox-item', dataset: { id: c.id } },
+          h('div', { class: 'info' },
+            h('div', { class: 'name' }, who, h('span', { class: 'muted small' }, ' with ' + (c.agent ? c.agent.name : '—'))),
+            h('div', { class: 'note' }, e.note ? '“' + e.note + '”' : 'No note.'),
+            h('div', { class: 'sub' }, (c.subject || categoryName(c.category_id)) + (e.at ? ' · escalated ' + HD.formatTime(e.at) : ''))),
+          h('span', { class: 'row' },
+            h('button', { type: 'button', class: 'small', 'aria-label': 'Monitor escalated chat with ' + who, onclick: () => monitor(c) }, 'Monitor'),
+            h('button', { type: 'button', class: 'small primary', 'aria-label': 'Take over escalated chat with ' + who, onclick: () => takeOver(c) }, 'Take over'),
+            h('button', { type: 'button', class: 'small', 'aria-label': 'Dismiss escalation of ' + who, onclick: () => {
+              dismissed.add(c.id + ':' + e.at);
+              HD.session.set(DISMISSED, Array.from(dismissed).slice(-200));
+              renderInbox();
+            } }, 'Dismiss')));
+      });
+    el.inbox.replaceChildren(...items);
+    el.inboxCount.textContent = String(items.length);
+    el.inboxCount.className = items.length ? 'badge bad' : 'badge';
+    el.inboxEmpty.hidden = items.length > 0;
+  }
+
+  // ---- take over, close, transfer ---------------------------------------------------------------
+  const ACTION_ERRORS = {
+    forbidden: 'That chat is outside your team.',
+    at_capacity: 'That agent has just become full: choose another.',
+    conversation_closed: 'That chat is closed.',
+  };
+
+  async function takeOver(conversation) {
+    try {
+      const conv = await api.post('/conversations/' + conversation.id + '/takeover');
+      escalationEvents.delete(conv.id);
+      if (!monitored || monitored.id !== conv.id) monitor(conv);
+      monitored.conversation = conv;
+      paintMonitor();
+      monitored.view.notice('You took over this chat: the customer now sees you as their agent.');
+      el.note.focus();
+      HD.toast('You have the chat now.', 'ok');
+      scheduleLive();
+    } catch (e) {
+      HD.toast(ACTION_ERRORS[e.code] || 'Take over failed: ' + e.message, 'bad');
+    }
+  }
+
+  el.takeover.addEventListener('click', () => { if (monitored) takeOver(monitored.conversation); });
+
+  el.close.addEventListener('click', async () => {
+    if (!monitored) return;
+    el.close.disabled = true;
+    try {
+      await api.post('/conversations/' + monitored.id + '/close', { resolution: el.resolution.value.trim() });
+      el.resolution.value = '';
+      scheduleLive();
+    } catch (e) {
+      HD.toast(ACTION_ERRORS[e.code] || 'Close failed: ' + e.message, 'bad');
+    } finally {
+      el.close.disabled = false;
+    }
+  });
+
+  el.transferOpen.addEventListener('click', async () => {
+    el.transferForm.hidden = !el.transferForm.hidden;
+    el.transferOpen.setAttribute('aria-expanded', String(!el.transferForm.hidden));
+    if (el.transferForm.hidden || !monitored) return;
+    el.transferTarget.replaceChildren(h('option', { value: '' }, 'Loading…'));
+    let targets = [];
+    try { targets = await api.get('/agents/available'); } catch (e) { HD.toast('Agents: ' + e.message, 'bad'); }
+    const c = monitored.conversation;
+    targets = targets.filter((a) => !c.agent || String(a.id) !== String(c.agent.id));
+    el.transferTarget.replaceChildren(
+      h('option', { value: '' }, 'Choose…'),
+      h('optgroup', { label: 'Agents with room' },
+        targets.length ? targets.map((a) => h('option', { value: 'agent:' + a.id }, a.name + ' (' + a.active + '/' + a.capacity + (a.status === 'away' ? ', away' : '') + ')'))
+          : h('option', { value: '', disabled: true }, 'Nobody has room now')),
+      h('optgroup', { label: 'Back to a queue' },
+        h('option', { value: 'queue:' }, categoryName(c.category_id) + ' queue (keeps the place)'),
+        Array.from(categories.entries()).filter(([id]) => id !== String(c.category_id))
+          .map(([id, label]) => h('option', { value: 'queue:' + id }, label + ' queue'))));
+    el.transferTarget.focus();
+  });
+  el.transferCancel.addEventListener('click', () => { el.transferForm.hidden = true; el.transferOpen.setAttribute('aria-expanded', 'false'); });
+  el.transferForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!monitored) return;
+    const value = el.transferTarget.value;
+    if (!value) { HD.toast('Choose an agent or a queue.', 'bad'); return; }
+    const [kind, id] = value.split(':');
+    const body = { note: el.transferNote.value.trim() };
+    if (kind === 'agent') body.agent_id = Number(id);
+    else if (id) body.category_id = Number(id);
+    try {
+      await api.post('/conversations/' + monitored.id + '/transfer', body);
+      el.transferForm.hidden = true;
+      el.transferOpen.setAttribute('aria-expanded', 'false');
+      el.transferNote.value = '';
+      HD.toast('Transferred.', 'ok');
+      scheduleLive();
+    } catch (e) {
+      HD.toast(ACTION_ERRORS[e.code] || 'Transfer failed: ' + e.message, 'bad');
+    }
+  });
   let liveTimer = null;
   function scheduleLive() {
     clearTimeout(liveTimer);
@@ -184,16 +330,41 @@
     el.monitorMessages.replaceChildren();
     const view = new HD.ChatView(el.monitorMessages, { id: String(me.id), role: me.role }, {
       label: (m) => m.sender.name + ' (' + m.sender.role + ')',
+      now: () => socket.now(),
     });
-    monitored = { id: conversation.id, conversation, view, typing: HD.typingIndicator(el.monitorTyping) };
-    el.monitorInfo.textContent = (conversation.customer ? conversation.customer.name : 'Customer') + ' ↔ ' +
-      (conversation.agent ? conversation.agent.name : 'unassigned') + (conversation.subject ? ' · ' + conversation.subject : '');
+    monitored = { id: conversation.id, conversation, view, typing: HD.typingIndicator(el.monitorTyping), open: true };
     el.monitorStop.hidden = false;
     el.noteForm.hidden = false;
+    el.noteVisible.checked = mine(conversation);
+    paintMonitor();
     socket.join(conversation.id);
     renderLive();
     el.note.focus();
   }
+
+  function mine(c) { return !!(c && c.agent && String(c.agent.id) === String(me.id)); }
+
+  /** The monitor's header, actions and composer mode for the monitored chat as it is now. */
+  function paintMonitor() {
+    if (!monitored) return;
+    const c = monitored.conversation;
+    el.monitorInfo.textContent = (c.customer ? c.customer.name : 'Customer') + ' ↔ ' +
+      (mine(c) ? 'you' : c.agent ? c.agent.name : 'unassigned') + (c.subject ? ' · ' + c.subject : '');
+    el.actions.hidden = !monitored.open;
+    el.takeover.hidden = !canTakeOver(c);
+    el.transferOpen.hidden = c.status !== 'active';
+    paintComposer();
+  }
+
+  /** Barge: the same composer sends either an internal note or a message the customer sees. */
+  function paintComposer() {
+    const visible = el.noteVisible.checked;
+    el.note.classList.toggle('internal', !visible);
+    el.note.placeholder = visible ? 'Message to the customer — they see it in their chat'
+      : 'Internal note for the agent — never shown to the customer';
+    el.noteSend.textContent = visible ? 'Send to customer' : 'Add note';
+  }
+  el.noteVisible.addEventListener('change', () => { paintComposer(); el.note.focus(); });
 
   function stopMonitoring() {
     if (!monitored) return;
@@ -205,6 +376,8 @@
     el.monitorInfo.textContent = 'Open a live conversation to watch it silently and leave internal notes.';
     el.monitorStop.hidden = true;
     el.noteForm.hidden = true;
+    el.actions.hidden = true;
+    el.transferForm.hidden = true;
     renderLive();
   }
   el.monitorStop.addEventListener('click', stopMonitoring);
@@ -212,8 +385,9 @@
   function sendNote() {
     const text = el.note.value.trim();
     if (!text || !monitored) return;
-    const clientMsgId = socket.sendMessage(monitored.id, text, true);
-    monitored.view.addPending(clientMsgId, text, true);
+    const internal = !el.noteVisible.checked;
+    const clientMsgId = socket.sendMessage(monitored.id, text, internal);
+    monitored.view.addPending(clientMsgId, text, internal);
     el.note.value = '';
   }
   el.noteForm.addEventListener('submit', (ev) => { ev.preventDefault(); sendNote(); });
@@ -232,6 +406,31 @@
         loadAgents();
         loadQueue();
         loadLive();
+        break;
+      case 'CONVERSATION_ESCALATED': {
+        // from the presence channel (the agent's supervisor, admins) and, when monitoring, the conversation's
+        const conv = data.conversation || { id: data.conversation_id, customer: data.customer, subject: data.subject };
+        escalationEvents.set(data.conversation_id, { conversation: conv, note: data.note || '', at: conv.escalated_at || socket.now(), seen: Date.now() });
+        if (inMonitor && !monitored.escalationShown) {
+          monitored.escalationShown = true;
+          monitored.view.notice('Escalated' + (data.note ? ': ' + data.note : '.'), 'warn');
+        }
+        renderInbox();
+        scheduleLive();
+        break;
+      }
+      case 'CONVERSATION_TRANSFERRED':
+        if (inMonitor) {
+          const c = monitored.conversation;
+          if (data.agent) c.agent = data.agent; else { c.agent = null; c.status = 'waiting'; monitored.open = false; }
+          const text = data.taken_over ? (mine(c) ? 'You took over this chat.' : (data.agent.name || 'Someone') + ' took over this chat.')
+            : data.agent ? 'Transferred to ' + (mine(c) ? 'you' : data.agent.name) + (data.note ? ' — note: ' + data.note : '.')
+              : 'Back in the ' + categoryName(data.category_id) + ' queue' + (data.note ? ' — note: ' + data.note : '.');
+          if (!(data.taken_over && mine(c))) monitored.view.notice(text, '', data.at);
+          if (!mine(c)) el.noteVisible.checked = false;
+          paintMonitor();
+        }
+        scheduleLive();
         break;
       case 'PRESENCE_UPDATED':
         if (isMine(data.agent_id) || me.role === 'admin') {
@@ -266,13 +465,20 @@
         break;
       case 'CONVERSATION_CLOSED':
         if (inMonitor) {
-          monitored.view.notice('Conversation closed' + (data.resolution ? ': ' + data.resolution : '') + '.');
+          monitored.view.notice('Conversation closed' + (data.resolution ? ': ' + data.resolution : '') + '.', '', data.closed_at);
           el.noteForm.hidden = true;
+          monitored.open = false;
+          paintMonitor();
         }
         scheduleLive();
         break;
       case 'CONVERSATION_ASSIGNED':
-        if (inMonitor) monitored.view.notice('Assigned to ' + data.agent.name + '.');
+        // to us (a take over, maybe from another tab): show it if nothing else is on screen
+        if (!inMonitor && data.agent && String(data.agent.id) === String(me.id) && !monitored) monitor(data.conversation);
+        else if (inMonitor && !mine(data.conversation)) {
+          monitored.view.notice('Assigned to ' + data.agent.name + '.', '', data.conversation && data.conversation.assigned_at);
+        }
+        if (inMonitor) { monitored.conversation = Object.assign(monitored.conversation, data.conversation); paintMonitor(); }
         scheduleLive();
         break;
       case 'CONVERSATION_REQUEUED':
@@ -280,7 +486,7 @@
         scheduleLive();
         break;
       case 'JOIN_FAILED':
-        if (inMonitor) { monitored.view.notice('Cannot monitor: ' + data.message); el.noteForm.hidden = true; }
+        if (inMonitor) { monitored.view.notice('Cannot monitor: ' + data.message); el.noteForm.hidden = true; monitored.open = false; paintMonitor(); }
         break;
       default:
         break;

@@ -135,9 +135,15 @@
         li.querySelector('.msg-time').textContent = HD.formatTime(message.sent_at);
       } else {
         li = this.bubble(message, mine, 'delivered');
-        this.insert(li, message.id);
+        li.dataset.id = message.id;
+        this.insert(li);
       }
-      li.dataset.id = message.id;
+      if (li.dataset.id !== message.id) {
+        // our pending bubble, now stored: it takes its place among the others
+        li.dataset.id = message.id;
+        li.remove();
+        this.insert(li);
+      }
       this.byId.set(message.id, li);
       if (message.client_msg_id) this.byClient.set(message.client_msg_id, li);
       this.messages.push(message);
@@ -145,14 +151,34 @@
       return true;
     }
 
-    /** Keeps server order: a late HISTORY entry goes before newer ones. */
-    insert(li, id) {
+    /**
+     * Keeps the order things happened in, whatever order they arrive in: messages by their stream
+     * id ("<ms>-<seq>"), notices by their server time (`data-at`, ms; before messages of the same
+     * ms). Our own bubbles the server has not stored yet stay last.
+     */
+    insert(li) {
+      const key = ChatView.keyOf(li);
       let before = null;
       for (let n = this.list.lastElementChild; n; n = n.previousElementSibling) {
-        if (!n.dataset.id) { before = n; continue; } // pending bubbles stay last
-        if (HD.compareIds(n.dataset.id, id) > 0) before = n; else break;
+        const k = ChatView.keyOf(n);
+        if (!k) { before = n; continue; } // pending bubbles stay last
+        if (ChatView.compareKeys(k, key) > 0) before = n; else break;
       }
       this.list.insertBefore(li, before);
+    }
+
+    /** [ms, seq] of a transcript entry, or null for a pending bubble. */
+    static keyOf(li) {
+      if (li.dataset.id) {
+        const [ms, seq] = String(li.dataset.id).split('-').map(Number);
+        return [ms, seq];
+      }
+      if (li.dataset.at) return [Number(li.dataset.at), -1];
+      return null;
+    }
+
+    static compareKeys(a, b) {
+      return a[0] !== b[0] ? (a[0] < b[0] ? -1 : 1) : (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0);
     }
 
     /** Our own message before the server has it. */
@@ -170,10 +196,18 @@
       if (li) this.paintState(li, state);
     }
 
-    notice(text, kind) {
+    /**
+     * A line from the system ("… joined the chat"). `at`: when it happened (ms, server time: the
+     * event's own time where it has one); without it, now by `options.now` (the socket's clock,
+     * corrected by HELLO's server_time) or this browser's.
+     */
+    notice(text, kind, at) {
       this.stick = this.nearBottom();
-      this.list.append(h('li', { class: 'notice ' + (kind || '') }, text));
+      const when = typeof at === 'number' && at > 0 ? at : (this.options.now ? this.options.now() : Date.now());
+      const li = h('li', { class: 'notice ' + (kind || ''), dataset: { at: String(when) } }, text);
+      this.insert(li);
       this.scroll(false);
+      return li;
     }
 
     clear() {

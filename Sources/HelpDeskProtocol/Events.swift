@@ -12,6 +12,8 @@ public enum ClientEventName: String, Sendable, CaseIterable {
     case pick = "PICK"
     case closeConversation = "CLOSE_CONVERSATION"
     case setStatus = "SET_STATUS"
+    case takeOver = "TAKE_OVER"
+    case cancel = "CANCEL"
     case callInvite = "CALL_INVITE"
     case callAccept = "CALL_ACCEPT"
     case callReject = "CALL_REJECT"

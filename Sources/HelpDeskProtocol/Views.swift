@@ -32,6 +32,9 @@ public struct ConversationView: Codable, Sendable, Equatable {
     public var resolution: String?
     /// Whether an agent asked the supervisors for help.
     public var escalated: Bool?
+    /// The agent's note and when it escalated: REST replies to staff only (never in frames, never to the customer).
+    public var escalationNote: String?
+    public var escalatedAt: Int64?
     /// The customer's 1-5 rating after close, and its comment.
     public var rating: Int?
     public var ratingComment: String?
@@ -173,6 +176,10 @@ public enum ServerEventData {
         public var categoryId: String?
         /// Staff only: the customer's copy has no note.
         public var note: String?
+        /// A supervisor or an admin took the conversation over (`agent` is them).
+        public var takenOver: Bool?
+        /// When it happened (ms, Redis's clock): clients order their notices by it.
+        public var at: Int64?
     }
     public struct Reopened: Codable, Sendable {
         public var conversationId: String

@@ -196,6 +196,13 @@ struct ConversationsController: Sendable {
         authenticated.post("conversations/:id/reopen") { _, context in
             let id = try ConversationRules.conversationID(context.parameters.require("id"))
             try ConversationRules.requireOwnConversation(context.caller, id)
+            // staff reopen what was theirs: an agent its own chats, a supervisor its team's
+            if context.caller.role == .agent || context.caller.role == .supervisor, let view = try await store.conversation(id) {
+                if context.caller.role == .agent, view.agent?.id != context.caller.id {
+                    throw HelpDeskError(.forbidden, "this conversation was not yours")
+                }
+                try await store.requireTeamScope(context.caller, agentID: view.agent?.id)
+            }
             let position = try await store.reopen(conversationID: id, actor: context.caller)
             return try Response.json(["conversation_id": AnyEncodable(id), "position": AnyEncodable(position), "status": AnyEncodable("waiting")])
         }
@@ -276,7 +283,11 @@ struct ConversationsController: Sendable {
             guard let agent = view.agent?.id, try await !teamAgents(of: caller).contains(agent) else { return view }
             throw HelpDeskError(.forbidden, "that conversation is in another supervisor's team")
         case .agent where view.agent?.id == caller.id: return view
-        case .customer where caller.conversationID == id: return view
+        case .customer where caller.conversationID == id:
+            var own = view
+            own.escalationNote = nil  // staff's words about the customer
+            own.escalatedAt = nil
+            return own
         default: throw HelpDeskError(.notFound, "no such conversation")
         }
     }

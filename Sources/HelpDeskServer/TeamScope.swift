@@ -8,8 +8,9 @@ import RedisClient
 extension LiveStore {
     /// Throws `forbidden` when `caller` is a supervisor and `agentID` (an agent, or nil/empty for
     /// the queue) is outside its team. Other roles pass: their scripts check what they may do.
+    /// A supervisor's own conversations (taken over: it is their assignee) are in its scope.
     func requireTeamScope(_ caller: Caller, agentID: String?) async throws {
-        guard caller.role == .supervisor, let agentID, !agentID.isEmpty else { return }
+        guard caller.role == .supervisor, let agentID, !agentID.isEmpty, agentID != caller.id else { return }
         let supervisor = try await redis.send("HGET", keys.agent(agentID), "supervisor_id").string
         guard supervisor == caller.id else {
             throw HelpDeskError(.forbidden, "that agent is in another supervisor's team")

@@ -153,6 +153,16 @@ struct LuaGoldenTests {
         _ = try await store.reopen(conversationID: id, actor: cleo)
         try await store.close(conversationID: id, actor: ScriptFixture.supervisor, resolution: "")
 
+        // issue 11: a supervisor takes over its agent's chat (with a running call) and closes it;
+        // a waiting customer leaves the queue
+        let t = try await store.enqueue(name: "Fay", email: "fay@example.com", categoryID: "7", subject: "Help", priority: "normal")
+        _ = try await store.pick(agentID: "101", conversationID: t.conversationID, mode: "pick", actorID: "101")
+        try await store.call("invite", conversationID: t.conversationID, callID: "t1", caller: ann, extra: ["audio", "45000"])
+        #expect(try await store.takeOver(conversationID: t.conversationID, actor: ScriptFixture.supervisor) == "101")
+        try await store.close(conversationID: t.conversationID, actor: ScriptFixture.supervisor, resolution: "done")
+        let g = try await store.enqueue(name: "Gus", email: "gus@example.com", categoryID: "8", subject: "Bye", priority: "normal")
+        try await store.cancel(conversationID: g.conversationID, customer: ScriptFixture.customer(g.customerID))
+
         // an unanswered call past its deadline ends as missed
         let c = try await store.enqueue(name: "Eve", email: "eve@example.com", categoryID: "7", subject: "Other", priority: "low")
         _ = try await store.pick(agentID: "102", conversationID: c.conversationID, mode: "pick", actorID: "102")
@@ -182,6 +192,8 @@ struct LuaGoldenTests {
         // the missed call of the expiry and the abandon are among them
         #expect(published.contains { $0.event == "CALL_END" && $0.data["reason"] as? String == "missed" && $0.data["call_id"] as? String == "c6" })
         #expect(published.contains { $0.event == "CONVERSATION_CLOSED" && $0.data["resolution"] as? String == "abandoned" })
+        #expect(published.contains { $0.event == "CONVERSATION_TRANSFERRED" && $0.data["taken_over"] as? Bool == true })
+        #expect(published.contains { $0.event == "CONVERSATION_CLOSED" && ($0.data["closed_by"] as? [String: Any])?["role"] as? String == "customer" })
     }
 
     @Test("the key guard itself fails a script that touches a key it was not given")

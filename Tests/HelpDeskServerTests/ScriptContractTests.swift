@@ -42,7 +42,8 @@ struct ScriptContractTests {
         let names = Set(try Self.luaFiles().map(\.name))
         #expect(!names.contains("presence.lua") && !names.contains("call.lua"))
         for name in ["agent_connect", "agent_disconnect", "agent_status", "node_heartbeat", "agent_sweep", "customer_abandon",
-                     "call_invite", "call_accept", "call_reject", "call_end", "call_signal", "call_expire", "escalate", "rate"] {
+                     "call_invite", "call_accept", "call_reject", "call_end", "call_signal", "call_expire", "escalate", "rate",
+                     "takeover", "cancel"] {
             #expect(names.contains(name + ".lua"), "\(name).lua missing")
         }
     }
@@ -173,6 +174,65 @@ struct ScriptContractTests {
         try await callEndsFor([customer.id, "102"]) {
             try await f.store.close(conversationID: id, actor: bob, resolution: "")
         }
+    }
+
+    @Test("issue 11: takeover.lua checks the team with the change, answers stale on a changed agent, frees the former agent")
+    func takeOverScript() async throws {
+        let f = try await ScriptFixture()
+        defer { Task { await f.finish() } }
+        let (id, _) = try await Self.activeChat(f)  // agent 101, whose supervisor is 900
+        func state() async throws -> [String] {
+            [try await f.redis.send("HGET", f.keys.conversation(id), "agent_id").string ?? "-",
+             try await f.redis.send("HGET", f.keys.agent("101"), "active").string ?? "-"]
+        }
+        // another team's supervisor: refused by the script itself, nothing written
+        let tom = Caller(id: "901", role: .supervisor, name: "Tom")
+        await #expect(throws: HelpDeskError.self) { _ = try await f.store.takeOver(conversationID: id, actor: tom) }
+        #expect(try await state() == ["101", "1"])
+        // told the agent is 102 (it is 101): stale, nothing written
+        let reply = try await f.store.scripts.run("takeover", keys: [
+            f.keys.conversation(id), f.keys.events(id), f.keys.call(id), f.keys.conversationChannel(id), f.keys.ringingCalls,
+            f.keys.agent("102"), f.keys.agentConversations("102"), f.keys.availableAgents, f.keys.presenceChannel,
+            f.keys.userChannel("102"), f.keys.userChannel("900"),
+        ], arguments: ["", id, "900", "supervisor", "Sue", "102"], on: f.redis)
+        #expect(reply == .array([.bulkString(Array("err".utf8)), .bulkString(Array("stale".utf8))]))
+        #expect(try await state() == ["101", "1"])
+        // the team's supervisor
+        _ = try await f.published()
+        #expect(try await f.store.takeOver(conversationID: id, actor: ScriptFixture.supervisor) == "101")
+        #expect(try await state() == ["900", "0"])
+        #expect(try await f.redis.send("SISMEMBER", f.keys.agentConversations("101"), id).int == 0)
+        #expect(try await f.redis.send("HGET", f.keys.conversation(id), "agent_name").string == "Sue")
+        let frames = try await f.published().map { try Published(channel: $0.channel, payload: $0.payload) }
+        #expect(frames.contains { $0.channel == "ch:user:101" && $0.event == "CONVERSATION_TRANSFERRED" })
+        #expect(frames.contains { $0.channel == "ch:conv:" + id && $0.kind == "moved" && $0.key == "900" && $0.data["taken_over"] as? Bool == true })
+        #expect(frames.contains { $0.channel == "ch:user:900" && $0.event == "CONVERSATION_ASSIGNED" })
+        #expect(frames.contains { $0.channel == "ch:presence" && $0.data["agent_id"] as? String == "101" && $0.data["active"] as? Int == 0 })
+        // twice: already its own
+        await #expect(throws: HelpDeskError.self) { _ = try await f.store.takeOver(conversationID: id, actor: ScriptFixture.supervisor) }
+    }
+
+    @Test("issue 11: cancel.lua ends its own customer's waiting conversation only, as abandoned, into the outbox")
+    func cancelScript() async throws {
+        let f = try await ScriptFixture()
+        defer { Task { await f.finish() } }
+        let queued = try await f.store.enqueue(name: "Cleo", email: "cleo@example.com", categoryID: "7", subject: "Hi", priority: "normal")
+        let other = try await f.store.enqueue(name: "Dan", email: "dan@example.com", categoryID: "7", subject: "Hi", priority: "normal")
+        let id = queued.conversationID
+        await #expect(throws: HelpDeskError.self) { try await f.store.cancel(conversationID: id, customer: ScriptFixture.customer(other.customerID)) }
+        await #expect(throws: HelpDeskError.self) { try await f.store.cancel(conversationID: id, customer: ScriptFixture.agent("101")) }
+        #expect(try await f.redis.send("HGET", f.keys.conversation(id), "status").string == "waiting")
+        try await f.store.cancel(conversationID: id, customer: ScriptFixture.customer(queued.customerID))
+        let hash = try await f.redis.send("HGETALL", f.keys.conversation(id)).fieldMap
+        #expect(hash["status"] == "abandoned" && hash["resolution"] == "abandoned" && hash["closed_by"] == queued.customerID)
+        #expect(try await f.redis.send("ZSCORE", f.keys.queue("7"), id).string == nil)
+        #expect(try await f.redis.send("HGET", f.keys.customer("cleo@example.com"), "conv").string == nil)
+        let outbox = try await f.redis.send("XRANGE", f.keys.outbox, "-", "+").array?.compactMap { $0.array?[1].fieldMap } ?? []
+        #expect(outbox.map { $0["conversation_id"] ?? "" } == [id])
+        let events = try await f.redis.send("XRANGE", f.keys.events(id), "-", "+").array?.compactMap { $0.array?[1].fieldMap } ?? []
+        #expect(events.last?["type"] == "abandoned" && events.last?["data"]?.contains("cancelled") == true)
+        await #expect(throws: HelpDeskError.self) { try await f.store.cancel(conversationID: id, customer: ScriptFixture.customer(queued.customerID)) }
+        #expect(try await f.redis.send("XLEN", f.keys.outbox).int == 1)
     }
 
     @Test("issue 10 #12: times come from Redis's clock, not from a node whose clock is an hour ahead")

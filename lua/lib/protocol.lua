@@ -157,6 +157,25 @@ function hd.to_outbox(conv_key, outbox_key, conv_id)
   return redis.call('XADD', outbox_key, '*', 'conversation_id', conv_id, 'epoch', epoch)
 end
 
+--- a waiting conversation ends as abandoned (its customer left: gone past the grace, or asked to
+--- leave the queue): out of the queue and the live set, the customer free to start again, the
+--- outbox entry, QUEUE_UPDATED removed and CONVERSATION_CLOSED. `closed_by` (an actor view) only
+--- when the customer asked. The caller has checked the conversation is waiting in `category`.
+function hd.abandon(k, id, category, customer_id, now, closed_by, data)
+  redis.call('ZREM', k.queue, id)
+  redis.call('ZREM', k.seen, id)
+  redis.call('HSET', k.conv, 'status', 'abandoned', 'closed_at', now, 'resolution', 'abandoned')
+  if closed_by then redis.call('HSET', k.conv, 'closed_by', closed_by.id) end
+  redis.call('ZREM', k.live, id)
+  if redis.call('HGET', k.customer, 'conv') == id then redis.call('HDEL', k.customer, 'conv') end
+  redis.call('PEXPIRE', k.customer, 30 * 86400 * 1000)
+  hd.log(k.events, 'abandoned', customer_id or '', 'customer', now, data)
+  hd.to_outbox(k.conv, k.outbox, id)
+  hd.publish(k.queue_channel, 'queue', 'a', category, 'QUEUE_UPDATED', {op = 'removed', conversation = hd.conversation(hd.hash(k.conv))})
+  hd.publish(k.channel, 'closed', 'a', '-', 'CONVERSATION_CLOSED',
+    {conversation_id = id, resolution = 'abandoned', closed_at = now, closed_by = closed_by})
+end
+
 --- call scripts: the other participant of `user` in an active conversation, or nil and an error
 --- code. Only the conversation's customer and its assigned agent may call, only while active.
 function hd.call_peer(conv_key, user, role)

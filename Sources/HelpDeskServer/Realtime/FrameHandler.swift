@@ -153,6 +153,21 @@ struct FrameHandler {
             try await store.setStatus(agentID: caller.id, status: status)
             session.send(ServerFrame.ack(ref: ref) { w in w.key("status"); w.string(status) })
 
+        case .takeOver:
+            let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
+            let former = try await store.takeOver(conversationID: id, actor: caller)
+            session.send(ServerFrame.ack(ref: ref) { w in
+                w.key("conversation_id"); w.string(id)
+                w.raw(","); w.key("from_agent_id"); w.string(former)
+            })
+
+        case .cancel:
+            guard caller.role == .customer else { throw HelpDeskError(.forbidden, "only the customer leaves the queue") }
+            let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
+            try ConversationRules.requireOwnConversation(caller, id)
+            try await store.cancel(conversationID: id, customer: caller)
+            ackConversation(ref, id)
+
         case .callInvite, .callAccept, .callReject, .callEnd, .rtcSignal:
             let (conversation, call) = try await handleCall(event, frame, callTimeout: callTimeout)
             // Signals are many and fire-and-forget: acknowledged only when the client asked (ref).

@@ -24,6 +24,10 @@ extension ConversationView {
             closedAt: closedAt, resolution: hash["resolution"].flatMap { $0.isEmpty ? nil : $0 },
             escalated: hash["escalated"] == "1", rating: hash["rating"].flatMap { Int($0) }, ratingComment: hash["rating_comment"],
             waitSeconds: Int(max(0, waitEnd - enqueuedAt) / 1000))
+        if escalated == true {
+            escalationNote = hash["escalation_note"]
+            escalatedAt = ms("escalated_at")
+        }
     }
 }
 
