@@ -266,10 +266,11 @@ struct ConversationsController: Sendable {
 
     /// The conversation if the caller may read it: its customer, its agent, supervisors and admins.
     /// Anyone else gets 404, so ids cannot be probed.
-    /// The ids of a supervisor's agents (its team), from the accounts.
+    /// The ids of a supervisor's agents (its team), from the accounts, and its own (a conversation
+    /// it took over has it as the assignee).
     func teamAgents(of supervisor: Caller) async throws -> Set<String> {
         guard let id = Int(supervisor.id) else { return [] }
-        return Set(try await users.list(supervisorID: id).map { String($0.id) })
+        return Set(try await users.list(supervisorID: id).map { String($0.id) }).union([supervisor.id])
     }
 
     func readable(_ id: String, caller: Caller) async throws -> ConversationView {

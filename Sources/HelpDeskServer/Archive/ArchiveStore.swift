@@ -253,12 +253,12 @@ struct ArchiveStore: Sendable {
     }
 
     /// Archived conversations, newest first, filtered.
-    /// `teamOf`: only conversations without an agent or with an agent of this supervisor's team.
+    /// `teamOf`: only conversations without an agent, with this supervisor or an agent of its team.
     func conversations(status: String?, categoryID: Int?, agentID: Int?, teamOf supervisorID: Int? = nil, limit: Int, before: Date?) async throws -> [ConversationView] {
         try await pool.query(Self.selectConversation + """
              WHERE ($1::text IS NULL OR c.status = $1) AND ($2::bigint IS NULL OR c.category_id = $2)
                AND ($3::bigint IS NULL OR c.agent_id = $3) AND ($4::timestamptz IS NULL OR c.closed_at < $4)
-               AND ($6::bigint IS NULL OR c.agent_id IS NULL
+               AND ($6::bigint IS NULL OR c.agent_id IS NULL OR c.agent_id = $6
                     OR c.agent_id IN (SELECT t.id FROM users t WHERE t.supervisor_id = $6))
              ORDER BY c.closed_at DESC LIMIT $5
             """, [status, categoryID, agentID, before, limit, supervisorID]).rows.map(Self.view)
