@@ -21,10 +21,11 @@ final class SocketConnection: @unchecked Sendable {
     static let pauseAt = 8
     /// Reading resumes when the queue is down to this.
     static let resumeAt = 2
-    /// One readable event may hold many frames (up to NIO's four reads of up to 64 KiB): past
-    /// these the client is closed (1008). Far above a legitimate burst: a page re-sending its
-    /// outbox after a reconnect meets the message budget (100) first.
-    static let maxQueuedJobs = 512
+    /// One readable event may hold many frames (NIO reads up to four buffers of up to 64 KiB
+    /// before the pause takes effect). Each queued frame counts its bytes plus `jobOverhead` (its
+    /// slot and buffer view); past `maxQueuedBytes` the client is closed (1008). A burst of ordinary
+    /// messages (1,000 of 100 bytes: ~360 KB) fits; a read of thousands of tiny frames does not.
+    static let jobOverhead = 256
     static let maxQueuedBytes = 1 << 20
 
     enum Enqueued: Equatable {
@@ -86,11 +87,12 @@ final class SocketConnection: @unchecked Sendable {
     @discardableResult
     func enqueue(_ job: Job, bytes: Int) -> Enqueued {
         let (start, result): (Bool, Enqueued) = lock.withLock {
-            if case .frame = job, jobs.count >= Self.maxQueuedJobs || queuedBytes + bytes > Self.maxQueuedBytes {
+            let cost = bytes + Self.jobOverhead
+            if case .frame = job, queuedBytes + cost > Self.maxQueuedBytes {
                 return (false, .overflow)
             }
             jobs.append(job)
-            queuedBytes += bytes
+            queuedBytes += cost
             let start = !draining
             draining = true
             if jobs.count >= Self.pauseAt { paused = true }
@@ -107,7 +109,7 @@ final class SocketConnection: @unchecked Sendable {
                 return (nil, nil)
             }
             let job = jobs.removeFirst()
-            if case .frame(let data, _) = job { queuedBytes -= data.readableBytes }
+            queuedBytes -= Self.cost(of: job)
             if paused, jobs.count <= Self.resumeAt {
                 paused = false
                 return (job, self.resume)
@@ -116,6 +118,11 @@ final class SocketConnection: @unchecked Sendable {
         }
         resume?()
         return job
+    }
+
+    private static func cost(of job: Job) -> Int {
+        if case .frame(let data, _) = job { return data.readableBytes + jobOverhead }
+        return jobOverhead
     }
 
     private func drain() async {
