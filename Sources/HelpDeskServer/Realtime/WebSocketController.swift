@@ -13,6 +13,7 @@ struct WebSocketController: Sendable {
     let store: LiveStore
     let users: UserStore
     let services: NodeServices
+    var router: OfferRouter { services.parts.router }
 
     /// Frames above this size get an ERROR (the socket's hard limit is larger, see `maxFrameSize`).
     static let maxFrameBytes = 64 * 1024
@@ -91,6 +92,19 @@ struct WebSocketController: Sendable {
                 nodeId: services.configuration.nodeID,
                 user: .init(id: caller.id, role: caller.role.rawValue, name: name, status: status),
                 serverTime: epochMillis(services.clock()))))
+            if caller.role == .agent {
+                // A new socket (a reload, another tab) learns what is waiting for the agent's answer.
+                if let routing = try? await store.routingState(agentID: caller.id) {
+                    if let until = routing.wrapUpUntil {
+                        session.send(ServerFrame.encode("WRAP_UP_STARTED", WrapUpStartedData(conversationId: nil, wrapUpUntil: until)))
+                    }
+                    for (conversation, expires) in routing.offers {
+                        session.send(ServerFrame.encode("CONVERSATION_OFFERED", OfferedData(conversation: conversation, expiresAt: expires)))
+                    }
+                }
+                // online (again), maybe with free capacity: customers may be waiting for it
+                router.trigger()
+            }
             if caller.role == .customer, let conversation = caller.conversationID {
                 // A customer follows its own conversation from the start (assignment, close, queue position).
                 try await hub.join(session, conversationID: conversation, lastMessageID: nil, sendHistory: false)
@@ -100,6 +114,7 @@ struct WebSocketController: Sendable {
             }
             var handler = FrameHandler(session: session, hub: hub, store: store, logger: logger)
             handler.callTimeout = services.configuration.callTimeoutSeconds
+            handler.router = router
             for try await message in inbound.messages(maxSize: Self.maxFrameSize) {
                 // A socket the server closed acts no more, whatever its client keeps sending.
                 if session.isClosed { break }
