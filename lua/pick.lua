@@ -1,11 +1,15 @@
--- pick.lua: one agent takes one waiting conversation. The only place a conversation is assigned,
--- so the invariants live here: a conversation is assigned once, however many agents on however
--- many nodes race for it, and no agent holds more than its capacity.
--- "Fairest" = the oldest head among the queues of the agent's categories (all queues if none).
+-- pick.lua: one agent takes one waiting conversation (PICK), or a supervisor assigns one. With
+-- offer_accept.lua the only way a conversation gets its agent (both through hd.assign), so the
+-- invariants live here: a conversation is assigned once, however many agents on however many
+-- nodes race for it, and no agent holds more than its capacity (offers in flight count).
+-- An agent picks from the pick-routed queues it serves: its categories and their subcategories,
+-- and the uncategorised queue (all queues if it has no categories). Offer-routed categories are
+-- offered (offer.lua), not picked; a conversation on offer to someone cannot be taken meanwhile.
+-- "Fairest" = the oldest head (not on offer) among those queues.
 -- KEYS: 1 agent:<agent>  2 agent:<agent>:convs  3 agents:available  4 customers:seen  5 ch:queue
---       6 ch:presence  7 ch:user:<agent>  8 queues
---       8+1 .. 8+nq          queue:<category> of each category in ARGV (the agent's queues as the
---                            node read them; for a wanted conversation, its one queue)
+--       6 ch:presence  7 ch:user:<agent>  8 queues  9 categories  10 offers
+--       10+1 .. 10+nq        queue:<category> of each category in ARGV (the agent's pick-routed
+--                            queues as the node read them; for a wanted conversation, its one queue)
 --       then per candidate:  conv:<id>, conv:<id>:events, ch:conv:<id>   (a wanted conversation,
 --                            or the first few of each queue as the node read them)
 -- ARGV: 1 now override, 2 agent_id, 3 wanted conv_id or '' (= the fairest), 4 mode ('pick': the
@@ -16,15 +20,16 @@
 local now = hd.now(ARGV[1])
 local agent_id, wanted, mode, actor, categories = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local nq = tonumber(ARGV[7])
-local agent_key, convs_key, available_key = KEYS[1], KEYS[2], KEYS[3]
-local first_candidate = 9 + nq
+local agent_key, convs_key, available_key, offers_key = KEYS[1], KEYS[2], KEYS[3], KEYS[10]
+local first_candidate = 11 + nq
+local category_of = hd.categories(KEYS[9])
 
-local a = redis.call('HMGET', agent_key, 'status', 'capacity', 'active', 'categories', 'name')
+local a = redis.call('HMGET', agent_key, 'status', 'capacity', 'active', 'categories', 'name', 'offered')
 if (a[4] or '') ~= categories then return hd.STALE end
-local status, capacity, active = a[1], tonumber(a[2] or '0'), tonumber(a[3] or '0')
+local status, capacity = a[1], tonumber(a[2]) or 0
 if mode == 'pick' and status ~= 'online' then return {'err', 'not_online'} end
 if mode == 'assign' and status ~= 'online' and status ~= 'away' then return {'err', 'agent_offline'} end
-if active >= capacity then return {'err', 'at_capacity'} end
+if hd.load(a[3], a[6]) >= capacity then return {'err', 'at_capacity'} end
 
 -- candidate id -> index of its first key
 local candidates = {}
@@ -33,25 +38,34 @@ for i = 8 + nq, #ARGV do candidates[ARGV[i]] = first_candidate + (i - 8 - nq) * 
 local id, queue_index
 if wanted ~= '' then
   local k = candidates[wanted]
-  local c = redis.call('HMGET', KEYS[k], 'status', 'category_id')
+  local c = redis.call('HMGET', KEYS[k], 'status', 'category_id', 'offered_to')
   if not c[1] then return {'err', 'not_found'} end
   if c[1] ~= 'waiting' then return {'err', 'already_picked'} end
   if c[2] ~= ARGV[8] then return hd.STALE end
-  if mode == 'pick' and categories ~= '' then
-    local serves = false
-    for cat in string.gmatch(categories, '[^,]+') do if cat == c[2] then serves = true end end
-    if not serves then return {'err', 'forbidden'} end
+  if hd.str(c[3]) then return {'err', 'offered'} end
+  if mode == 'pick' then
+    if category_of(c[2]).routing == 'offer' then return {'err', 'offer_routing'} end
+    if not hd.serves(category_of, categories, c[2]) then return {'err', 'forbidden'} end
   end
   id, queue_index = wanted, 1
 else
-  -- an agent without categories serves every queue: the node must have passed all of them
-  if categories == '' and redis.call('SCARD', KEYS[8]) ~= nq then return hd.STALE end
+  -- the node passes exactly the pick-routed queues this agent serves: read again otherwise
+  local passed = {}
+  for q = 1, nq do
+    local category = ARGV[7 + q]
+    if not hd.serves(category_of, categories, category) or category_of(category).routing == 'offer' then return hd.STALE end
+    passed[category] = true
+  end
+  for _, category in ipairs(redis.call('SMEMBERS', KEYS[8])) do
+    if not passed[category] and hd.serves(category_of, categories, category) and category_of(category).routing ~= 'offer' then
+      return hd.STALE
+    end
+  end
   local best_score
   for q = 1, nq do
-    if categories == '' and redis.call('SISMEMBER', KEYS[8], ARGV[7 + q]) == 0 then return hd.STALE end
-    local head = redis.call('ZRANGE', KEYS[8 + q], 0, 0, 'WITHSCORES')
-    if head[1] and (not best_score or tonumber(head[2]) < best_score) then
-      id, queue_index, best_score = head[1], q, tonumber(head[2])
+    local head, score = hd.first_free(KEYS[10 + q], offers_key)
+    if head and (not best_score or score < best_score) then
+      id, queue_index, best_score = head, q, score
     end
   end
   if not id then return {'err', 'queue_empty'} end
@@ -60,23 +74,9 @@ else
 end
 
 local k = candidates[id]
-local conv_key, events_key, channel = KEYS[k], KEYS[k + 1], KEYS[k + 2]
-local category = ARGV[7 + queue_index]
-redis.call('ZREM', KEYS[8 + queue_index], id)
-redis.call('ZREM', KEYS[4], id)
-redis.call('HSET', conv_key, 'status', 'active', 'agent_id', agent_id, 'agent_name', a[5] or '', 'assigned_at', now)
-redis.call('SADD', convs_key, id)
-active = redis.call('HINCRBY', agent_key, 'active', 1)
-if active >= capacity then redis.call('ZREM', available_key, agent_id) end
-hd.log(events_key, 'assigned', actor, mode == 'pick' and 'agent' or 'supervisor', now, {agent_id = agent_id})
-
-local h = redis.call('HGETALL', conv_key)
-local c = {}
-for i = 1, #h, 2 do c[h[i]] = h[i + 1] end
-local conversation = hd.conversation(c)
-local assigned = {conversation_id = id, conversation = conversation, agent = conversation.agent}
-hd.publish(channel, 'assigned', 'a', agent_id, 'CONVERSATION_ASSIGNED', assigned)
-hd.publish(KEYS[7], 'user', 'a', '-', 'CONVERSATION_ASSIGNED', assigned)
-hd.publish(KEYS[5], 'queue', 'a', category, 'QUEUE_UPDATED', {op = 'removed', conversation = conversation})
-hd.publish_presence(KEYS[6], agent_key, agent_id)
+local h = hd.assign({
+  conv = KEYS[k], events = KEYS[k + 1], channel = KEYS[k + 2], queue = KEYS[10 + queue_index], seen = KEYS[4],
+  agent = agent_key, convs = convs_key, available = available_key, user_channel = KEYS[7], queue_channel = KEYS[5],
+  presence_channel = KEYS[6],
+}, id, ARGV[7 + queue_index], agent_id, a[5], actor, mode == 'pick' and 'agent' or 'supervisor', now)
 return {'ok', id, h}

@@ -26,7 +26,7 @@ redis.call('HSET', conv_key, 'status', 'waiting', 'agent_id', '', 'agent_name', 
 -- a new round: its first response, rating and escalation are its own (the last round's would make
 -- first-response and handle times negative, and block the new rating)
 redis.call('HDEL', conv_key, 'first_response_at', 'rating', 'rating_comment', 'rated_at', 'escalated', 'escalation_note',
-  'escalated_at', 'closed_by')
+  'escalated_at', 'closed_by', 'declined_by')
 redis.call('HSET', customer_key, 'conv', id)
 redis.call('PERSIST', customer_key)
 redis.call('ZADD', KEYS[7], now, id)

@@ -34,9 +34,9 @@ end
 if target ~= '' then
   if target == old then return {'err', 'already_picked'} end
   local t_key, t_convs = KEYS[11], KEYS[12]
-  local t = redis.call('HMGET', t_key, 'status', 'capacity', 'active', 'name')
+  local t = redis.call('HMGET', t_key, 'status', 'capacity', 'active', 'name', 'offered')
   if t[1] ~= 'online' and t[1] ~= 'away' then return {'err', 'agent_offline'} end
-  if tonumber(t[3] or '0') >= tonumber(t[2] or '0') then return {'err', 'at_capacity'} end
+  if hd.load(t[3], t[5]) >= (tonumber(t[2]) or 0) then return {'err', 'at_capacity'} end
   -- the call was between the customer and the old agent: it ends before the old agent leaves
   hd.end_call(call_key, ringing_key, events_key, channel, id, 'ended', actor, role, '', now)
   hd.release(old_key, old_convs, available_key, presence_channel, old, id, now)

@@ -11,6 +11,7 @@
     passwordHint: $('#u-password-hint'), role: $('#u-role'), supervisor: $('#u-supervisor'), capacity: $('#u-capacity'),
     categoryChecks: $('#u-categories'), userError: $('#user-error'), save: $('#user-save'), cancel: $('#user-cancel'),
     tree: $('#category-tree'), categoriesEmpty: $('#categories-empty'), categoryForm: $('#category-form'), cName: $('#c-name'), cParent: $('#c-parent'),
+    cRouting: $('#c-routing'), uncategorised: $('#uncategorised'),
     range: $('#range'), from: $('#a-from'), to: $('#a-to'), analyticsError: $('#analytics-error'), kpis: $('#kpis'),
   };
 
@@ -177,9 +178,36 @@
     el.cParent.value = top.some((c) => String(c.id) === chosen) ? chosen : '';
   }
 
+  /* Routing (picked from the queue, or offered to one agent at a time) and the wrap-up seconds an
+   * agent gets after closing one of the category's chats; each change is saved at once. */
+  function routingControls(c, label) {
+    const routing = h('select', { class: 'w-auto', 'aria-label': 'Routing of ' + label, title: 'How customers reach agents' },
+      h('option', { value: 'pick' }, 'Picked from the queue'), h('option', { value: 'offer' }, 'Offered to agents'));
+    routing.value = c.routing || 'pick';
+    const wrap = h('input', {
+      type: 'number', min: '0', max: '3600', step: '1', class: 'narrow', value: String(c.wrap_up_s || 0),
+      'aria-label': 'Wrap-up seconds of ' + label, title: 'Wrap-up after a close, in seconds (no offers meanwhile)',
+    });
+    const save = async (body, what) => {
+      try {
+        await api.patch('/categories/' + c.id, body);
+        HD.toast(label + ': ' + what + '.', 'ok');
+      } catch (e) { HD.toast(e.message, 'bad'); }
+      await loadCategories();
+    };
+    routing.addEventListener('change', () => save({ routing: routing.value },
+      routing.value === 'offer' ? 'customers are offered to agents' : 'agents pick customers from the queue'));
+    wrap.addEventListener('change', () => {
+      const n = Number(wrap.value);
+      if (Number.isInteger(n) && n >= 0 && n <= 3600) save({ wrap_up_s: n }, n ? n + ' s of wrap-up' : 'no wrap-up');
+      else HD.toast('Wrap-up is 0 to 3600 seconds.', 'bad');
+    });
+    return h('span', { class: 'row cat-routing' }, routing, h('span', { class: 'small muted' }, 'wrap-up'), wrap, h('span', { class: 'small muted' }, 's'));
+  }
+
   function categoryItem(c, isSub) {
     const name = h('span', { class: 'cat-name' }, c.name);
-    const li = h('li', { class: isSub ? 'sub' : '', dataset: { categoryId: c.id } }, name);
+    const li = h('li', { class: isSub ? 'sub' : '', dataset: { categoryId: c.id } }, name, routingControls(c, c.name));
     const rename = h('button', { type: 'button', class: 'small', 'aria-label': 'Rename ' + c.name }, 'Rename');
     const remove = h('button', { type: 'button', class: 'small danger', 'aria-label': 'Deactivate ' + c.name }, 'Deactivate');
     rename.addEventListener('click', () => {
@@ -221,6 +249,10 @@
       categories = await api.get('/categories');
       renderCategories();
       renderUsers();
+      // the uncategorised queue (category 0): every agent serves it
+      const general = await api.get('/categories/0');
+      el.uncategorised.replaceChildren(h('li', { dataset: { categoryId: 0 } },
+        h('span', { class: 'cat-name' }, 'Chats without a category'), routingControls(general, 'Chats without a category')));
     } catch (e) { HD.toast('Categories: ' + e.message, 'bad'); }
   }
 
@@ -229,10 +261,12 @@
     const body = { name: el.cName.value.trim() };
     if (!body.name) return;
     if (el.cParent.value) body.parent_id = Number(el.cParent.value);
+    body.routing = el.cRouting.value;
     try {
       await api.post('/categories', body);
       el.cName.value = '';
       el.cParent.value = '';
+      el.cRouting.value = 'pick';
       HD.toast('Added ' + body.name + '.', 'ok');
       await loadCategories();
       el.cName.focus();

@@ -19,7 +19,7 @@
   // Counters the browser tests read (the sound and the notification cannot be heard or seen there).
   HD.debug = { beeps: 0, notifications: 0 };
 
-  let session, api, socket, me, calls;
+  let session, api, socket, me, calls, offers;
   const categories = new Map(); // id (string) -> name
   const queue = new Map(); // conversation id -> conversation (insertion order = queue order)
   const chats = new Map(); // conversation id -> chat
@@ -86,10 +86,9 @@
   function categoryName(id) {
     return id && id !== '0' ? categories.get(String(id)) || 'Category ' + id : 'General';
   }
-  function serves(c) {
-    const mine = (me.category_ids || []).map(String);
-    return mine.length === 0 || mine.indexOf(String(c.category_id)) >= 0;
-  }
+  // The server sends only the queues this agent may pick from (its categories with their
+  // subcategories, the uncategorised queue, pick-routed ones): GET /queue and QUEUE_UPDATED agree.
+  function serves() { return true; }
 
   function renderQueue() {
     const items = [];
@@ -506,6 +505,7 @@
   // ---- socket events ------------------------------------------------------------------------
   function onEvent(event, data) {
     if (calls.handleEvent(event, data)) return;
+    if (offers.handleEvent(event, data)) return; // offers and wrap-up: offers.js
     switch (event) {
       case 'HELLO':
         // Our chosen status wins over what Redis remembers (and says we are here).
@@ -643,6 +643,7 @@
       mount: $('#call-slot'),
     });
     HD.debug.calls = calls;
+    offers = new HD.Offers({ socket, mount: $('#offer-slot'), presence: el.presence, categoryName, onAccepted: (conv) => openChat(conv, true) });
     socket.start();
     loadHistory();
     setInterval(tickWaits, 1000);

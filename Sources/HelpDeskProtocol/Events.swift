@@ -19,6 +19,11 @@ public enum ClientEventName: String, Sendable, CaseIterable {
     case callReject = "CALL_REJECT"
     case callEnd = "CALL_END"
     case rtcSignal = "RTC_SIGNAL"
+    /// Offer routing (issue 11): the agent takes or turns down the conversation offered to it.
+    case acceptOffer = "ACCEPT_OFFER"
+    case declineOffer = "DECLINE_OFFER"
+    /// The agent is ready before its wrap-up time is up.
+    case endWrapUp = "END_WRAP_UP"
 }
 
 /// Events the server sends.
@@ -45,6 +50,11 @@ public enum ServerEventName: String, Sendable, CaseIterable {
     case callReject = "CALL_REJECT"
     case callEnd = "CALL_END"
     case rtcSignal = "RTC_SIGNAL"
+    case conversationOffered = "CONVERSATION_OFFERED"
+    case offerRevoked = "OFFER_REVOKED"
+    case wrapUpStarted = "WRAP_UP_STARTED"
+    case wrapUpEnded = "WRAP_UP_ENDED"
+    case categoriesUpdated = "CATEGORIES_UPDATED"
 }
 
 /// One client frame, parsed: its event (known or not), its `ref`, its `data` object.

@@ -13,7 +13,7 @@ public struct PubSubEnvelope: Sendable, Equatable {
         case moved
         /// Anything else on a conversation channel (typing, calls, escalation).
         case event
-        /// On the queue channel; key = the category id.
+        /// On the queue channel; key = the category id (`-`: CATEGORIES_UPDATED, the tree changed).
         case queue
         /// On the presence channel; key = the agent's supervisor id (`-`: none).
         case presence

@@ -111,6 +111,10 @@ public struct PresenceView: Codable, Sendable, Equatable {
     public var nodeId: String
     public var connected: Bool
     public var since: Int64
+    /// Offers waiting for the agent's answer (they count against its capacity).
+    public var offers: Int
+    /// Set while the agent is in wrap-up after a close (ms since the epoch).
+    public var wrapUpUntil: Int64?
 }
 
 /// Someone who did something (closed, reopened, called).
@@ -189,6 +193,30 @@ public enum ServerEventData {
         public var conversationId: String
         public var note: String
         public var by: ActorView
+    }
+    public struct Offered: Codable, Sendable {
+        public var conversation: ConversationView
+        /// When the offer runs out (Redis's clock, ms since the epoch).
+        public var expiresAt: Int64
+    }
+    public struct OfferRevoked: Codable, Sendable {
+        public var conversationId: String
+        /// declined, expired or closed.
+        public var reason: String
+        /// The agent's new status when it changed (away after an offer ran out).
+        public var status: String?
+    }
+    public struct WrapUpStarted: Codable, Sendable {
+        /// The conversation whose close started it (absent when a new socket is told of a running one).
+        public var conversationId: String?
+        public var wrapUpUntil: Int64
+    }
+    public struct WrapUpEnded: Codable, Sendable {
+        /// ready (END_WRAP_UP) or elapsed.
+        public var reason: String
+    }
+    public struct CategoriesUpdated: Codable, Sendable {
+        public var categoryIds: [String]
     }
     public struct Call: Codable, Sendable {
         public var conversationId: String

@@ -40,7 +40,8 @@ public struct NodeServices: Sendable {
                                socketCaps: .init(perIP: configuration.maxSocketsPerIP, perUser: configuration.maxSocketsPerUser,
                                                  outboundBytes: configuration.socketOutboundBytes,
                                                  messageRate: configuration.socketMessageRate, messageBurst: configuration.socketMessageBurst),
-                               maxMessagesPerConversation: configuration.maxMessagesPerConversation)
+                               maxMessagesPerConversation: configuration.maxMessagesPerConversation,
+                               offerTimeoutMs: Int(configuration.offerTimeoutSeconds * 1000))
     }
 
     /// The drain step of this node; run it after the application in one `ServiceGroup`.
@@ -61,9 +62,12 @@ struct NodeParts: Sendable {
     let archive: ArchiveStore
     let users: UserStore
     let hub: ConnectionHub
+    /// When offer routing, offer deadlines and wrap-ups run on this node.
+    let router: OfferRouter
 
     init(redis: RedisClient, scripts: RedisScripts, keys: RedisKeys, postgres: PostgresPool, subscriber: RedisSubscriber,
-         clock: @escaping @Sendable () -> Date, logger: Logger, socketCaps: ConnectionHub.Caps, maxMessagesPerConversation: Int = 10_000) {
+         clock: @escaping @Sendable () -> Date, logger: Logger, socketCaps: ConnectionHub.Caps, maxMessagesPerConversation: Int = 10_000,
+         offerTimeoutMs: Int = 20_000) {
         var store = LiveStore(redis: redis, scripts: scripts, keys: keys, clock: clock)
         store.maxMessagesPerConversation = maxMessagesPerConversation
         store.senderMessageRate = socketCaps.messageRate
@@ -72,6 +76,7 @@ struct NodeParts: Sendable {
         archive = ArchiveStore(pool: postgres)
         users = UserStore(pool: postgres)
         hub = ConnectionHub(store: store, subscriber: subscriber, keys: keys, logger: logger, caps: socketCaps)
+        router = OfferRouter(store: store, hub: hub, postgres: postgres, offerTimeoutMs: offerTimeoutMs, logger: logger)
     }
 }
 
@@ -111,8 +116,8 @@ func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
     AuthController(auth: auth, users: users, trustProxy: services.configuration.trustProxy)
         .addRoutes(public: api, authenticated: authenticated)
     UsersController(users: users, store: parts.store).addRoutes(to: authenticated)
-    CategoriesController(pool: services.postgres).addRoutes(public: api, authenticated: authenticated)
-    ConversationsController(store: parts.store, archive: parts.archive, users: users, services: services)
+    CategoriesController(pool: services.postgres, router: parts.router).addRoutes(public: api, authenticated: authenticated)
+    ConversationsController(store: parts.store, archive: parts.archive, users: users, services: services, router: parts.router)
         .addRoutes(public: api, authenticated: authenticated)
     WorkflowsController(store: parts.store).addRoutes(to: authenticated)
     AnalyticsController(pool: services.postgres, store: parts.store).addRoutes(to: authenticated)
@@ -145,6 +150,12 @@ public func buildApplication(
     }
     try await services.scripts.loadAll(on: services.redis)
     let parts = services.parts
+    do {
+        // The routing scripts read the category tree from Redis: mirror it before serving.
+        try await parts.router.loadCategories()
+    } catch {
+        services.logger.warning("category mirror not loaded at start (retried at each heartbeat)", metadata: ["error": "\(error)"])
+    }
     let router = buildRouter(services)
     let configuration = services.configuration
     var app = Application(
@@ -157,7 +168,7 @@ public func buildApplication(
         services.subscriber,
         PubSubPump(hub: parts.hub, subscriber: services.subscriber, logger: services.logger),
         PresenceService(
-            hub: parts.hub, store: parts.store, nodeID: configuration.nodeID,
+            hub: parts.hub, store: parts.store, router: parts.router, nodeID: configuration.nodeID,
             interval: .milliseconds(Int(configuration.heartbeatSeconds * 1000)),
             agentGrace: .seconds(configuration.agentGraceSeconds), customerGrace: .seconds(configuration.customerGraceSeconds),
             logger: services.logger),

@@ -10,6 +10,8 @@ struct ConversationsController: Sendable {
     let archive: ArchiveStore
     let users: UserStore
     let services: NodeServices
+    /// Offer routing: told about every event that can make a match (enqueue, requeue, close, ...).
+    let router: OfferRouter
 
     struct StartBody: Decodable {
         var name: String
@@ -62,6 +64,7 @@ struct ConversationsController: Sendable {
             // and no answer tells whether that address has one open.
             let resume = context.caller?.role == .customer ? context.caller?.conversationID : nil
             let queued = try await store.enqueue(name: name, email: email, categoryID: category, subject: subject, priority: priority, resume: resume)
+            if queued.created { router.trigger() }
             let now = Int(services.clock().timeIntervalSince1970)
             let token = services.tokens.sign(TokenClaims(sub: queued.customerID, role: Role.customer.rawValue, iat: now,
                                                           exp: now + services.configuration.customerTokenTTL, name: name, conv: queued.conversationID))
@@ -164,7 +167,7 @@ struct ConversationsController: Sendable {
             let hasBody = request.headers[.contentLength].map { $0 != "0" } ?? false
             let body = hasBody ? try await request.decodeJSON(CloseBody.self, context: context) : CloseBody(resolution: nil)
             let resolution = try Validate.text(body.resolution ?? "", field: "resolution", max: 500, min: 0)
-            try await store.close(conversationID: id, actor: context.caller, resolution: resolution)
+            router.closed(try await store.close(conversationID: id, actor: context.caller, resolution: resolution))
             return try Response.json(try await store.conversation(id))
         }
 
@@ -181,6 +184,8 @@ struct ConversationsController: Sendable {
             try await store.requireTeamScope(context.caller, conversationID: id)
             try await store.requireTeamScope(context.caller, agentID: body.agentId.map(String.init))
             _ = try await store.transfer(conversationID: id, actor: context.caller, agentID: body.agentId.map(String.init), category: category, note: note)
+            // capacity freed, maybe a customer back in a queue
+            router.trigger()
             return try Response.json(try await store.conversation(id))
         }
 
@@ -204,6 +209,7 @@ struct ConversationsController: Sendable {
                 try await store.requireTeamScope(context.caller, agentID: view.agent?.id)
             }
             let position = try await store.reopen(conversationID: id, actor: context.caller)
+            router.trigger()
             return try Response.json(["conversation_id": AnyEncodable(id), "position": AnyEncodable(position), "status": AnyEncodable("waiting")])
         }
 
@@ -223,15 +229,18 @@ struct ConversationsController: Sendable {
             try context.require(.agent, .supervisor, .admin)
             let category = request.uri.queryParameters.get("category_id", as: Int.self).map(String.init)
             guard context.caller.role == .agent else { return try Response.json(try await store.waiting(category: category)) }
-            // An agent sees the queues it serves (all when it has no categories, as pick.lua), and
-            // no e-mail address: that comes with an assignment (issue 10 #18).
+            // An agent sees what it may PICK (pick.lua's rule): the pick-routed queues it serves, i.e.
+            // its categories, their subcategories and the uncategorised queue (all when it has no
+            // categories); offer-routed customers come to it as offers. No e-mail address: that
+            // comes with an assignment (issue 10 #18).
             guard let agent = try await users.find(id: try staffID(context.caller)) else { throw HelpDeskError(.unauthorized, "account no longer exists") }
             let serves = Set(agent.categoryIds.map(String.init))
+            let tree = try await store.categoryTree()
             var waiting: [ConversationView]
             if let category {
-                waiting = serves.isEmpty || serves.contains(category) ? try await store.waiting(category: category) : []
+                waiting = tree.picks(serves, category: category) ? try await store.waiting(category: category) : []
             } else {
-                waiting = try await store.waiting(category: nil).filter { serves.isEmpty || serves.contains($0.categoryId) }
+                waiting = try await store.waiting(category: nil).filter { tree.picks(serves, category: $0.categoryId) }
             }
             for i in waiting.indices { waiting[i].customer.email = nil }
             return try Response.json(waiting)
@@ -260,6 +269,7 @@ struct ConversationsController: Sendable {
             let body = try await request.decodeJSON(StatusBody.self, context: context)
             guard body.status == "online" || body.status == "away" else { throw HelpDeskError(.validationFailed, "status must be online or away") }
             try await store.setStatus(agentID: context.caller.id, status: body.status)
+            if body.status == "online" { router.trigger() }
             return try Response.json(["status": body.status])
         }
     }
@@ -340,6 +350,9 @@ struct PresenceView: Encodable {
     var connected: Bool
     var since: Int64
     var lastSeen: Int64
+    /// Offers waiting for its answer; the end of its wrap-up while in one.
+    var offers: Int
+    var wrapUpUntil: Int64?
 
     init(_ hash: [String: String]) {
         agentId = hash["id"] ?? ""
@@ -351,6 +364,8 @@ struct PresenceView: Encodable {
         connected = hash["connected"] == "1"
         since = Int64(hash["since"] ?? "") ?? 0
         lastSeen = Int64(hash["last_seen"] ?? "") ?? 0
+        offers = Int(hash["offered"] ?? "") ?? 0
+        wrapUpUntil = Int64(hash["wrap_up_until"] ?? "")
     }
 }
 

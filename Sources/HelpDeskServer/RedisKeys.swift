@@ -56,6 +56,13 @@ public struct RedisKeys: Sendable {
     public var customersSeen: String { prefix + "customers:seen" }
     /// ZSET: conversation ids with a ringing call, by the ms it stops ringing.
     public var ringingCalls: String { prefix + "calls:ringing" }
+    /// ZSET: conversation ids offered to an agent right now, by the ms the offer runs out.
+    public var offers: String { prefix + "offers" }
+    /// ZSET: agents in wrap-up after a close, by the ms it ends.
+    public var wrapUps: String { prefix + "agents:wrapup" }
+    /// HASH: the category tree as the routing scripts see it, mirrored from PostgreSQL: category id
+    /// (`0` = uncategorised) to `parent|routing|wrap_up_s|updated_ms`; field `_` marks a complete load.
+    public var categories: String { prefix + "categories" }
     /// ZSET: node id to last heartbeat ms.
     public var nodes: String { prefix + "nodes" }
     /// STREAM: closed conversations to archive; consumer group `flushers`.

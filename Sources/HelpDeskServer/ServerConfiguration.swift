@@ -57,6 +57,8 @@ public struct ServerConfiguration: Sendable {
     public var drainTimeoutSeconds: Int
     /// Seconds an unanswered call rings before it ends as missed.
     public var callTimeoutSeconds: Int
+    /// Seconds an agent has to accept an offered conversation (`HELPDESK_OFFER_TIMEOUT`, fractions allowed).
+    public var offerTimeoutSeconds: Double = 20
     /// STUN and TURN servers handed to browsers (comma-separated in the environment).
     public var stunURLs: [String]
     public var turnURLs: [String]
@@ -157,6 +159,7 @@ public struct ServerConfiguration: Sendable {
             maxMessagesPerConversation: try positive("HELPDESK_MAX_MESSAGES_PER_CONVERSATION", 10_000),
             metricsToken: env["HELPDESK_METRICS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         )
+        configuration.offerTimeoutSeconds = try double("HELPDESK_OFFER_TIMEOUT", 20)
         switch env["HELPDESK_FLUSH_ENABLED"] ?? "1" {
         case "1", "true": configuration.flushEnabled = true
         case "0", "false": configuration.flushEnabled = false

@@ -37,6 +37,18 @@ public struct StaffAccounts: Sendable {
         return Created(id: record.id, email: record.email, role: record.role)
     }
 
+    /// With no categories yet: Billing with Refunds under it (pick routing) and Sales, whose
+    /// customers are offered to agents, with 10 s of wrap-up. Returns whether it created them.
+    /// Nodes mirror them into Redis when they start.
+    public func ensureDemoCategories() async throws -> Bool {
+        let pool = users.pool
+        guard try await pool.query("SELECT 1 FROM categories LIMIT 1").isEmpty else { return false }
+        let billing: Int = try await pool.query("INSERT INTO categories (name) VALUES ('Billing') RETURNING id").first!.decode("id")
+        try await pool.query("INSERT INTO categories (name, parent_id) VALUES ('Refunds', $1)", [billing])
+        try await pool.query("INSERT INTO categories (name, routing, wrap_up_s) VALUES ('Sales', 'offer', 10)")
+        return true
+    }
+
     /// Creates admin@example.com, supervisor@example.com and agent1/agent2@example.com when absent,
     /// each with a random password; returns (email, role, password) of those it created.
     public func ensureDemoAccounts() async throws -> [(String, String, String)] {

@@ -85,15 +85,19 @@ struct UserCommand: AsyncParsableCommand {
 struct DemoAccounts: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo-accounts",
-        abstract: "Create the demo admin, supervisor and agents if absent; print their passwords once.")
+        abstract: "Create the demo admin, supervisor, agents and categories if absent; print the passwords once.")
 
     func run() async throws {
         let (configuration, logger) = try loadConfiguration()
         let pool = PostgresPool(url: configuration.databaseURL, size: 1, logger: logger)
         let created = try await StaffAccounts(pool: pool).ensureDemoAccounts()
+        let categories = try await StaffAccounts(pool: pool).ensureDemoCategories()
         if !created.isEmpty {
             print("Demo accounts created (passwords are shown only now):")
             for (email, role, password) in created { print("  \(role.padding(toLength: 10, withPad: " ", startingAt: 0)) \(email)  \(password)") }
+        }
+        if categories {
+            print("Demo categories created: Billing (Refunds under it) picked from the queue, Sales offered to agents (10 s wrap-up).")
         }
         await pool.shutdown()
     }

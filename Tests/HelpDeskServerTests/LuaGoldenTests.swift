@@ -28,6 +28,11 @@ enum Wire {
         case .conversationReopened?: try d(ServerEventData.Reopened.self)
         case .conversationEscalated?: try d(ServerEventData.Escalated.self)
         case .typing?: try d(ServerEventData.Typing.self)
+        case .conversationOffered?: try d(ServerEventData.Offered.self)
+        case .offerRevoked?: try d(ServerEventData.OfferRevoked.self)
+        case .wrapUpStarted?: try d(ServerEventData.WrapUpStarted.self)
+        case .wrapUpEnded?: try d(ServerEventData.WrapUpEnded.self)
+        case .categoriesUpdated?: try d(ServerEventData.CategoriesUpdated.self)
         case .callInvite?, .callAccept?, .callReject?, .callEnd?, .rtcSignal?:
             let call = try decoder.decode(ServerEnvelope<ServerEventData.Call>.self, from: Data(frame.utf8)).data
             if event != "CALL_END" { #expect(call.from != nil, "\(event) without from") }
@@ -76,6 +81,8 @@ struct LuaGoldenTests {
                 Issue.record("kind \(p.kind) on a conversation channel: \(p)")
             }
             if p.data["note"] != nil { #expect(p.audience == "s", "a note outside staff: \(p)") }
+        } else if p.channel == "ch:queue" && p.event == "CATEGORIES_UPDATED" {
+            #expect(p.kind == "queue" && p.audience == "a" && p.key == "-", "\(p)")
         } else if p.channel == "ch:queue" {
             #expect(p.kind == "queue" && p.audience == "a" && p.event == "QUEUE_UPDATED", "\(p)")
             #expect((p.data["conversation"] as? [String: Any])?["category_id"] as? String == p.key, "\(p)")

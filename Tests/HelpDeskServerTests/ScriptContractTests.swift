@@ -43,7 +43,7 @@ struct ScriptContractTests {
         #expect(!names.contains("presence.lua") && !names.contains("call.lua"))
         for name in ["agent_connect", "agent_disconnect", "agent_status", "node_heartbeat", "agent_sweep", "customer_abandon",
                      "call_invite", "call_accept", "call_reject", "call_end", "call_signal", "call_expire", "escalate", "rate",
-                     "takeover", "cancel"] {
+                     "takeover", "cancel", "offer", "offer_accept", "offer_end", "wrap_up_end", "categories_sync"] {
             #expect(names.contains(name + ".lua"), "\(name).lua missing")
         }
     }
@@ -66,7 +66,7 @@ struct ScriptContractTests {
         let id = queued.conversationID
         let reply = try await f.store.scripts.run("pick", keys: [
             f.keys.agent("101"), f.keys.agentConversations("101"), f.keys.availableAgents, f.keys.customersSeen, f.keys.queueChannel,
-            f.keys.presenceChannel, f.keys.userChannel("101"), f.keys.queues, f.keys.queue("7"),
+            f.keys.presenceChannel, f.keys.userChannel("101"), f.keys.queues, f.keys.categories, f.keys.offers, f.keys.queue("7"),
             f.keys.conversation(id), f.keys.events(id), f.keys.conversationChannel(id),
         ], arguments: ["", "101", id, "pick", "101", "", "1", "7", id], on: f.redis).array ?? []
         #expect(reply.first?.string == "ok" && reply[1].string == id)

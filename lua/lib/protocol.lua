@@ -13,9 +13,9 @@
 --                       '-' when the conversation is back in a queue
 --             event     anything else on a conversation channel (typing, calls, escalation);
 --                       key '-' unless the audience is 'u'
---             queue     on the queue channel; key = the category id
+--             queue     on the queue channel; key = the category id ('-': CATEGORIES_UPDATED)
 --             presence  on the presence channel; key = the agent's supervisor id or '-'
---             user      on a user channel; key '-'
+--             user      on a user channel (assignments, offers, wrap-up); key '-'
 --   audience  a  every socket that follows the channel
 --             s  staff sockets only (internal notes, transfer notes, escalations)
 --             u  only the sockets of the user whose id is the key (call signaling)
@@ -81,11 +81,13 @@ function hd.message(id, sender, role, name, text, sent_at, client_msg_id, intern
   }
 end
 
---- the presence view (PRESENCE_UPDATED), from the fields of an agent hash
+--- the presence view (PRESENCE_UPDATED), from the fields of an agent hash. `offers`: offers in
+--- flight (they count against capacity); `wrap_up_until`: set while the agent is in wrap-up.
 function hd.presence(agent_id, a)
   return {
     agent_id = agent_id, name = a.name or '', status = str(a.status) or 'offline', active = num(a.active) or 0,
     capacity = num(a.capacity) or 0, node_id = a.node or '', connected = a.connected == '1', since = num(a.since) or 0,
+    offers = num(a.offered) or 0, wrap_up_until = num(a.wrap_up_until),
   }
 end
 
@@ -102,10 +104,17 @@ function hd.log(events_key, type, actor, role, now, data)
     'data', data and cjson.encode(data) or '')
 end
 
---- an agent can be routed new work when online, connected and under capacity
+--- an agent's load: its conversations plus the offers it has not answered yet
+function hd.load(active, offered)
+  return (tonumber(active) or 0) + (tonumber(offered) or 0)
+end
+
+--- an agent can be routed new work when online, connected and under capacity (offers in flight
+--- count). agents:available orders such agents by idle-since: when it became available, or last
+--- got an offer or a conversation, or ended a wrap-up (the longest idle is first).
 function hd.refresh_available(available_key, agent_key, agent_id, now)
-  local a = redis.call('HMGET', agent_key, 'status', 'active', 'capacity', 'connected')
-  if a[1] == 'online' and a[4] == '1' and tonumber(a[2] or '0') < tonumber(a[3] or '0') then
+  local a = redis.call('HMGET', agent_key, 'status', 'active', 'capacity', 'connected', 'offered')
+  if a[1] == 'online' and a[4] == '1' and hd.load(a[2], a[5]) < (tonumber(a[3]) or 0) then
     redis.call('ZADD', available_key, 'NX', now, agent_id)
   else
     redis.call('ZREM', available_key, agent_id)
@@ -196,4 +205,104 @@ function hd.answerable_call(call_key, call_id, user)
   if call[1] ~= call_id then return nil, 'not_found' end
   if user ~= call[3] or call[2] ~= 'ringing' then return nil, 'forbidden' end
   return true
+end
+
+-- ROUTING (issue 11). Categories are mirrored from PostgreSQL into one hash (RedisKeys.categories:
+-- id -> 'parent|routing|wrap_up_s|updated_ms'; category '0' is the uncategorised queue). A category
+-- missing from it routes by pick, without wrap-up, at the top level.
+
+--- a lookup of mirrored categories, read once per script run: category_of(id) -> {parent, routing, wrap_up_s}
+function hd.categories(categories_key)
+  local cache = {}
+  return function(id)
+    id = id or '0'
+    local entry = cache[id]
+    if not entry then
+      local v = redis.call('HGET', categories_key, id)
+      entry = {parent = '', routing = 'pick', wrap_up_s = 0}
+      if v then
+        local p, r, w = string.match(v, '^([^|]*)|([^|]*)|([^|]*)')
+        entry.parent = p or ''
+        if r == 'offer' then entry.routing = 'offer' end
+        entry.wrap_up_s = tonumber(w) or 0
+      end
+      cache[id] = entry
+    end
+    return entry
+  end
+end
+
+--- whether an agent with `agent_categories` (its categories as a comma list, '' = all) serves the
+--- queue of `category`: its own categories and everything below them; the uncategorised queue
+--- ('0') is served by every agent. The node's CategoryTree (Swift) answers the same.
+function hd.serves(category_of, agent_categories, category)
+  if agent_categories == '' or category == '0' or category == '' then return true end
+  local mine = {}
+  for c in string.gmatch(agent_categories, '[^,]+') do mine[c] = true end
+  local c, depth = category, 0
+  while c ~= '' and c ~= '0' and depth < 16 do
+    if mine[c] then return true end
+    c = category_of(c).parent
+    depth = depth + 1
+  end
+  return false
+end
+
+--- the oldest conversation of a queue not being offered right now: id, score (nil when none).
+--- An offered conversation keeps its place in its queue; at most ZCARD(offers) are passed over.
+function hd.first_free(queue_key, offers_key)
+  local n = redis.call('ZCARD', offers_key)
+  local items = redis.call('ZRANGE', queue_key, 0, n, 'WITHSCORES')
+  for i = 1, #items, 2 do
+    if not redis.call('ZSCORE', offers_key, items[i]) then return items[i], tonumber(items[i + 1]) end
+  end
+  return nil
+end
+
+--- gives a waiting conversation its agent: the one place this happens (pick.lua, offer_accept.lua),
+--- so a conversation is assigned once and the agent's load and idle order are kept here.
+--- k: conv, events, channel, queue, seen (customers:seen), agent, convs, available, user_channel,
+--- queue_channel, presence_channel. Returns the conversation hash as HGETALL gives it.
+function hd.assign(k, id, category, agent_id, agent_name, actor, role, now)
+  redis.call('ZREM', k.queue, id)
+  redis.call('ZREM', k.seen, id)
+  redis.call('HSET', k.conv, 'status', 'active', 'agent_id', agent_id, 'agent_name', agent_name or '', 'assigned_at', now)
+  redis.call('SADD', k.convs, id)
+  redis.call('HINCRBY', k.agent, 'active', 1)
+  -- to the back of the longest-idle order (and out of it at capacity)
+  redis.call('ZADD', k.available, 'XX', now, agent_id)
+  hd.refresh_available(k.available, k.agent, agent_id, now)
+  hd.log(k.events, 'assigned', actor, role, now, {agent_id = agent_id})
+  local h = redis.call('HGETALL', k.conv)
+  local c = {}
+  for i = 1, #h, 2 do c[h[i]] = h[i + 1] end
+  local conversation = hd.conversation(c)
+  local assigned = {conversation_id = id, conversation = conversation, agent = conversation.agent}
+  hd.publish(k.channel, 'assigned', 'a', agent_id, 'CONVERSATION_ASSIGNED', assigned)
+  hd.publish(k.user_channel, 'user', 'a', '-', 'CONVERSATION_ASSIGNED', assigned)
+  hd.publish(k.queue_channel, 'queue', 'a', category, 'QUEUE_UPDATED', {op = 'removed', conversation = conversation})
+  hd.publish_presence(k.presence_channel, k.agent, agent_id)
+  return h
+end
+
+--- ends the offer of a waiting conversation without an assignment (declined, expired, closed):
+--- the conversation keeps its place in its queue, the agent's capacity is given back and its
+--- sockets get OFFER_REVOKED. `away`: the agent let it time out and is set away (if online).
+--- Returns the agent's new status when it changed, else nil.
+function hd.end_offer(k, id, agent_id, reason, away, now)
+  redis.call('HSET', k.conv, 'offered_to', '', 'offer_expires_at', '')
+  redis.call('ZREM', k.offers, id)
+  if (tonumber(redis.call('HGET', k.agent, 'offered')) or 0) > 0 then redis.call('HINCRBY', k.agent, 'offered', -1) end
+  local status
+  if away and redis.call('HGET', k.agent, 'status') == 'online' then
+    redis.call('HSET', k.agent, 'status', 'away', 'since', now)
+    status = 'away'
+  end
+  hd.refresh_available(k.available, k.agent, agent_id, now)
+  hd.log(k.events, 'offer_' .. reason, agent_id, reason == 'declined' and 'agent' or 'system', now, {agent_id = agent_id})
+  local data = {conversation_id = id, reason = reason}
+  if status then data.status = status end
+  hd.publish(k.user_channel, 'user', 'a', '-', 'OFFER_REVOKED', data)
+  hd.publish_presence(k.presence_channel, k.agent, agent_id)
+  return status
 end

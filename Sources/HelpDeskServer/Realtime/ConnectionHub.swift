@@ -50,6 +50,8 @@ final class ConnectionHub: Sendable {
     let queuePositions: QueuePositionTracker
     let presenceOrder = PresenceSequencer()
     private let state = NIOLockedValueBox(State())
+    /// This node's copy of the category tree (Redis's mirror), for the audience of queue events.
+    private let categoryTree = NIOLockedValueBox(CategoryTree())
     /// Subscriptions waiting for Redis's confirmation; joiners of the same channel wait for the same one.
     private let confirming = NIOLockedValueBox<[String: Task<Void, any Error>]>([:])
     private let conversationPrefix: String
@@ -318,9 +320,19 @@ final class ConnectionHub: Sendable {
             guard channel.hasPrefix(userPrefix) else { return }
             for session in sessions(ofUser: String(channel.dropFirst(userPrefix.count))) { session.send(frame) }
         case .queue:
+            guard let key else {
+                // CATEGORIES_UPDATED: the tree changed (routing, wrap-up, parents); every staff page may care
+                refreshCategoryTree()
+                let staff = state.withLockedValue { state in state.staffSockets.compactMap { state.sessions[$0] } }
+                for session in staff { session.send(frame) }
+                return
+            }
+            // Supervisors and admins see every queue; an agent the pick-routed queues it serves (its
+            // categories, their subcategories, the uncategorised queue), as GET /queue and PICK.
+            let tree = categoryTree.withLockedValue { $0 }
             let recipients = state.withLockedValue { state in
                 state.staffSockets.compactMap { state.sessions[$0] }.filter {
-                    $0.isSupervisor || $0.categories.isEmpty || key.map($0.categories.contains) == true
+                    $0.isSupervisor || tree.picks($0.categories, category: key)
                 }
             }
             for session in recipients { session.send(frame) }
@@ -354,9 +366,22 @@ final class ConnectionHub: Sendable {
         for (session, send) in zip(sessions, sends) { session?.send(send.1) }
     }
 
+    /// Replaces this node's copy of the category tree.
+    func setCategoryTree(_ tree: CategoryTree) {
+        categoryTree.withLockedValue { $0 = tree }
+    }
+
+    /// Reads the tree from Redis's mirror again (a node announced a change, or pub/sub came back).
+    func refreshCategoryTree() {
+        Task { [store] in
+            if let tree = try? await store.categoryTree() { self.setCategoryTree(tree) }
+        }
+    }
+
     /// After the pub/sub connection came back: messages published meanwhile were lost, so every
     /// client re-joins from its last message id.
     func resyncAll() {
+        refreshCategoryTree()
         let frame = ByteBuffer(string: ServerFrame.resync())
         for session in allSessions() { session.send(frame) }
         queuePositions.schedule()

@@ -13,6 +13,8 @@ struct FrameHandler {
     let logger: Logger
     /// Seconds an unanswered call rings.
     var callTimeout = 45
+    /// Offer routing on this node: told about closes, status changes, declined offers, wrap-up ends.
+    var router: OfferRouter?
     /// Error times (uptime seconds) within the last minute.
     private var recentErrors: [UInt64] = []
     private var limits: SocketLimits
@@ -141,8 +143,28 @@ struct FrameHandler {
         case .closeConversation:
             let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
             let resolution = try Validate.text(try frame.optionalString("resolution") ?? "", field: "resolution", max: 500, min: 0)
-            try await store.close(conversationID: id, actor: caller, resolution: resolution)
+            let wrapUp = try await store.close(conversationID: id, actor: caller, resolution: resolution)
+            router?.closed(wrapUp)
             ackConversation(ref, id)
+
+        case .acceptOffer:
+            guard caller.role == .agent else { throw HelpDeskError(.forbidden, "only agents are offered conversations") }
+            let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
+            let conversation = try await store.acceptOffer(conversationID: id, agentID: caller.id)
+            session.send(ServerFrame.encode("ACK", ["conversation": conversation], ref: ref))
+
+        case .declineOffer:
+            guard caller.role == .agent else { throw HelpDeskError(.forbidden, "only agents are offered conversations") }
+            let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
+            try await store.declineOffer(conversationID: id, agentID: caller.id)
+            router?.trigger()
+            ackConversation(ref, id)
+
+        case .endWrapUp:
+            guard caller.role == .agent else { throw HelpDeskError(.forbidden, "only agents have a wrap-up") }
+            let ended = try await store.endWrapUp(agentID: caller.id, early: true) == .ended
+            if ended { router?.trigger() }
+            session.send(ServerFrame.ack(ref: ref) { w in w.key("ended"); w.bool(ended) })
 
         case .setStatus:
             guard caller.role == .agent else { throw HelpDeskError(.forbidden, "only agents have a status") }
@@ -151,6 +173,7 @@ struct FrameHandler {
                 throw HelpDeskError(.validationFailed, "status must be online or away")
             }
             try await store.setStatus(agentID: caller.id, status: status)
+            if status == "online" { router?.trigger() }
             session.send(ServerFrame.ack(ref: ref) { w in w.key("status"); w.string(status) })
 
         case .takeOver:

@@ -91,7 +91,7 @@ struct LiveStore: Sendable {
     func pick(agentID: String, conversationID: String?, mode: String, actorID: String) async throws -> ConversationView {
         let reply = try await runFresh("pick") {
             let base = [keys.agent(agentID), keys.agentConversations(agentID), keys.availableAgents, keys.customersSeen,
-                        keys.queueChannel, keys.presenceChannel, keys.userChannel(agentID), keys.queues]
+                        keys.queueChannel, keys.presenceChannel, keys.userChannel(agentID), keys.queues, keys.categories, keys.offers]
             func candidateKeys(_ ids: [String]) -> [String] {
                 ids.flatMap { [keys.conversation($0), keys.events($0), keys.conversationChannel($0)] }
             }
@@ -101,19 +101,24 @@ struct LiveStore: Sendable {
                 return (base + [keys.queue(category)] + candidateKeys([wanted]),
                         [nowOverride, agentID, wanted, mode, actorID, categories, "1", category, wanted])
             }
-            let read = try await redis.pipeline([["HGET", keys.agent(agentID), "categories"], ["SMEMBERS", keys.queues]])
+            let read = try await redis.pipeline([["HGET", keys.agent(agentID), "categories"], ["SMEMBERS", keys.queues],
+                                                 ["HGETALL", keys.categories], ["ZRANGE", keys.offers, "0", "-1"]])
             let categories = read[0].string ?? ""
-            let queues = categories.isEmpty ? (read[1].array ?? []).compactMap(\.string) : categories.split(separator: ",").map(String.init)
-            // the oldest few of all the agent's queues: the head the script finds is among them
-            // unless more than `pickCandidates` picks got in between
+            let tree = CategoryTree(hash: read[2].fieldMap)
+            let mine = CategoryTree.list(categories)
+            // the pick-routed queues the agent serves: its categories, their subcategories, the uncategorised queue
+            let queues = (read[1].array ?? []).compactMap(\.string).filter { tree.picks(mine, category: $0) }.sorted()
+            let offered = Set((read[3].array ?? []).compactMap(\.string))
+            // the oldest few of all the agent's queues (not on offer): the head the script finds is
+            // among them unless more than `pickCandidates` picks got in between
             var waiting: [(id: String, score: Double)] = []
             if !queues.isEmpty {
-                let heads = try await redis.pipeline(queues.map { ["ZRANGE", keys.queue($0), "0", String(Self.pickCandidates - 1), "WITHSCORES"] })
+                let heads = try await redis.pipeline(queues.map { ["ZRANGE", keys.queue($0), "0", String(Self.pickCandidates - 1 + offered.count), "WITHSCORES"] })
                 for head in heads {
                     let items = head.array ?? []
                     var i = 0
                     while i + 1 < items.count {
-                        if let id = items[i].string, let score = items[i + 1].string.flatMap(Double.init) { waiting.append((id, score)) }
+                        if let id = items[i].string, !offered.contains(id), let score = items[i + 1].string.flatMap(Double.init) { waiting.append((id, score)) }
                         i += 2
                     }
                 }
@@ -215,22 +220,30 @@ struct LiveStore: Sendable {
         return (String(interval), String(interval * max(senderMessageBurst - 1, 0)))
     }
 
-    /// close.lua: close, end its call, and queue for archiving with a new close generation.
-    func close(conversationID: String, actor: Caller, resolution: String) async throws {
+    /// close.lua: close, end its call, and queue for archiving with a new close generation. Ends an
+    /// offer in flight; puts the agent into its wrap-up. Returns the agent's wrap-up end (Redis ms),
+    /// nil without one.
+    @discardableResult
+    func close(conversationID: String, actor: Caller, resolution: String) async throws -> (agentID: String, wrapUpUntil: Int64)? {
         let id = conversationID
         // REST and socket closes both come here: a supervisor closes only its own team's (#16).
         try await requireTeamScope(actor, conversationID: id)
+        var agentRead = ""
         let reply = try await runFresh("close") {
-            let read = try await redis.send("HMGET", keys.conversation(id), "customer_email", "category_id", "agent_id").array ?? []
+            let read = try await redis.send("HMGET", keys.conversation(id), "customer_email", "category_id", "agent_id", "offered_to").array ?? []
             let email = read.first?.string ?? "", category = read.count > 1 ? read[1].string ?? "" : ""
-            let agent = read.count > 2 ? read[2].string ?? "" : ""
+            let agent = read.count > 2 ? read[2].string ?? "" : "", offered = read.count > 3 ? read[3].string ?? "" : ""
+            agentRead = agent
             return ([keys.conversation(id), keys.events(id), keys.call(id), keys.conversationChannel(id), keys.customer(email),
                      keys.queue(category), keys.customersSeen, keys.liveConversations, keys.ringingCalls, keys.outbox, keys.stats,
-                     keys.queueChannel, keys.agent(agent), keys.agentConversations(agent), keys.availableAgents, keys.presenceChannel],
-                    [nowOverride, id, actor.id, actor.role.rawValue, resolution, email, category, agent])
+                     keys.queueChannel, keys.agent(agent), keys.agentConversations(agent), keys.availableAgents, keys.presenceChannel,
+                     keys.offers, keys.agent(offered), keys.userChannel(offered), keys.categories, keys.wrapUps, keys.userChannel(agent)],
+                    [nowOverride, id, actor.id, actor.role.rawValue, resolution, email, category, agent, offered])
         }
         let r = reply.array ?? []
         guard r.first?.string == "ok" else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
+        guard r.count > 2, let until = r[2].string.flatMap({ Int64($0) }), until > 0, !agentRead.isEmpty else { return nil }
+        return (agentRead, until)
     }
 
     /// transfer.lua: to another agent (`agentID`), or back to a queue (`category`, nil keeps it).
@@ -452,6 +465,10 @@ struct LiveStore: Sendable {
         case "conversation_full": return HelpDeskError(.conversationFull, "this conversation holds as many messages as it may; start a new chat")
         case "forbidden": return HelpDeskError(.forbidden, "you are not a participant of this conversation")
         case "rate_limited": return HelpDeskError(.rateLimited, "you are sending messages too fast; slow down")
+        case "offered": return HelpDeskError(.conflict, "this customer is being offered to an agent right now; try again in a moment")
+        case "offer_routing": return HelpDeskError(.conflict, "customers of this category are offered to agents, not picked")
+        case "no_offer": return HelpDeskError(.conflict, "this offer is no longer open (answered, withdrawn or run out)")
+        case "offer_expired": return HelpDeskError(.conflict, "this offer ran out")
         default: return HelpDeskError(.internalError, "unexpected script reply \(code ?? "nil")")
         }
     }

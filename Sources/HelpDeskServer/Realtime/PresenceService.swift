@@ -9,6 +9,7 @@ import ServiceLifecycle
 struct PresenceService: Service {
     let hub: ConnectionHub
     let store: LiveStore
+    let router: OfferRouter
     let nodeID: String
     let interval: Duration
     let agentGrace: Duration
@@ -42,6 +43,9 @@ struct PresenceService: Service {
             let (offline, requeued, abandoned) = try await store.sweep(
                 agentGrace: Self.ms(agentGrace), nodeTTL: Self.ms(nodeTTL), customerGrace: Self.ms(customerGrace))
             try await store.expireCalls()
+            // offers and wrap-ups past their time, whichever node set them (the scripts decide)
+            await router.sweep()
+            if requeued > 0 || !lost.isEmpty { router.trigger() }
             if offline + requeued + abandoned > 0 {
                 logger.info("presence sweep", metadata: ["offline": "\(offline)", "requeued": "\(requeued)", "abandoned": "\(abandoned)"])
             }

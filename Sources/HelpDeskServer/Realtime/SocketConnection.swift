@@ -134,6 +134,7 @@ final class SocketConnection: @unchecked Sendable {
                 if let session {
                     var handler = FrameHandler(session: session, hub: controller.hub, store: controller.store, logger: logger)
                     handler.callTimeout = controller.services.configuration.callTimeoutSeconds
+                    handler.router = controller.router
                     frames = handler
                 }
             case .frame(let data, let isText):

@@ -13,6 +13,7 @@ struct WebSocketController: Sendable {
     let store: LiveStore
     let users: UserStore
     let services: NodeServices
+    var router: OfferRouter { services.parts.router }
 
     /// Frames above this size get an ERROR (the socket's hard limit is larger, see `maxFrameSize`).
     static let maxFrameBytes = 64 * 1024
@@ -109,6 +110,19 @@ struct WebSocketController: Sendable {
                 nodeId: services.configuration.nodeID,
                 user: .init(id: caller.id, role: caller.role.rawValue, name: name, status: status),
                 serverTime: epochMillis(services.clock()))))
+            if caller.role == .agent {
+                // A new socket (a reload, another tab) learns what is waiting for the agent's answer.
+                if let routing = try? await store.routingState(agentID: caller.id) {
+                    if let until = routing.wrapUpUntil {
+                        session.send(ServerFrame.encode("WRAP_UP_STARTED", WrapUpStartedData(conversationId: nil, wrapUpUntil: until)))
+                    }
+                    for (conversation, expires) in routing.offers {
+                        session.send(ServerFrame.encode("CONVERSATION_OFFERED", OfferedData(conversation: conversation, expiresAt: expires)))
+                    }
+                }
+                // online (again), maybe with free capacity: customers may be waiting for it
+                router.trigger()
+            }
             if caller.role == .customer, let conversation = caller.conversationID {
                 try await hub.join(session, conversationID: conversation, lastMessageID: nil, sendHistory: false)
                 if let view = try await store.conversation(conversation), view.status == "waiting" {
