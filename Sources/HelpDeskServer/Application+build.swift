@@ -119,7 +119,7 @@ func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
     CategoriesController(pool: services.postgres, router: parts.router).addRoutes(public: api, authenticated: authenticated)
     ConversationsController(store: parts.store, archive: parts.archive, users: users, services: services, router: parts.router)
         .addRoutes(public: api, authenticated: authenticated)
-    WorkflowsController(store: parts.store).addRoutes(to: authenticated)
+    WorkflowsController(store: parts.store, router: parts.router).addRoutes(to: authenticated)
     AnalyticsController(pool: services.postgres, store: parts.store).addRoutes(to: authenticated)
     // Each in a group of its own: the middleware guards only that controller's routes.
     ICEServersController(configuration: services.configuration, clock: services.clock)

@@ -7,12 +7,15 @@ import Hummingbird
 /// The same actions exist on the socket (`TAKE_OVER`, `CANCEL`); both go through `LiveStore`.
 struct WorkflowsController: Sendable {
     let store: LiveStore
+    /// Take over and cancel free an agent's room (capacity or an offer): customers may be offered.
+    let router: OfferRouter
 
     func addRoutes(to authenticated: RouterGroup<AuthenticatedContext>) {
         authenticated.post("conversations/:id/takeover") { _, context in
             try context.require(.supervisor, .admin)
             let id = try ConversationRules.conversationID(context.parameters.require("id"))
             _ = try await store.takeOver(conversationID: id, actor: context.caller)
+            router.trigger()
             guard let view = try await store.conversation(id) else { throw HelpDeskError(.notFound, "no such conversation") }
             return try Response.json(view)
         }
@@ -22,6 +25,7 @@ struct WorkflowsController: Sendable {
             let id = try ConversationRules.conversationID(context.parameters.require("id"))
             try ConversationRules.requireOwnConversation(context.caller, id)
             try await store.cancel(conversationID: id, customer: context.caller)
+            router.trigger()
             guard let view = try await store.conversation(id) else { throw HelpDeskError(.notFound, "no such conversation") }
             return try Response.json(view)
         }

@@ -234,6 +234,32 @@ struct OfferRoutingTests {
         await ySocket.close(); await xSocket.close()
     }
 
+    @Test("a customer who leaves the queue while on offer ends the offer (OFFER_REVOKED closed) and the agent's room goes to the next")
+    func cancelWhileOffered() async throws {
+        let cluster = try await TestCluster(overrides: Self.base.merging(["HELPDESK_OFFER_TIMEOUT": "20"]) { $1 })
+        let a = try await cluster.startNode("node-a")
+        defer { Task { await cluster.shutdown() } }
+        let admin = try await cluster.staff("admin@example.com", role: .admin, on: a)
+        let sales = try await Self.category(a, admin: admin.token, ["name": "Sales", "routing": "offer"])
+        let agent = try await cluster.staff("olive@example.com", capacity: 1, on: a)
+        let socket = try await TestSocket.connect(a.wsURL, token: agent.token, label: "agent")
+        let first = try await cluster.startChat(on: a, categoryID: sales)
+        #expect(Self.conversationID(try await socket.next("CONVERSATION_OFFERED")) == first.id)
+        // the agent's one place is on offer: the second customer waits
+        let second = try await cluster.startChat(on: a, categoryID: sales)
+        let customer = try await TestSocket.connect(a.wsURL, token: first.token, label: "customer")
+        #expect(try await customer.request("CANCEL", ["conversation_id": first.id]).event == "ACK")
+        let revoked = try await socket.next("OFFER_REVOKED")
+        #expect(revoked.data["conversation_id"] as? String == first.id)
+        #expect(revoked.data["reason"] as? String == "closed")
+        #expect(Self.conversationID(try await socket.next("CONVERSATION_OFFERED")) == second.id)
+        let redis = cluster.redis()
+        #expect(try await redis.send("HGET", a.services.keys.agent(agent.id), "offered").string == "1")
+        #expect(try await redis.send("ZSCORE", a.services.keys.offers, first.id).string == nil)
+        await customer.close()
+        await socket.close()
+    }
+
     @Test("wrap-up holds offers for its time; END_WRAP_UP ends it early; presence shows wrap-up and offers")
     func wrapUpHoldsOffers() async throws {
         let cluster = try await TestCluster(overrides: Self.base.merging(["HELPDESK_OFFER_TIMEOUT": "5"]) { $1 })

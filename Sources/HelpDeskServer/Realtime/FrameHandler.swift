@@ -179,6 +179,7 @@ struct FrameHandler {
         case .takeOver:
             let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
             let former = try await store.takeOver(conversationID: id, actor: caller)
+            router?.trigger()
             session.send(ServerFrame.ack(ref: ref) { w in
                 w.key("conversation_id"); w.string(id)
                 w.raw(","); w.key("from_agent_id"); w.string(former)
@@ -189,6 +190,7 @@ struct FrameHandler {
             let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
             try ConversationRules.requireOwnConversation(caller, id)
             try await store.cancel(conversationID: id, customer: caller)
+            router?.trigger()
             ackConversation(ref, id)
 
         case .callInvite, .callAccept, .callReject, .callEnd, .rtcSignal:

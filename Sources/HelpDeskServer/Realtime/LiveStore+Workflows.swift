@@ -32,15 +32,19 @@ extension LiveStore {
     }
 
     /// cancel.lua: the customer of a waiting conversation leaves the queue; it ends as abandoned at once.
+    /// cancel.lua: a waiting customer leaves the queue (an offer in flight ends: the caller routes
+    /// again, that agent has room).
     func cancel(conversationID: String, customer: Caller) async throws {
         guard customer.role == .customer else { throw HelpDeskError(.forbidden, "only the customer leaves the queue") }
         let id = conversationID
         let reply = try await runFresh("cancel") {
-            let read = try await redis.send("HMGET", keys.conversation(id), "category_id", "customer_email").array ?? []
+            let read = try await redis.send("HMGET", keys.conversation(id), "category_id", "customer_email", "offered_to").array ?? []
             let category = read.first?.string ?? "", email = read.count > 1 ? read[1].string ?? "" : ""
+            let offeredTo = read.count > 2 ? read[2].string ?? "" : ""
             return ([keys.conversation(id), keys.events(id), keys.queue(category), keys.customer(email), keys.customersSeen,
-                     keys.liveConversations, keys.outbox, keys.queueChannel, keys.conversationChannel(id)],
-                    [nowOverride, id, customer.id, category, email])
+                     keys.liveConversations, keys.outbox, keys.queueChannel, keys.conversationChannel(id),
+                     keys.offers, keys.agent(offeredTo), keys.availableAgents, keys.userChannel(offeredTo), keys.presenceChannel],
+                    [nowOverride, id, customer.id, category, email, offeredTo])
         }
         let r = reply.array ?? []
         guard r.first?.string == "ok" else {
