@@ -108,7 +108,9 @@
       });
     }
 
+    let latest = 0; // a slower earlier answer never paints over a later one
     async function load() {
+      const mine = ++latest;
       error.hidden = true;
       if (typeof Chart === 'undefined') {
         error.textContent = 'Charts are unavailable: /vendor/chart.min.js did not load (apt install libjs-chart.js on the server).';
@@ -118,10 +120,12 @@
       try {
         t = await api.get('/analytics/team?' + range.query() + scope());
       } catch (e) {
+        if (mine !== latest) return;
         error.textContent = e.message;
         error.hidden = false;
         return;
       }
+      if (mine !== latest) return;
       if (t.supervisor && !opts.title) title.textContent = 'Team of ' + t.supervisor.name;
       const s = t.totals;
       const kpi = (label, value) => h('div', { class: 'kpi' }, h('div', { class: 'value' }, value), h('div', { class: 'label' }, label));
@@ -172,12 +176,16 @@
     root.replaceChildren(h('h2', {}, 'Teams'), range.form, error, list, team);
     let loaded = false;
 
+    let latest = 0;
     async function load() {
+      const mine = ++latest;
       error.hidden = true;
       let rows;
       try {
         rows = await api.get('/analytics/supervisors?' + range.query());
+        if (mine !== latest) return;
       } catch (e) {
+        if (mine !== latest) return;
         error.textContent = e.message;
         error.hidden = false;
         return;

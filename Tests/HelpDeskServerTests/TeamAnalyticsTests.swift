@@ -62,9 +62,9 @@ struct TeamAnalyticsTests {
         if let rating { hash["rating"] = String(rating) }
         var views = [MessageView(id: "\(start + 1)-0", sender: .init(id: "c", role: "customer", name: customer), text: "hi",
                                  sentAt: start + 1, clientMsgId: "c0", isInternal: false)]
-        for (i, (offset, internal)) in messages.enumerated() {
+        for (i, (offset, isNote)) in messages.enumerated() {
             views.append(MessageView(id: "\(start + offset)-0", sender: .init(id: String(agent ?? 0), role: "agent", name: "agent"),
-                                     text: internal ? "note" : "reply", sentAt: start + offset, clientMsgId: "m\(i)", isInternal: internal))
+                                     text: isNote ? "note" : "reply", sentAt: start + offset, clientMsgId: "m\(i)", isInternal: isNote))
         }
         try await ArchiveStore(pool: node.services.postgres).write(conversation: hash, messages: views, events: [])
         return id
@@ -133,24 +133,37 @@ struct TeamAnalyticsTests {
             #expect(team.status == 200)
             let t = team.body
             #expect((t["supervisor"] as? [String: Any])?["id"] as? String == String(w.ids["s1"]!))
-            #expect(t["from"] as? String == "2026-03-10T00:00:00.000Z" && t["to"] as? String == "2026-03-13T00:00:00.000Z")
+            #expect(t["from"] as? String == "2026-03-10T00:00:00.000Z")
+            #expect(t["to"] as? String == "2026-03-13T00:00:00.000Z")
             let agents = t["agents"] as? [[String: Any]] ?? []
             #expect(agents.map { $0["name"] as? String } == ["a", "b"])
             let a = agents[0], b = agents[1]
-            #expect(a["handled"] as? Int == 2 && a["closed"] as? Int == 2)
+            #expect(a["handled"] as? Int == 2)
+            #expect(a["closed"] as? Int == 2)
             #expect(a["average_first_response_s"] as? Double == 65)
             #expect(a["average_handle_s"] as? Double == 405)
-            #expect(a["csat"] as? Double == 4 && a["ratings"] as? Int == 2)
-            #expect(a["sla_met"] as? Int == 1 && a["sla_total"] as? Int == 2 && a["sla_share"] as? Double == 0.5)
-            #expect(b["handled"] as? Int == 1 && b["closed"] as? Int == 1)
-            #expect(b["average_first_response_s"] == nil && b["csat"] == nil && b["ratings"] as? Int == 0)
+            #expect(a["csat"] as? Double == 4)
+            #expect(a["ratings"] as? Int == 2)
+            #expect(a["sla_met"] as? Int == 1)
+            #expect(a["sla_total"] as? Int == 2)
+            #expect(a["sla_share"] as? Double == 0.5)
+            #expect(b["handled"] as? Int == 1)
+            #expect(b["closed"] as? Int == 1)
+            #expect(b["average_first_response_s"] == nil)
+            #expect(b["csat"] == nil)
+            #expect(b["ratings"] as? Int == 0)
             #expect(b["average_handle_s"] as? Double == 390)
-            #expect(b["sla_met"] as? Int == 0 && b["sla_total"] as? Int == 1)
+            #expect(b["sla_met"] as? Int == 0)
+            #expect(b["sla_total"] as? Int == 1)
             let totals = t["totals"] as? [String: Any] ?? [:]
-            #expect(totals["handled"] as? Int == 3 && totals["closed"] as? Int == 3)
-            #expect(totals["average_first_response_s"] as? Double == 65 && totals["average_handle_s"] as? Double == 400)
-            #expect(totals["csat"] as? Double == 4 && totals["ratings"] as? Int == 2)
-            #expect(totals["sla_met"] as? Int == 1 && totals["sla_total"] as? Int == 3)
+            #expect(totals["handled"] as? Int == 3)
+            #expect(totals["closed"] as? Int == 3)
+            #expect(totals["average_first_response_s"] as? Double == 65)
+            #expect(totals["average_handle_s"] as? Double == 400)
+            #expect(totals["csat"] as? Double == 4)
+            #expect(totals["ratings"] as? Int == 2)
+            #expect(totals["sla_met"] as? Int == 1)
+            #expect(totals["sla_total"] as? Int == 3)
             let sla = t["sla"] as? [[String: Any]] ?? []
             #expect(sla.map { $0["priority"] as? String } == ["low", "normal", "high", "urgent"])
             #expect(sla.map { $0["target_s"] as? Int } == [600, 300, 120, 60])
@@ -171,9 +184,12 @@ struct TeamAnalyticsTests {
             #expect(all["supervisor"] == nil)
             #expect((all["agents"] as? [[String: Any]])?.map { $0["name"] as? String } == ["a", "b", "c"])
             let allTotals = all["totals"] as? [String: Any] ?? [:]
-            #expect(allTotals["handled"] as? Int == 5 && allTotals["closed"] as? Int == 4)
-            #expect(allTotals["sla_met"] as? Int == 2 && allTotals["sla_total"] as? Int == 4)
-            #expect(allTotals["average_first_response_s"] as? Double == (60.0 + 70 + 30) / 3)
+            #expect(allTotals["handled"] as? Int == 5)
+            #expect(allTotals["closed"] as? Int == 4)
+            #expect(allTotals["sla_met"] as? Int == 2)
+            #expect(allTotals["sla_total"] as? Int == 4)
+            let expectedFirstResponse: Double = 160.0 / 3
+            #expect(allTotals["average_first_response_s"] as? Double == expectedFirstResponse)
             #expect(Self.counts(all["by_status"]) == ["waiting": 1, "active": 1, "closed": 4, "abandoned": 1])
             #expect((all["per_day"] as? [[String: Any]])?.map { $0["created"] as? Int } == [2, 4, 1])
             #expect(Self.counts(all["by_category"]) == ["Billing": 2, "Tech": 1, "none": 2])
@@ -192,12 +208,15 @@ struct TeamAnalyticsTests {
         _ = try await Self.seed(w)
         try await w.node.test { client in
             let other = try await client.json(.get, "/api/v1/analytics/team?\(Self.window)&supervisor_id=\(w.ids["s2"]!)", token: w.tokens["s1"])
-            #expect(other.status == 403 && other.body.errorCode == "forbidden")
+            #expect(other.status == 403)
+            #expect(other.body.errorCode == "forbidden")
             let otherCSV = try await client.json(.get, "/api/v1/analytics/conversations.csv?\(Self.window)&supervisor_id=\(w.ids["s2"]!)", token: w.tokens["s1"])
-            #expect(otherCSV.status == 403 && otherCSV.body.errorCode == "forbidden")
+            #expect(otherCSV.status == 403)
+            #expect(otherCSV.body.errorCode == "forbidden")
             // Its own id is fine, and the same as no id.
             let own = try await client.json(.get, "/api/v1/analytics/team?\(Self.window)&supervisor_id=\(w.ids["s1"]!)", token: w.tokens["s1"])
-            #expect(own.status == 200 && (own.body["totals"] as? [String: Any])?["handled"] as? Int == 3)
+            #expect(own.status == 200)
+            #expect((own.body["totals"] as? [String: Any])?["handled"] as? Int == 3)
             for path in ["team", "supervisors", "conversations.csv"] {
                 let agent = try await client.json(.get, "/api/v1/analytics/\(path)?\(Self.window)", token: w.tokens["a"])
                 #expect(agent.status == 403 && agent.body.errorCode == "forbidden", "\(path)")
@@ -211,7 +230,8 @@ struct TeamAnalyticsTests {
                 #expect(bad.status == 400 && bad.body.errorCode == "validation_failed", "\(query): \(bad.body)")
             }
             let notSupervisor = try await client.json(.get, "/api/v1/analytics/team?supervisor_id=\(w.ids["a"]!)", token: w.tokens["admin"])
-            #expect(notSupervisor.status == 404 && notSupervisor.body.errorCode == "not_found")
+            #expect(notSupervisor.status == 404)
+            #expect(notSupervisor.body.errorCode == "not_found")
         }
     }
 
@@ -225,14 +245,24 @@ struct TeamAnalyticsTests {
             #expect(response.status == 200)
             #expect(response.array.map { $0["name"] as? String } == ["s1", "s2", "s3"])
             let s1 = Self.row(response.array, "supervisor_id", String(w.ids["s1"]!))
-            #expect(s1["agents"] as? Int == 2 && s1["handled"] as? Int == 3 && s1["closed"] as? Int == 3)
-            #expect(s1["sla_met"] as? Int == 1 && s1["sla_total"] as? Int == 3 && s1["csat"] as? Double == 4)
+            #expect(s1["agents"] as? Int == 2)
+            #expect(s1["handled"] as? Int == 3)
+            #expect(s1["closed"] as? Int == 3)
+            #expect(s1["sla_met"] as? Int == 1)
+            #expect(s1["sla_total"] as? Int == 3)
+            #expect(s1["csat"] as? Double == 4)
             #expect(s1["average_handle_s"] as? Double == 400)
             let s2 = Self.row(response.array, "supervisor_id", String(w.ids["s2"]!))
-            #expect(s2["agents"] as? Int == 1 && s2["handled"] as? Int == 1 && s2["closed"] as? Int == 1)
-            #expect(s2["sla_met"] as? Int == 1 && s2["sla_total"] as? Int == 1 && s2["sla_share"] as? Double == 1)
+            #expect(s2["agents"] as? Int == 1)
+            #expect(s2["handled"] as? Int == 1)
+            #expect(s2["closed"] as? Int == 1)
+            #expect(s2["sla_met"] as? Int == 1)
+            #expect(s2["sla_total"] as? Int == 1)
+            #expect(s2["sla_share"] as? Double == 1)
             let s3 = response.array[2]
-            #expect(s3["agents"] as? Int == 0 && s3["handled"] as? Int == 0 && s3["sla_share"] == nil)
+            #expect(s3["agents"] as? Int == 0)
+            #expect(s3["handled"] as? Int == 0)
+            #expect(s3["sla_share"] == nil)
             // Another window: only conversation 6 (A, 2026-03-20).
             let later = try await client.json(.get, "/api/v1/analytics/supervisors?from=2026-03-20&to=2026-03-21", token: w.tokens["admin"])
             #expect(later.array.map { $0["handled"] as? Int } == [1, 0, 0])
@@ -272,7 +302,9 @@ struct TeamAnalyticsTests {
             let lines = text.components(separatedBy: "\r\n")
             #expect(lines.first == TeamAnalyticsController.csvHeader.joined(separator: ","))
             // header, 3 conversations (the first holds a quoted line break), and the empty rest after the last CRLF
-            #expect(text.hasSuffix("\r\n") && lines.count == 5 && lines.last == "")
+            #expect(text.hasSuffix("\r\n"))
+            #expect(lines.count == 5)
+            #expect(lines.last == "")
             let first = lines[1]
             #expect(first.contains(",2026-03-10T09:00:00Z,2026-03-10T09:10:00Z,closed,normal,Billing,Refunds,"))
             #expect(first.contains(",\"'=HYPERLINK(\"\"http://evil\"\"),x\",\"'+Ann, \"\"the\"\" customer\","))
@@ -286,10 +318,12 @@ struct TeamAnalyticsTests {
 
             // An admin's export of everyone: 5 conversations, over the limit of 3: refused, not cut short.
             let over = try await client.json(.get, "/api/v1/analytics/conversations.csv?\(Self.window)", token: w.tokens["admin"])
-            #expect(over.status == 400 && over.body.errorCode == "validation_failed")
+            #expect(over.status == 400)
+            #expect(over.body.errorCode == "validation_failed")
             #expect((over.body["error"] as? [String: Any])?["message"] as? String == "more than 3 conversations in that window; export a shorter one")
             let long = try await client.json(.get, "/api/v1/analytics/conversations.csv?from=2025-01-01&to=2026-03-01", token: w.tokens["admin"])
-            #expect(long.status == 400 && long.body.errorCode == "validation_failed")
+            #expect(long.status == 400)
+            #expect(long.body.errorCode == "validation_failed")
         }
     }
 
@@ -300,7 +334,9 @@ struct TeamAnalyticsTests {
         #expect(CSVWriter.field("say \"hi\"") == "\"say \"\"hi\"\"\"")
         #expect(CSVWriter.field("two\r\nlines") == "\"two\r\nlines\"")
         #expect(CSVWriter.field("=1+1") == "'=1+1")
-        #expect(CSVWriter.field("+1") == "'+1" && CSVWriter.field("-1") == "'-1" && CSVWriter.field("@x") == "'@x")
+        #expect(CSVWriter.field("+1") == "'+1")
+        #expect(CSVWriter.field("-1") == "'-1")
+        #expect(CSVWriter.field("@x") == "'@x")
         #expect(CSVWriter.field("\tx") == "'\tx")
         #expect(CSVWriter.field("=a,b") == "\"'=a,b\"")
         #expect(CSVWriter.field("a=b") == "a=b")
