@@ -79,7 +79,7 @@
     const range = rangeForm(id, load, [exportButton]);
     const kpis = h('div', { class: 'kpis mt-1', id: id + '-kpis' });
     const agents = h('div', { id: id + '-agents' });
-    const sla = h('div', { id: id + '-sla' });
+    const sla = h('div', { id: id + '-sla-table' });
     const canvas = (name, label) => h('canvas', { id: id + '-' + name, role: 'img', 'aria-label': label });
     const dayCanvas = canvas('days', 'Created and closed per day');
     const statusCanvas = canvas('status', 'Conversations by status');

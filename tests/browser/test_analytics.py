@@ -8,6 +8,7 @@ import io
 from playwright.sync_api import expect
 
 from conftest import ACCOUNTS, login, screenshot
+from test_pages import wait_for
 
 WINDOW = ("2021-05-03", "2021-05-05")
 
@@ -69,9 +70,7 @@ def test_team_analytics_on_the_supervisor_board_and_for_admins(cluster, pages):
     # Targets: normal 300 s met (120 s after queueing); urgent 60 s missed (120 s).
     expect(row.locator("td").nth(6)).to_have_text("50.0 % (1/2)")
     for name in ("days", "status", "category", "sla"):
-        sup.wait_for_function("""sel => { const c = document.querySelector(sel);
-            return c && window.Chart && Chart.getChart(c) && Chart.getChart(c).data.labels.length > 0; }""", arg=f"#{prefix}-{name}")
-        assert chart_drawn(sup, f"#{prefix}-{name}"), name
+        wait_for(lambda: chart_drawn(sup, f"#{prefix}-{name}"), message=f"the {name} chart")
     days = sup.evaluate(f"Chart.getChart(document.querySelector('#{prefix}-days')).data")
     assert days["labels"] == ["2021-05-03", "2021-05-04", "2021-05-05"]
     assert [d["label"] for d in days["datasets"]] == ["Created", "Closed"]
@@ -110,7 +109,6 @@ def test_team_analytics_on_the_supervisor_board_and_for_admins(cluster, pages):
     opened = teams.locator("[id$='-team']")
     expect(opened.locator("h2")).to_have_text("Team of Sam Supervisor")
     opened_prefix = opened.locator("input[type=date]").first.get_attribute("id").rsplit("-", 1)[0]
-    admin.wait_for_function("sel => { const c = document.querySelector(sel); return c && window.Chart && Chart.getChart(c); }",
-                            arg=f"#{opened_prefix}-days")
+    wait_for(lambda: chart_drawn(admin, f"#{opened_prefix}-days"), message="the team's days chart")
     assert chart_drawn(admin, f"#{opened_prefix}-status")
     screenshot(admin, "admin-teams", full_page=True)
