@@ -16,6 +16,7 @@
   };
 
   let api, me;
+  let teams = null; // the per-supervisor table of assets/analytics.js
   let users = [];
   let categories = [];
   let editing = null; // user being edited, or null for a new one
@@ -30,7 +31,7 @@
       t.tabIndex = on ? 0 : -1;
       document.getElementById(t.getAttribute('aria-controls')).hidden = !on;
     }
-    if (tab.id === 'tab-analytics') loadAnalytics();
+    if (tab.id === 'tab-analytics') { loadAnalytics(); if (teams) teams.loadOnce(); }
     if (location.hash !== '#' + tab.getAttribute('aria-controls')) history.replaceState(null, '', '#' + tab.getAttribute('aria-controls'));
   }
   for (const t of tabs) {
@@ -349,6 +350,7 @@
       await auth.session.logout(api);
       location.reload();
     });
+    teams = HD.analytics ? HD.analytics.mountSupervisors(document.getElementById('supervisor-analytics'), api) : null; // assets/analytics.js
     await loadCategories();
     await loadUsers();
     const wanted = tabs.find((t) => '#' + t.getAttribute('aria-controls') === location.hash);

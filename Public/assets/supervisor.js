@@ -516,6 +516,7 @@
     try {
       for (const c of await api.get('/categories')) categories.set(String(c.id), c.name);
     } catch (_) { /* names only */ }
+    if (HD.analytics) HD.analytics.mountTeam(document.getElementById('team-analytics'), api, {}); // assets/analytics.js
     socket = new HD.Socket({ api, onEvent, onState: HD.connectionBanner(el.banner) });
     socket.start();
     setInterval(tick, 1000);

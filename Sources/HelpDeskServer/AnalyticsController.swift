@@ -26,13 +26,6 @@ struct AnalyticsController: Sendable {
         var ratings: Int
     }
 
-    struct SupervisorRow: Encodable {
-        var supervisorId: Int
-        var name: String
-        var agents: Int
-        var closedConversations: Int
-    }
-
     func addRoutes(to group: RouterGroup<AuthenticatedContext>) {
         group.get("analytics/summary") { request, context in
             try context.require(.supervisor, .admin)
@@ -83,19 +76,7 @@ struct AnalyticsController: Sendable {
                 averageHandleS: try averages.optional("handle"), abandonmentRate: try averages.optional("abandonment"),
                 averageRating: try averages.optional("rating"), ratings: try averages.decode("ratings")))
         }
-
-        group.get("analytics/supervisors") { _, context in
-            try context.require(.admin)
-            let rows = try await pool.query("""
-                SELECT s.id, s.name,
-                       (SELECT count(*) FROM users a WHERE a.supervisor_id = s.id) AS agents,
-                       (SELECT count(*) FROM conversations c JOIN users a ON a.id = c.agent_id WHERE a.supervisor_id = s.id AND c.status = 'closed') AS closed
-                FROM users s WHERE s.role = 'supervisor' ORDER BY s.name
-                """)
-            return try Response.json(try rows.rows.map {
-                SupervisorRow(supervisorId: try $0.decode("id"), name: try $0.decode("name"), agents: try $0.decode("agents"), closedConversations: try $0.decode("closed"))
-            })
-        }
+        // `analytics/supervisors` and the team views: TeamAnalyticsController.
     }
 
     /// `2026-11-22` or a full ISO 8601 timestamp.

@@ -86,7 +86,9 @@ func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
     Metrics.bootstrap()
     let router = Router(context: AppRequestContext.self)
     router.addMiddleware {
-        // Outermost, so errors and static files get the headers too.
+        // Outermost: the request id (X-Request-Id, logs, error bodies) and the access log line.
+        RequestIDMiddleware<AppRequestContext>()
+        // So errors and static files get the headers too.
         SecurityHeadersMiddleware<AppRequestContext>()
         ErrorMiddleware<AppRequestContext>()
         MetricsMiddleware<AppRequestContext>()
@@ -103,7 +105,9 @@ func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
                         body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
     HealthController(redis: services.redis, postgres: services.postgres, nodeID: services.configuration.nodeID, drain: services.drain,
-                     metricsToken: services.configuration.metricsToken).addRoutes(to: router)
+                     metricsToken: services.configuration.metricsToken,
+                     refreshMetrics: { [store = parts.store, hub = parts.hub] in await NodeMetrics.refresh(store: store, hub: hub) })
+        .addRoutes(to: router)
 
     let api = router.group("api/v1")
     api.add(middleware: BearerAuthMiddleware(tokens: services.tokens, clock: services.clock))
@@ -121,6 +125,8 @@ func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
         .addRoutes(public: api, authenticated: authenticated)
     WorkflowsController(store: parts.store, router: parts.router).addRoutes(to: authenticated)
     AnalyticsController(pool: services.postgres, store: parts.store).addRoutes(to: authenticated)
+    TeamAnalyticsController(pool: services.postgres, store: parts.store, sla: services.configuration.slaFirstResponse,
+                            maxCSVRows: services.configuration.exportMaxRows).addRoutes(to: authenticated)
     // Each in a group of its own: the middleware guards only that controller's routes.
     ICEServersController(configuration: services.configuration, clock: services.clock)
         .addRoutes(to: authenticated.group().add(middleware: CallParticipantMiddleware(store: parts.store)))

@@ -10,18 +10,23 @@ extension HelpDeskError: HTTPResponseError {
     public var status: HTTPResponse.Status { .init(code: code.httpStatus) }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        Response.errorJSON(status: status, code: code.rawValue, message: message)
+        Response.errorJSON(status: status, code: code.rawValue, message: message, requestID: context.id)
     }
 }
 
 extension Response {
-    /// `{"error": {"code": ..., "message": ...}}` with the given status.
-    static func errorJSON(status: HTTPResponse.Status, code: String, message: String) -> Response {
-        let body = try! JSON.encoder.encode(["error": ["code": code, "message": message]])
+    /// `{"error": {"code": ..., "message": ..., "request_id": ...}}` with the given status
+    /// (`request_id` when known: the request's id, as in its logs and `X-Request-Id`).
+    static func errorJSON(status: HTTPResponse.Status, code: String, message: String, requestID: String? = nil) -> Response {
+        var w = JSONWriter(capacity: 96 + message.utf8.count)
+        w.raw("{\"error\":{"); w.key("code"); w.string(code)
+        w.raw(","); w.key("message"); w.string(message)
+        if let requestID { w.raw(","); w.key("request_id"); w.string(requestID) }
+        w.raw("}}")
         return Response(
             status: status,
             headers: [.contentType: "application/json; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: body))
+            body: .init(byteBuffer: ByteBuffer(bytes: w.bytes))
         )
     }
 }
@@ -33,34 +38,34 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch let error as HelpDeskError {
-            return Response.errorJSON(status: error.status, code: error.code.rawValue, message: error.message)
+            return Response.errorJSON(status: error.status, code: error.code.rawValue, message: error.message, requestID: context.id)
         } catch let error as HTTPError {
             switch error.status {
             case .contentTooLarge:
-                return Response.errorJSON(status: .badRequest, code: HelpDeskError.Code.payloadTooLarge.rawValue, message: "request body is larger than \(context.maxUploadSize) bytes")
+                return Response.errorJSON(status: .badRequest, code: HelpDeskError.Code.payloadTooLarge.rawValue, message: "request body is larger than \(context.maxUploadSize) bytes", requestID: context.id)
             case .notFound:
-                return Response.errorJSON(status: .notFound, code: "not_found", message: "no such route: \(request.method) \(request.uri.path)")
+                return Response.errorJSON(status: .notFound, code: "not_found", message: "no such route: \(request.method) \(request.uri.path)", requestID: context.id)
             case .methodNotAllowed:
-                return Response.errorJSON(status: .methodNotAllowed, code: "method_not_allowed", message: "\(request.method) is not allowed here")
+                return Response.errorJSON(status: .methodNotAllowed, code: "method_not_allowed", message: "\(request.method) is not allowed here", requestID: context.id)
             case .badRequest:
-                return Response.errorJSON(status: .badRequest, code: "bad_request", message: error.body ?? "bad request")
+                return Response.errorJSON(status: .badRequest, code: "bad_request", message: error.body ?? "bad request", requestID: context.id)
             default:
-                return Response.errorJSON(status: error.status, code: "http_\(error.status.code)", message: error.body ?? error.status.reasonPhrase)
+                return Response.errorJSON(status: error.status, code: "http_\(error.status.code)", message: error.body ?? error.status.reasonPhrase, requestID: context.id)
             }
         } catch is NIOTooManyBytesError {
-            return Response.errorJSON(status: .badRequest, code: HelpDeskError.Code.payloadTooLarge.rawValue, message: "request body is larger than \(context.maxUploadSize) bytes")
+            return Response.errorJSON(status: .badRequest, code: HelpDeskError.Code.payloadTooLarge.rawValue, message: "request body is larger than \(context.maxUploadSize) bytes", requestID: context.id)
         } catch let error as RedisError {
             context.logger.error("redis error", metadata: ["error": "\(error)"])
-            return Response.errorJSON(status: .serviceUnavailable, code: "unavailable", message: "a backing service is unavailable, try again")
+            return Response.errorJSON(status: .serviceUnavailable, code: "unavailable", message: "a backing service is unavailable, try again", requestID: context.id)
         } catch let error as PostgresError where error.code == .invalidParameter {
             // Input our validators let through but PostgreSQL cannot take whole (U+0000): refused, nothing ran.
-            return Response.errorJSON(status: .badRequest, code: HelpDeskError.Code.validationFailed.rawValue, message: "a field contains a character that is not allowed")
+            return Response.errorJSON(status: .badRequest, code: HelpDeskError.Code.validationFailed.rawValue, message: "a field contains a character that is not allowed", requestID: context.id)
         } catch let error as PostgresError where error.isUnavailable {
             context.logger.error("postgres unavailable", metadata: ["error": "\(error)"])
-            return Response.errorJSON(status: .serviceUnavailable, code: "unavailable", message: "a backing service is unavailable, try again")
+            return Response.errorJSON(status: .serviceUnavailable, code: "unavailable", message: "a backing service is unavailable, try again", requestID: context.id)
         } catch {
             context.logger.error("unhandled error", metadata: ["error": "\(error)"])
-            return Response.errorJSON(status: .internalServerError, code: "internal_error", message: "internal error")
+            return Response.errorJSON(status: .internalServerError, code: "internal_error", message: "internal error", requestID: context.id)
         }
     }
 }

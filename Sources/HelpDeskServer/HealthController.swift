@@ -16,6 +16,8 @@ struct HealthController: Sendable {
     /// is off (404): behind a proxy every request comes from the proxy's address, so "local only"
     /// would mean public.
     var metricsToken: String? = nil
+    /// Brings the scrape-time gauges up to date (NodeMetrics.refresh).
+    var refreshMetrics: @Sendable () async -> Void = {}
 
     struct Readiness: Encodable {
         var status: String
@@ -46,6 +48,7 @@ struct HealthController: Sendable {
             guard let presented, secretsMatch(presented, metricsToken) else {
                 throw HelpDeskError(.unauthorized, "metrics need Authorization: Bearer <HELPDESK_METRICS_TOKEN>")
             }
+            await refreshMetrics()
             var bytes: [UInt8] = []
             Metrics.registry.emit(into: &bytes)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
@@ -73,6 +76,7 @@ enum Metrics {
     static let registry = PrometheusCollectorRegistry()
     private static let bootstrapped: Void = {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        NodeMetrics.register()
     }()
 
     static func bootstrap() { _ = bootstrapped }

@@ -82,6 +82,12 @@ public struct ServerConfiguration: Sendable {
     public var maxMessagesPerConversation: Int = 10_000
     /// Bearer token `/metrics` asks for; unset: `/metrics` answers 404 (nothing is public by default).
     public var metricsToken: String? = nil
+    /// `HELPDESK_LOG_FORMAT`: `text` or `json` (one object per line, `JSONLogHandler`).
+    public var logFormat: LogFormat = .text
+    /// `HELPDESK_SLA_FIRST_RESPONSE`: first-response targets per priority (analytics).
+    public var slaFirstResponse: SLATargets = .defaults
+    /// `HELPDESK_EXPORT_MAX_ROWS`: rows one CSV export may hold (a longer window is refused).
+    public var exportMaxRows: Int = 50_000
 
     /// Reads the environment. Missing values get development defaults, except the JWT secret,
     /// which must be set (at least 16 bytes).
@@ -165,6 +171,13 @@ public struct ServerConfiguration: Sendable {
         case "0", "false": configuration.flushEnabled = false
         case let other: throw HelpDeskError(.validationFailed, "HELPDESK_FLUSH_ENABLED must be 1 or 0, got \(other)")
         }
+        let format = env["HELPDESK_LOG_FORMAT"] ?? "text"
+        guard let logFormat = LogFormat(rawValue: format) else {
+            throw HelpDeskError(.validationFailed, "HELPDESK_LOG_FORMAT must be text or json, got \(format)")
+        }
+        configuration.logFormat = logFormat
+        configuration.exportMaxRows = try positive("HELPDESK_EXPORT_MAX_ROWS", 50_000)
+        if let sla = env["HELPDESK_SLA_FIRST_RESPONSE"] { configuration.slaFirstResponse = try SLATargets(parsing: sla) }
         return configuration
     }
 

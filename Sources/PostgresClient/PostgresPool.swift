@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -57,6 +58,23 @@ public final class PostgresPool: Sendable {
     /// - Parameter retryOnStaleConnection: when a reused connection turns out dead at its first
     ///   use, run `body` once more on a fresh one. Only for statements safe to repeat (reads).
     private func run<T: Sendable>(retryOnStaleConnection: Bool, _ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        do {
+            return try await runCounted(retryOnStaleConnection: retryOnStaleConnection, body)
+        } catch let error as PostgresError {
+            Counter(label: "helpdesk_postgres_errors_total", dimensions: [("kind", Self.errorKind(error))]).increment()
+            throw error
+        }
+    }
+
+    /// The label of `helpdesk_postgres_errors_total`: `unavailable` (the server or network is
+    /// down, a pool wait or statement timed out: requests get 503), `data` (refused data, e.g. a
+    /// unique violation), `other` (bugs).
+    public static func errorKind(_ error: PostgresError) -> String {
+        if error.isUnavailable { return "unavailable" }
+        return error.kind == .data ? "data" : "other"
+    }
+
+    private func runCounted<T: Sendable>(retryOnStaleConnection: Bool, _ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
         let deadline = acquireTimeout
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let call = NIOLockedValueBox<CallState<T>>(.queued(continuation))

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -70,7 +71,12 @@ public final class RedisClient: Sendable {
     /// Sends one command; an error reply is thrown as `RedisError(.serverError)`.
     @discardableResult
     public func send(_ arguments: [String]) async throws -> RESPValue {
-        try await connection().send(arguments)
+        do {
+            return try await connection().send(arguments)
+        } catch let error as RedisError {
+            Self.count(error)
+            throw error
+        }
     }
 
     /// Sends one command given as separate arguments.
@@ -81,7 +87,31 @@ public final class RedisClient: Sendable {
 
     /// Sends several commands in one write on one connection; error replies come back as `.error` values.
     public func pipeline(_ commands: [[String]]) async throws -> [RESPValue] {
-        try await connection().pipeline(commands)
+        do {
+            return try await connection().pipeline(commands)
+        } catch let error as RedisError {
+            Self.count(error)
+            throw error
+        }
+    }
+
+    /// `helpdesk_redis_errors_total{kind}`: failed commands by `RedisError.Code` (connection_closed,
+    /// timeout, server_error, ...). `NOSCRIPT` is not counted: the script registry reloads and retries.
+    static func count(_ error: RedisError) {
+        if error.serverErrorPrefix == "NOSCRIPT" { return }
+        Counter(label: "helpdesk_redis_errors_total", dimensions: [("kind", errorKind(error.code))]).increment()
+    }
+
+    /// The label value of an error code (snake case, as Prometheus labels usually are).
+    public static func errorKind(_ code: RedisError.Code) -> String {
+        switch code {
+        case .serverError: return "server_error"
+        case .protocolError: return "protocol_error"
+        case .connectionClosed: return "connection_closed"
+        case .timeout: return "timeout"
+        case .invalidArgument: return "invalid_argument"
+        case .unexpectedReply: return "unexpected_reply"
+        }
     }
 
     /// Closes every pooled connection.

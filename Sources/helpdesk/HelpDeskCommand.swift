@@ -17,6 +17,7 @@ struct HelpDeskCommand: AsyncParsableCommand {
 /// Reads the configuration, sets up logging at its level.
 func loadConfiguration() throws -> (ServerConfiguration, Logger) {
     let configuration = try ServerConfiguration.fromEnvironment()
+    configuration.logFormat.bootstrap()
     var logger = Logger(label: "helpdesk")
     logger.logLevel = Logger.Level(rawValue: configuration.logLevel) ?? .info
     logger[metadataKey: "node"] = .string(configuration.nodeID)

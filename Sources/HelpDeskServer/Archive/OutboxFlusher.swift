@@ -260,6 +260,7 @@ struct OutboxFlusher: Service {
             if case .archive(let record, _) = plan { return record } else { return nil }
         }
         let refused = try await writeAll(toWrite)
+        NodeMetrics.archived.increment(by: Int64(toWrite.filter { refused[$0.id] == nil }.count))
 
         var commands: [[String]] = []
         var finished: [String] = []

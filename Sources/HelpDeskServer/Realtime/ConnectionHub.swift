@@ -59,6 +59,9 @@ final class ConnectionHub: Sendable {
 
     let caps: Caps
 
+    /// Sockets open on this node (`helpdesk_websockets`).
+    var socketCount: Int { state.withLockedValue { $0.sessions.count } }
+
     init(store: LiveStore, subscriber: RedisSubscriber, keys: RedisKeys, logger: Logger, caps: Caps = Caps()) {
         self.caps = caps
         self.store = store

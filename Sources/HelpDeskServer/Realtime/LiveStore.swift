@@ -129,8 +129,10 @@ struct LiveStore: Sendable {
         }
         let r = reply.array ?? []
         guard r.first?.string == "ok", r.count >= 3 else {
+            NodeMetrics.pick(r.count > 1 ? r[1].string ?? "other" : "other")
             throw Self.scriptError(r.count > 1 ? r[1].string : nil)
         }
+        NodeMetrics.pick("ok")
         guard let view = ConversationView(hash: r[2].fieldMap, now: now) else {
             throw HelpDeskError(.internalError, "pick: unexpected reply")
         }
@@ -210,6 +212,7 @@ struct LiveStore: Sendable {
         ], on: redis)
         let r = reply.array ?? []
         guard r.first?.string == "ok", r.count == 4, let id = r[1].string else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
+        if r[2].int != 1 { (isInternal ? NodeMetrics.messagesInternal : NodeMetrics.messagesPublic).increment() }
         return Sent(messageID: id, duplicate: r[2].int == 1)
     }
 

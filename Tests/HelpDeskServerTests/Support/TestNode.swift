@@ -16,7 +16,7 @@ struct TestNode {
     let schema: String
 
     /// Configuration as a real node reads it, plus `overrides` (e.g. lower limits).
-    static func make(_ overrides: [String: String] = [:], redisURL: String = TestEnvironment.redisURL) async throws -> TestNode {
+    static func make(_ overrides: [String: String] = [:], redisURL: String = TestEnvironment.redisURL, logger custom: Logger? = nil) async throws -> TestNode {
         let (schema, databaseURL) = try await TestEnvironment.makeSchema()
         var env: [String: String] = [
             "HELPDESK_REDIS_URL": redisURL,
@@ -31,8 +31,8 @@ struct TestNode {
             "HELPDESK_REDIS_POOL_SIZE": "2",
         ]
         env.merge(overrides) { $1 }
-        var logger = Logger(label: "test")
-        logger.logLevel = .warning
+        var logger = custom ?? Logger(label: "test")
+        if custom == nil { logger.logLevel = .warning }
         let services = try NodeServices(configuration: try ServerConfiguration.fromEnvironment(env), logger: logger)
         // Migrate now, so a test can create accounts before the application is built.
         try await Migrator(pool: services.postgres, directory: services.configuration.migrationsDirectory).migrate()
