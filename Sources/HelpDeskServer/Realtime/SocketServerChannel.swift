@@ -174,6 +174,9 @@ struct SocketServerChannel: ServerChildChannel, HTTPChannelHandler {
         }
         do {
             let request = Request(head: try HTTPRequest(head, secure: false, splitCookie: false), body: .init(buffer: ByteBuffer()))
+            // the request id Hummingbird gives every request it handles (`context.id` reads it)
+            var logger = logger
+            logger[metadataKey: "hb.request.id"] = .stringConvertible(RequestID())
             let context = AppRequestContext(source: .init(channel: channel, logger: logger))
             let response = try await respondToUpgrade(request, context)
             if response.status == .ok, let upgrade = context.socketUpgrade.upgrade {
