@@ -60,9 +60,11 @@
   function mergeAgent(p) {
     const id = String(p.agent_id);
     const a = agents.get(id) || { agent_id: id, name: '', status: 'offline', active: 0, capacity: 0, node_id: '', connected: false, since: 0 };
-    for (const key of ['name', 'status', 'active', 'capacity', 'node_id', 'connected', 'since']) {
+    for (const key of ['name', 'status', 'active', 'capacity', 'node_id', 'connected', 'since', 'offers']) {
       if (p[key] !== undefined && p[key] !== null && !(key === 'name' && p[key] === '')) a[key] = p[key];
     }
+    // a full presence view omits wrap_up_until once the wrap-up is over
+    if (p.status !== undefined) a.wrap_up_until = p.wrap_up_until || 0;
     agents.set(id, a);
   }
 
@@ -78,7 +80,9 @@
       rows.push(h('tr', { dataset: { agentId: a.agent_id } },
         h('td', { class: 'agent-name' }, a.name || 'Agent ' + a.agent_id),
         h('td', null, h('span', { class: 'badge agent-status ' + status }, status),
-          status !== 'offline' && a.connected === false ? h('span', { class: 'muted small' }, ' no connection') : null),
+          status !== 'offline' && a.connected === false ? h('span', { class: 'muted small' }, ' no connection') : null,
+          a.offers > 0 ? h('span', { class: 'badge offer-badge', title: 'offers waiting for its answer' }, ' ' + a.offers + (a.offers === 1 ? ' offer' : ' offers')) : null,
+          a.wrap_up_until > socket.now() ? h('span', { class: 'badge wrapup-badge', title: 'no offers until its wrap-up ends' }, ' wrap-up') : null),
         h('td', null, h('span', { class: 'load' }, h('span', { class: 'bar', 'aria-hidden': 'true' }, h('span', { style: 'width:' + pct + '%' })),
           h('span', { class: 'load-text' }, (a.active || 0) + '/' + (a.capacity || 0)))),
         h('td', { class: 'small' }, status === 'offline' ? '—' : a.node_id || '—'),
