@@ -3,7 +3,7 @@ import NIOWebSocket
 
 /// The last handler of an upgraded socket's pipeline, on its event loop: hands complete text and
 /// binary frames to the connection's queue, answers pings, runs the close handshake, and stops
-/// reading while the queue is full or the client does not read what it is sent.
+/// reading while the queue is full.
 final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundIn = WebSocketFrame
@@ -14,7 +14,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     static let pingWindow = TimeAmount.seconds(10)
 
     private let connection: SocketConnection
-    /// A `read` held back while the queue was full or the channel not writable.
+    /// A `read` held back while the queue was full.
     private var readHeldBack = false
     private var context: ChannelHandlerContext?
     /// The latest ping not yet answered: only the most recent needs a pong (RFC 6455 §5.5.3), so a
@@ -150,7 +150,9 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func read(context: ChannelHandlerContext) {
-        if connection.isPaused || !context.channel.isWritable {
+        // Not held while the client does not read what it is sent: everything it asks for goes
+        // through the byte-bounded outbox, which drops it (4008) quickly; pongs are one at most.
+        if connection.isPaused {
             readHeldBack = true
         } else {
             context.read()
@@ -164,7 +166,7 @@ final class SocketChannelHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private func resumeReading() {
-        guard readHeldBack, let context, !connection.isPaused, context.channel.isWritable else { return }
+        guard readHeldBack, let context, !connection.isPaused else { return }
         readHeldBack = false
         context.read()
     }
