@@ -63,6 +63,11 @@ struct LiveStore: Sendable {
         var status: String
     }
 
+    /// The key of a conversation's customer record (its customer id and open conversation).
+    func customerKey(email: String) -> String {
+        keys.customer(email)
+    }
+
     /// enqueue.lua: a new waiting conversation, or the caller's own open one (`resume`: the
     /// conversation of the customer token the request carried, if any).
     func enqueue(name: String, email: String, categoryID: String, subject: String, priority: String, resume: String? = nil) async throws -> Enqueued {
@@ -70,10 +75,10 @@ struct LiveStore: Sendable {
         let newCustomer = UUID().uuidString.lowercased()
         let reply = try await runFresh("enqueue") {
             // the e-mail's open conversation, and the caller's own with its queue, if any
-            let open = try await redis.send("HGET", keys.customer(email), "conv").string
+            let open = try await redis.send("HGET", customerKey(email: email), "conv").string
             var resumeCategory = ""
             if let resume { resumeCategory = try await redis.send("HGET", keys.conversation(resume), "category_id").string ?? "" }
-            return ([keys.conversation(id), keys.events(id), keys.customer(email), keys.queue(categoryID), keys.queues,
+            return ([keys.conversation(id), keys.events(id), customerKey(email: email), keys.queue(categoryID), keys.queues,
                      keys.liveConversations, keys.customersSeen, keys.queueChannel,
                      keys.conversation(resume ?? id), keys.queue(resume == nil ? categoryID : resumeCategory), keys.conversation(open ?? id)],
                     [nowOverride, id, newCustomer, name, email, categoryID, subject, priority,
@@ -224,7 +229,7 @@ struct LiveStore: Sendable {
             let read = try await redis.send("HMGET", keys.conversation(id), "customer_email", "category_id", "agent_id").array ?? []
             let email = read.first?.string ?? "", category = read.count > 1 ? read[1].string ?? "" : ""
             let agent = read.count > 2 ? read[2].string ?? "" : ""
-            return ([keys.conversation(id), keys.events(id), keys.call(id), keys.conversationChannel(id), keys.customer(email),
+            return ([keys.conversation(id), keys.events(id), keys.call(id), keys.conversationChannel(id), customerKey(email: email),
                      keys.queue(category), keys.customersSeen, keys.liveConversations, keys.ringingCalls, keys.outbox, keys.stats,
                      keys.queueChannel, keys.agent(agent), keys.agentConversations(agent), keys.availableAgents, keys.presenceChannel],
                     [nowOverride, id, actor.id, actor.role.rawValue, resolution, email, category, agent])
@@ -269,8 +274,8 @@ struct LiveStore: Sendable {
         let reply = try await runFresh("reopen") {
             let read = try await redis.send("HMGET", keys.conversation(id), "customer_email", "category_id").array ?? []
             let email = read.first?.string ?? "", category = read.count > 1 ? read[1].string ?? "" : ""
-            let open = try await redis.send("HGET", keys.customer(email), "conv").string
-            return ([keys.conversation(id), keys.messages(id), keys.events(id), keys.dedupe(id), keys.customer(email),
+            let open = try await redis.send("HGET", customerKey(email: email), "conv").string
+            return ([keys.conversation(id), keys.messages(id), keys.events(id), keys.dedupe(id), customerKey(email: email),
                      keys.conversation(open ?? id), keys.queue(category), keys.queues, keys.liveConversations, keys.customersSeen,
                      keys.queueChannel, keys.conversationChannel(id)],
                     [nowOverride, id, actor.id, actor.role.rawValue, email, category, open ?? ""])
@@ -406,7 +411,7 @@ struct LiveStore: Sendable {
             let reply = try await runFresh("customer_abandon") {
                 let c = try await redis.send("HMGET", keys.conversation(id), "category_id", "customer_email").array ?? []
                 let category = c.first?.string ?? "", email = c.count > 1 ? c[1].string ?? "" : ""
-                return ([keys.conversation(id), keys.events(id), keys.queue(category), keys.customer(email), keys.customersSeen,
+                return ([keys.conversation(id), keys.events(id), keys.queue(category), customerKey(email: email), keys.customersSeen,
                          keys.liveConversations, keys.outbox, keys.queueChannel, keys.conversationChannel(id)],
                         [nowOverride, id, String(customerGrace), category, email])
             }
