@@ -68,6 +68,7 @@ struct NodeParts: Sendable {
         store.maxMessagesPerConversation = maxMessagesPerConversation
         store.senderMessageRate = socketCaps.messageRate
         store.senderMessageBurst = socketCaps.messageBurst
+        store.attachments = AttachmentStore(pool: postgres)
         self.store = store
         archive = ArchiveStore(pool: postgres)
         users = UserStore(pool: postgres)
@@ -112,8 +113,13 @@ func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
         .addRoutes(public: api, authenticated: authenticated)
     UsersController(users: users, store: parts.store).addRoutes(to: authenticated)
     CategoriesController(pool: services.postgres).addRoutes(public: api, authenticated: authenticated)
-    ConversationsController(store: parts.store, archive: parts.archive, users: users, services: services)
+    let conversations = ConversationsController(store: parts.store, archive: parts.archive, users: users, services: services)
+    conversations.addRoutes(public: api, authenticated: authenticated)
+    CustomerAccountsController(accounts: CustomerAccounts(pool: services.postgres), store: parts.store, archive: parts.archive, services: services)
         .addRoutes(public: api, authenticated: authenticated)
+    AttachmentsController(attachments: AttachmentStore(pool: services.postgres), conversations: conversations,
+                          maxBytes: services.configuration.attachmentMaxBytes)
+        .addRoutes(to: authenticated)
     AnalyticsController(pool: services.postgres, store: parts.store).addRoutes(to: authenticated)
     // Each in a group of its own: the middleware guards only that controller's routes.
     ICEServersController(configuration: services.configuration, clock: services.clock)
@@ -160,6 +166,7 @@ public func buildApplication(
             interval: .milliseconds(Int(configuration.heartbeatSeconds * 1000)),
             agentGrace: .seconds(configuration.agentGraceSeconds), customerGrace: .seconds(configuration.customerGraceSeconds),
             logger: services.logger),
-        OutboxFlusher(services: services))
+        OutboxFlusher(services: services),
+        AttachmentSweeper(attachments: AttachmentStore(pool: services.postgres), interval: .seconds(60), logger: services.logger))
     return app
 }
