@@ -186,6 +186,7 @@
     c.typingSender = HD.typingSender(socket, () => (c.closed ? null : c.id));
     c.text = text;
     c.composer = composer;
+    c.files = HD.Attachments ? HD.Attachments.composer(composer, { conversationId: () => c.id }) : null;
     c.closeRow = closeRow;
     c.dismiss = dismiss;
     c.status = status;
@@ -196,8 +197,8 @@
 
     const send = () => {
       const value = text.value.trim();
-      if (!value || c.closed) return;
-      const clientMsgId = socket.sendMessage(c.id, value, false);
+      if (c.closed || (!value && !(c.files && c.files.ready()))) return;
+      const clientMsgId = socket.sendMessage(c.id, value, false, c.files ? c.files.take() : []);
       c.view.addPending(clientMsgId, value, false);
       text.value = '';
       c.typingSender.stop();
@@ -446,6 +447,7 @@
     session = auth.session;
     me = auth.user;
     api = new HD.Api(session);
+    if (HD.Attachments) HD.Attachments.use(api);
     el.me.textContent = me.name;
     el.presence.value = HD.session.get('hd.agent.status') || 'online';
     el.controls.hidden = false;
