@@ -205,6 +205,28 @@ struct AttachmentsTests {
         #expect(try await pg.query("SELECT claimed_by FROM attachments WHERE id = $1::uuid", [foreignID]).first?.optional("claimed_by", as: String.self) == nil)
     }
 
+    @Test("an upload without Content-Length (chunked) is read as it streams and refused with 413 past the limit; under it, stored whole")
+    func chunkedUploadIsBounded() async throws {
+        let cluster = try await TestCluster(overrides: ["HELPDESK_ATTACHMENT_MAX_BYTES": "2048"])
+        let a = try await cluster.startNode()
+        let b = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let chat = try await Self.activeChat(cluster, a, b)
+        func chunked(_ bytes: [UInt8]) async throws -> (status: Int, body: [String: Any]) {
+            var request = URLRequest(url: URL(string: a.url + "/api/v1/conversations/\(chat.id)/attachments?name=s.txt")!)
+            request.httpMethod = "POST"
+            request.setValue("text/plain", forHTTPHeaderField: "Content-Type")
+            request.setValue("Bearer \(chat.customerToken)", forHTTPHeaderField: "Authorization")
+            request.httpBodyStream = InputStream(data: Data(bytes))
+            let (data, response) = try await URLSession.shared.data(for: request)
+            return ((response as? HTTPURLResponse)?.statusCode ?? 0, RawHTTP.json(data))
+        }
+        let over = try await chunked([UInt8](repeating: UInt8(ascii: "a"), count: 5000))
+        #expect(over.status == 413 && over.body.errorCode == "attachment_too_large", "\(over)")
+        let under = try await chunked([UInt8](repeating: UInt8(ascii: "b"), count: 2000))
+        #expect(under.status == 201 && under.body["size"] as? Int == 2000, "\(under)")
+    }
+
     @Test("unsent uploads are bounded per person and swept after their lifetime; sent ones stay")
     func unsentUploads() async throws {
         let cluster = try await TestCluster()
