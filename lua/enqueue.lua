@@ -3,14 +3,19 @@
 -- returns that one: exactly one open chat for its holder). Without that token a start always gets
 -- a new conversation, so an answer never tells whether an address has an open chat, and a
 -- stranger's start never touches the e-mail's record (its customer id, name, open conversation).
--- KEYS: 1 conv:<id>  2 conv:<id>:events  3 customer:<email>  4 queue:<category>  5 queues
+-- A signed-in customer account (ARGV[13]) starts with its own record instead of the e-mail's
+-- (KEYS[3] is account:<id>, the customer id is the account id), and the conversation is marked
+-- with account_id and listed in the account's set: an anonymous start with the same e-mail never
+-- touches either.
+-- KEYS: 1 conv:<id>  2 conv:<id>:events  3 customer:<email> (account:<id> for an account)  4 queue:<category>  5 queues
 --       6 convs:live  7 customers:seen  8 ch:queue
 --       9 conv:<the caller's token conversation>  10 queue:<its category as read>  (untouched
 --       when ARGV[10] is '')
 --       11 conv:<the e-mail's open conversation as read>  (untouched when ARGV[12] is '')
+--       12 account:<id>:convs  (untouched when ARGV[13] is '')
 -- ARGV: now override, conv_id, new customer_id, name, email, category_id, subject, priority,
 --       priority boost_ms, the caller's token conversation ('' none), its category as read,
---       the e-mail's open conversation as read ('' none)
+--       the e-mail's open conversation as read ('' none), the customer account id ('' anonymous)
 -- Returns {'ok', conv_id, position, created 1|0, customer_id, status} or {'err', 'stale'}
 local now = hd.now(ARGV[1])
 local id, new_customer, name, email = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -51,6 +56,13 @@ redis.call('HSET', conv_key,
   'id', id, 'status', 'waiting', 'customer_id', customer, 'customer_name', name, 'customer_email', email,
   'category_id', category, 'subject', subject, 'priority', priority,
   'created_at', now, 'enqueued_at', now, 'queue_score', score, 'agent_id', '', 'agent_name', '')
+if (ARGV[13] or '') ~= '' then
+  redis.call('HSET', conv_key, 'account_id', ARGV[13])
+  redis.call('ZADD', KEYS[12], now, id)
+  -- bounded: older conversations are archived by now and listed from PostgreSQL
+  redis.call('ZREMRANGEBYRANK', KEYS[12], 0, -101)
+  redis.call('PEXPIRE', KEYS[12], 30 * 86400 * 1000)
+end
 redis.call('ZADD', queue_key, score, id)
 redis.call('SADD', KEYS[5], category)
 redis.call('ZADD', KEYS[6], now, id)

@@ -4,7 +4,8 @@
 -- ARGV: now override, conv_id, sender_id, sender_role, sender_name, text, client_msg_id, internal (0|1),
 --       max messages in the conversation ('' = no cap),
 --       the sender's budget in this conversation as GCRA: ms between messages, burst tolerance in ms
---       ('' = no budget)
+--       ('' = no budget), the message's attachments as a JSON array of {id, name, size, content_type}
+--       built by the node from PostgreSQL ('' = none)
 -- Returns {'ok', message_id, duplicate 0|1, message json} or {'err', code} ('conversation_full' past
 -- the cap, 'rate_limited' past the sender's budget)
 local id, sender, role, name, text, client_id, internal = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
@@ -38,9 +39,17 @@ if interval and tolerance then
   if tat - now > tolerance then return {'err', 'rate_limited'} end
   budget_at = tat + interval
 end
-local msg_id = redis.call('XADD', msgs_key, '*',
-  'sender_id', sender, 'sender_role', role, 'sender_name', name, 'text', text,
-  'client_msg_id', client_id, 'internal', internal, 'sent_at', now)
+local attachments_json = ARGV[12] or ''
+local msg_id
+if attachments_json ~= '' then
+  msg_id = redis.call('XADD', msgs_key, '*',
+    'sender_id', sender, 'sender_role', role, 'sender_name', name, 'text', text,
+    'client_msg_id', client_id, 'internal', internal, 'sent_at', now, 'attachments', attachments_json)
+else
+  msg_id = redis.call('XADD', msgs_key, '*',
+    'sender_id', sender, 'sender_role', role, 'sender_name', name, 'text', text,
+    'client_msg_id', client_id, 'internal', internal, 'sent_at', now)
+end
 redis.call('HSET', dedupe_key, dedupe_field, msg_id)
 if budget_at then
   redis.call('HSET', conv_key, 'last_message_id', msg_id, budget_field, budget_at)
@@ -51,7 +60,8 @@ end
 if role == 'agent' and internal ~= '1' and (not c[4] or c[4] == '') then
   redis.call('HSET', conv_key, 'first_response_at', now)
 end
-local message = hd.message(msg_id, sender, role, name, text, now, client_id, internal == '1')
+local message = hd.message(msg_id, sender, role, name, text, now, client_id, internal == '1',
+  attachments_json ~= '' and cjson.decode(attachments_json) or nil)
 -- internal notes reach staff sockets only
 hd.publish(channel, 'msg', internal == '1' and 's' or 'a', msg_id, 'NEW_MESSAGE', {conversation_id = id, message = message})
 return {'ok', msg_id, 0, cjson.encode(message)}

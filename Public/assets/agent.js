@@ -204,6 +204,7 @@
     c.typingSender = HD.typingSender(socket, () => (c.closed ? null : c.id));
     c.text = text;
     c.composer = composer;
+    c.files = HD.Attachments ? HD.Attachments.composer(composer, { conversationId: () => c.id }) : null;
     c.closeRow = closeRow;
     c.dismiss = dismiss;
     c.status = status;
@@ -214,9 +215,9 @@
 
     const send = () => {
       const value = text.value.trim();
-      if (!value || c.closed) return;
+      if (c.closed || (!value && !(c.files && c.files.ready()))) return;
       const note = internal.checked;
-      const clientMsgId = socket.sendMessage(c.id, value, note);
+      const clientMsgId = socket.sendMessage(c.id, value, note, c.files ? c.files.take() : []);
       c.view.addPending(clientMsgId, value, note);
       text.value = '';
       if (!note) c.typingSender.stop();
@@ -620,6 +621,7 @@
     session = auth.session;
     me = auth.user;
     api = new HD.Api(session);
+    if (HD.Attachments) HD.Attachments.use(api);
     el.me.textContent = me.name;
     el.presence.value = HD.session.get('hd.agent.status') || 'online';
     el.controls.hidden = false;

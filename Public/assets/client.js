@@ -338,10 +338,11 @@
       for (const [id, c] of this.conversations) if (c.joined) this.sendJoin(id);
     }
 
-    /** Sends a chat message; kept and re-sent after a reconnect until ACKed (same client_msg_id). */
-    sendMessage(conversationId, text, internal) {
+    /** Sends a chat message; kept and re-sent after a reconnect until ACKed (same client_msg_id).
+     * `attachmentIds`: files uploaded first (POST /conversations/{id}/attachments), optional. */
+    sendMessage(conversationId, text, internal, attachmentIds) {
       const clientMsgId = HD.randomId();
-      this.outbox.set(clientMsgId, { conversation_id: conversationId, text, internal: !!internal });
+      this.outbox.set(clientMsgId, { conversation_id: conversationId, text, internal: !!internal, attachment_ids: attachmentIds || [] });
       this.flushOne(clientMsgId);
       return clientMsgId;
     }
@@ -352,6 +353,7 @@
       item.inFlight = true;
       const data = { conversation_id: item.conversation_id, text: item.text, client_msg_id: clientMsgId };
       if (item.internal) data.internal = true;
+      if (item.attachment_ids && item.attachment_ids.length) data.attachment_ids = item.attachment_ids;
       this.request('SEND_MESSAGE', data).then((ack) => {
         this.outbox.delete(clientMsgId);
         this.onEvent('MESSAGE_SENT', { conversation_id: item.conversation_id, client_msg_id: clientMsgId, message_id: ack.message_id }, null);

@@ -10,7 +10,7 @@
 
   // {conversation_id, token, name, status, agent, position, messages, notices, rated, resolution, left, wait_notice_at}
   let state = HD.session.get(KEY);
-  let api = null, socket = null, chat = null, typing = null, typingSender = null, calls = null;
+  let api = null, socket = null, chat = null, typing = null, typingSender = null, calls = null, files = null;
 
   const el = {
     start: $('#start'), form: $('#start-form'), name: $('#name'), email: $('#email'), category: $('#category'),
@@ -64,7 +64,8 @@
     if (el.category.value) body.category_id = Number(el.category.value);
     if (el.subject.value.trim()) body.subject = el.subject.value.trim();
     try {
-      const reply = await new HD.Api(null).post('/conversations', body);
+      // signed in (account.js): the chat belongs to the account
+      const reply = await new HD.Api(HD.account ? HD.account.auth() : null).post('/conversations', body);
       HD.session.set(PROFILE, { name: body.name, email: body.email });
       state = {
         conversation_id: reply.conversation_id, token: reply.customer_token, name: body.name,
@@ -139,6 +140,10 @@
     const auth = new HD.CustomerSession(state.token);
     auth.onExpired = reset;
     api = new HD.Api(auth);
+    if (HD.Attachments) {
+      HD.Attachments.use(api);
+      if (!files) files = HD.Attachments.composer(el.composer, { conversationId: () => state.conversation_id });
+    }
     // Our customer id is the token's subject (HELLO confirms it), so our own bubbles show as ours.
     let me = null;
     try {
@@ -307,8 +312,8 @@
 
   function send() {
     const text = el.text.value.trim();
-    if (!text || !socket) return;
-    const clientMsgId = socket.sendMessage(state.conversation_id, text, false);
+    if (!socket || (!text && !(files && files.ready()))) return;
+    const clientMsgId = socket.sendMessage(state.conversation_id, text, false, files ? files.take() : []);
     chat.addPending(clientMsgId, text, false);
     el.text.value = '';
     typingSender.stop();

@@ -17,18 +17,24 @@ public struct Caller: Sendable, Equatable {
     public let conversationID: String?
     /// When the caller's token expires (seconds since the epoch); sockets close then.
     public let expiresAt: Int
+    /// A customer signed in to an account (`id` is the account id): it owns every conversation
+    /// whose customer is the account, and no other. Anonymous customers (and the chat tokens an
+    /// account gets when it starts a chat) are bound to `conversationID` instead.
+    public let isAccount: Bool
 
-    public init(id: String, role: Role, name: String, conversationID: String? = nil, expiresAt: Int = .max) {
+    public init(id: String, role: Role, name: String, conversationID: String? = nil, expiresAt: Int = .max, isAccount: Bool = false) {
         self.id = id
         self.role = role
         self.name = name
         self.conversationID = conversationID
         self.expiresAt = expiresAt
+        self.isAccount = role == .customer && isAccount && conversationID == nil
     }
 
     public init(claims: TokenClaims) throws {
         guard let role = Role(rawValue: claims.role) else { throw HelpDeskError(.unauthorized, "invalid token") }
-        self.init(id: claims.sub, role: role, name: claims.name ?? "", conversationID: claims.conv, expiresAt: claims.exp)
+        self.init(id: claims.sub, role: role, name: claims.name ?? "", conversationID: claims.conv, expiresAt: claims.exp,
+                  isAccount: claims.acct == true)
     }
 
     public var isStaff: Bool { role != .customer }

@@ -12,14 +12,18 @@ public struct TokenClaims: Codable, Sendable, Equatable {
     public var name: String?
     /// For customer tokens: the one conversation the token grants.
     public var conv: String?
+    /// For customer tokens: true when signed in to a customer account (`sub` is the account id);
+    /// such a token owns every conversation of the account, and is bound to none.
+    public var acct: Bool?
 
-    public init(sub: String, role: String, iat: Int, exp: Int, name: String? = nil, conv: String? = nil) {
+    public init(sub: String, role: String, iat: Int, exp: Int, name: String? = nil, conv: String? = nil, acct: Bool? = nil) {
         self.sub = sub
         self.role = role
         self.iat = iat
         self.exp = exp
         self.name = name
         self.conv = conv
+        self.acct = acct
     }
 }
 

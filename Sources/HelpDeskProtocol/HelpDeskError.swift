@@ -20,6 +20,10 @@ public struct HelpDeskError: Error, Sendable, Equatable, CustomStringConvertible
         /// The conversation holds as many messages as a conversation may (start a new chat).
         case conversationFull = "conversation_full"
         case busy = "busy"
+        /// An upload over `HELPDESK_ATTACHMENT_MAX_BYTES`.
+        case attachmentTooLarge = "attachment_too_large"
+        /// An upload whose type is not allowed, or whose bytes are not of the type it claims.
+        case unsupportedMediaType = "unsupported_media_type"
         case unknownEvent = "unknown_event"
         case unavailable = "unavailable"
         case internalError = "internal_error"
@@ -32,6 +36,8 @@ public struct HelpDeskError: Error, Sendable, Equatable, CustomStringConvertible
             case .forbidden: return 403
             case .notFound: return 404
             case .conflict, .alreadyPicked, .atCapacity, .conversationClosed, .conversationFull, .busy: return 409
+            case .attachmentTooLarge: return 413
+            case .unsupportedMediaType: return 415
             case .rateLimited: return 429
             case .unavailable: return 503
             case .internalError: return 500

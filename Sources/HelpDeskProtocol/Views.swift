@@ -85,19 +85,70 @@ public struct MessageView: Codable, Sendable, Equatable {
     public var clientMsgId: String
     /// Internal notes are for staff; customers never receive them.
     public var isInternal: Bool
+    /// Files sent with the message (`GET /api/v1/attachments/{id}`); absent when none.
+    public var attachments: [AttachmentView]?
 
     enum CodingKeys: String, CodingKey {
-        case id, sender, text, sentAt, clientMsgId
+        case id, sender, text, sentAt, clientMsgId, attachments
         case isInternal = "internal"
     }
 
-    public init(id: String, sender: Sender, text: String, sentAt: Int64, clientMsgId: String, isInternal: Bool) {
+    public init(id: String, sender: Sender, text: String, sentAt: Int64, clientMsgId: String, isInternal: Bool,
+                attachments: [AttachmentView]? = nil) {
         self.id = id
         self.sender = sender
         self.text = text
         self.sentAt = sentAt
         self.clientMsgId = clientMsgId
         self.isInternal = isInternal
+        self.attachments = attachments.flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
+
+/// A file attached to a message (and the reply to its upload): `{id, name, size, content_type}`.
+public struct AttachmentView: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var size: Int
+    public var contentType: String
+
+    public init(id: String, name: String, size: Int, contentType: String) {
+        self.id = id
+        self.name = name
+        self.size = size
+        self.contentType = contentType
+    }
+
+    /// Writes one attachment object.
+    public func write(to w: inout JSONWriter) {
+        w.raw("{"); w.key("id"); w.string(id)
+        w.raw(","); w.key("name"); w.string(name)
+        w.raw(","); w.key("size"); w.int(size)
+        w.raw(","); w.key("content_type"); w.string(contentType)
+        w.raw("}")
+    }
+
+    /// A list as the JSON array send.lua stores with the message (no Foundation coder).
+    public static func json(_ list: [AttachmentView]) -> String {
+        var w = JSONWriter()
+        w.raw("[")
+        for (i, a) in list.enumerated() {
+            if i > 0 { w.raw(",") }
+            a.write(to: &w)
+        }
+        w.raw("]")
+        return w.text
+    }
+
+    /// Parses that array back; nil for '' or anything that is not one.
+    public static func list(json text: String) -> [AttachmentView]? {
+        guard !text.isEmpty, let value = try? JSONValue.parse(text), let items = value.array else { return nil }
+        let list = items.compactMap { item -> AttachmentView? in
+            guard let id = item["id"]?.string, let name = item["name"]?.string, let size = item["size"]?.int,
+                  let type = item["content_type"]?.string else { return nil }
+            return AttachmentView(id: id, name: name, size: size, contentType: type)
+        }
+        return list.isEmpty ? nil : list
     }
 }
 

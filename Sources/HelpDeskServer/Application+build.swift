@@ -72,6 +72,7 @@ struct NodeParts: Sendable {
         store.maxMessagesPerConversation = maxMessagesPerConversation
         store.senderMessageRate = socketCaps.messageRate
         store.senderMessageBurst = socketCaps.messageBurst
+        store.attachments = AttachmentStore(pool: postgres)
         self.store = store
         archive = ArchiveStore(pool: postgres)
         users = UserStore(pool: postgres)
@@ -121,9 +122,14 @@ func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
         .addRoutes(public: api, authenticated: authenticated)
     UsersController(users: users, store: parts.store).addRoutes(to: authenticated)
     CategoriesController(pool: services.postgres, router: parts.router).addRoutes(public: api, authenticated: authenticated)
-    ConversationsController(store: parts.store, archive: parts.archive, users: users, services: services, router: parts.router)
-        .addRoutes(public: api, authenticated: authenticated)
+    let conversations = ConversationsController(store: parts.store, archive: parts.archive, users: users, services: services, router: parts.router)
+    conversations.addRoutes(public: api, authenticated: authenticated)
     WorkflowsController(store: parts.store, router: parts.router).addRoutes(to: authenticated)
+    CustomerAccountsController(accounts: CustomerAccounts(pool: services.postgres), store: parts.store, archive: parts.archive, services: services)
+        .addRoutes(public: api, authenticated: authenticated)
+    AttachmentsController(attachments: AttachmentStore(pool: services.postgres), conversations: conversations,
+                          maxBytes: services.configuration.attachmentMaxBytes)
+        .addRoutes(to: authenticated)
     AnalyticsController(pool: services.postgres, store: parts.store).addRoutes(to: authenticated)
     TeamAnalyticsController(pool: services.postgres, store: parts.store, sla: services.configuration.slaFirstResponse,
                             maxCSVRows: services.configuration.exportMaxRows).addRoutes(to: authenticated)
@@ -178,6 +184,7 @@ public func buildApplication(
             interval: .milliseconds(Int(configuration.heartbeatSeconds * 1000)),
             agentGrace: .seconds(configuration.agentGraceSeconds), customerGrace: .seconds(configuration.customerGraceSeconds),
             logger: services.logger),
-        OutboxFlusher(services: services))
+        OutboxFlusher(services: services),
+        AttachmentSweeper(attachments: AttachmentStore(pool: services.postgres), interval: .seconds(60), logger: services.logger))
     return app
 }

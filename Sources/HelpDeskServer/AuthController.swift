@@ -17,7 +17,10 @@ struct AuthController: Sendable {
         api.post("auth/login") { request, context in
             let body = try await request.decodeJSON(LoginBody.self, context: context)
             let ip = clientIP(request: request, remote: context.remoteAddress, trustProxy: trustProxy)
-            return try Response.json(try await auth.login(email: body.email, password: body.password, ip: ip))
+            switch try await auth.login(email: body.email, password: body.password, ip: ip) {
+            case .staff(let session): return try Response.json(session)
+            case .customer(let session): return try Response.json(session)
+            }
         }
         api.post("auth/refresh") { request, context in
             let body = try await request.decodeJSON(RefreshBody.self, context: context)
@@ -31,6 +34,12 @@ struct AuthController: Sendable {
             return Response(status: .noContent)
         }
         authenticated.get("auth/me") { _, context in
+            if context.caller.isAccount {
+                guard let account = try await CustomerAccounts(pool: auth.pool).find(id: context.caller.id) else {
+                    throw HelpDeskError(.unauthorized, "account no longer active")
+                }
+                return try Response.json(account)
+            }
             if context.caller.role == .customer {
                 return try Response.json(["id": context.caller.id, "role": "customer", "name": context.caller.name, "conversation_id": context.caller.conversationID ?? ""])
             }

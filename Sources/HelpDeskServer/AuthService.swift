@@ -11,6 +11,12 @@ struct SessionTokens: Codable, Sendable {
     var user: UserRecord
 }
 
+/// What a login returns: a staff session (with a refresh token) or a customer account's.
+enum LoginReply: Sendable {
+    case staff(SessionTokens)
+    case customer(CustomerSession)
+}
+
 /// Logins, refresh-token rotation and logout for staff; access tokens for customers.
 struct AuthService: Sendable {
     let users: UserStore
@@ -28,7 +34,7 @@ struct AuthService: Sendable {
     /// Checks the password; the same 401 for an unknown e-mail, a wrong password and a deactivated account.
     /// Failed attempts are counted per e-mail+IP and per IP; past either limit that IP gets 429, while
     /// the right password from another IP still works (nobody can lock a user out from afar).
-    func login(email rawEmail: String, password: String, ip: String) async throws -> SessionTokens {
+    func login(email rawEmail: String, password: String, ip: String) async throws -> LoginReply {
         // the same check as when the account was made: a control character (a NUL that libpq would
         // cut short) or a malformed address is a 400, never a fresh rate-limit counter per variant
         let email = try Validate.email(rawEmail)
@@ -43,13 +49,21 @@ struct AuthService: Sendable {
             throw HelpDeskError(.rateLimited, "too many failed logins; try again in \((waitMs + 999) / 1000) s")
         }
         let found = try await users.credentials(email: email)
-        let hash = found?.1 ?? Self.decoyHash
+        // No staff account: perhaps a customer's (register never lets one address have both).
+        // One hash is verified either way, the decoy when neither exists, so the answer's time
+        // does not tell which kind of account, if any, an address has.
+        let customer = found == nil ? try await CustomerAccounts(pool: pool).credentials(email: email) : nil
+        let hash = found?.1 ?? customer?.hash ?? Self.decoyHash
         let matches = try await Self.verifyOffLoop(password, hash)
+        if let customer, matches, customer.active {
+            _ = try? await redis.pipeline(limitKeys.map { ["DECR", $0] })
+            return .customer(CustomerSession.issue(for: customer.account, tokens: tokens, ttl: configuration.accessTokenTTL, now: clock()))
+        }
         guard let (user, _) = found, matches, user.active else {
             throw HelpDeskError(.invalidCredentials, "wrong e-mail or password")
         }
         _ = try? await redis.pipeline(limitKeys.map { ["DECR", $0] })
-        return try await issue(for: user, family: UUID())
+        return .staff(try await issue(for: user, family: UUID()))
     }
 
     /// scrypt takes tens of milliseconds and a lot of memory: never on an event loop.

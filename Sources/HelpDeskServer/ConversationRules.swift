@@ -2,9 +2,11 @@ import HelpDeskCore
 
 /// Checks shared by the REST routes and the socket events on conversations.
 enum ConversationRules {
-    /// A customer token grants one conversation, never a later one of the same e-mail.
+    /// A customer token grants one conversation, never a later one of the same e-mail. A customer
+    /// account's token passes here: it owns every conversation whose customer id is the account
+    /// id, and the scripts (send, reopen, calls) check exactly that.
     static func requireOwnConversation(_ caller: Caller, _ id: String) throws {
-        if caller.role == .customer, caller.conversationID != id { throw HelpDeskError(.forbidden, "not your conversation") }
+        if caller.role == .customer, !caller.isAccount, caller.conversationID != id { throw HelpDeskError(.forbidden, "not your conversation") }
     }
 
     /// Conversation ids are lower-case UUIDs; anything else is refused before it reaches Redis.
@@ -52,9 +54,10 @@ enum ConversationRules {
     }
 
     /// Checks a message's text (length in characters and in UTF-8 bytes), client id and internal flag.
-    static func validMessage(text rawText: String, clientMsgID: String, isInternal: Bool?, caller: Caller) throws -> Message {
+    /// `allowEmptyText`: the message carries attachments, so it may have no text.
+    static func validMessage(text rawText: String, clientMsgID: String, isInternal: Bool?, caller: Caller, allowEmptyText: Bool = false) throws -> Message {
         let text = trimmed(rawText)
-        guard !text.isEmpty else { throw HelpDeskError(.validationFailed, "text must not be empty") }
+        guard !text.isEmpty || allowEmptyText else { throw HelpDeskError(.validationFailed, "text must not be empty") }
         // Characters are never more than bytes: count them (O(n)) only when the bytes could pass.
         guard text.utf8.count <= maxMessageBytes, text.utf8.count <= maxMessageCharacters || text.count <= maxMessageCharacters else {
             throw HelpDeskError(.validationFailed, "text must be at most \(maxMessageCharacters) characters and \(maxMessageBytes) bytes")

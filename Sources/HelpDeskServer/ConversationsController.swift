@@ -32,7 +32,8 @@ struct ConversationsController: Sendable {
         var text: String
         var clientMsgId: String
         var isInternal: Bool?
-        enum CodingKeys: String, CodingKey { case text, clientMsgId, isInternal = "internal" }
+        var attachmentIds: [String]?
+        enum CodingKeys: String, CodingKey { case text, clientMsgId, attachmentIds, isInternal = "internal" }
     }
 
     struct PickBody: Decodable { var conversationId: String? }
@@ -49,8 +50,17 @@ struct ConversationsController: Sendable {
         api.post("conversations") { request, context in
             let ip = clientIP(request: request, remote: context.remoteAddress, trustProxy: services.configuration.trustProxy)
             let body = try await request.decodeJSON(StartBody.self, context: context)
-            let name = try Validate.text(body.name, field: "name", max: 100)
-            let email = try Validate.email(body.email)
+            var name = try Validate.text(body.name, field: "name", max: 100)
+            var email = try Validate.email(body.email)
+            // A signed-in customer's chat belongs to its account: its name and e-mail are the
+            // account's, whatever the form said.
+            var account: String?
+            if let caller = context.caller, caller.isAccount {
+                guard let found = try await CustomerAccounts(pool: services.postgres).find(id: caller.id) else {
+                    throw HelpDeskError(.unauthorized, "account no longer active")
+                }
+                (name, email, account) = (found.name, found.email, found.id)
+            }
             let subject = try Validate.text(body.subject ?? "", field: "subject", max: 200, min: 0)
             let priority = body.priority ?? "normal"
             guard Self.priorities.contains(priority) else { throw HelpDeskError(.validationFailed, "priority must be low, normal, high or urgent") }
@@ -63,7 +73,8 @@ struct ConversationsController: Sendable {
             // else gets a new one: knowing an e-mail address neither opens nor blocks someone's chat,
             // and no answer tells whether that address has one open.
             let resume = context.caller?.role == .customer ? context.caller?.conversationID : nil
-            let queued = try await store.enqueue(name: name, email: email, categoryID: category, subject: subject, priority: priority, resume: resume)
+            let queued = try await store.enqueue(name: name, email: email, categoryID: category, subject: subject, priority: priority,
+                                                 resume: resume, account: account)
             if queued.created { router.trigger() }
             let now = Int(services.clock().timeIntervalSince1970)
             let token = services.tokens.sign(TokenClaims(sub: queued.customerID, role: Role.customer.rawValue, iat: now,
@@ -138,9 +149,11 @@ struct ConversationsController: Sendable {
             let id = try ConversationRules.conversationID(context.parameters.require("id"))
             try ConversationRules.requireOwnConversation(context.caller, id)
             let body = try await request.decodeJSON(MessageBody.self, context: context)
+            let attachmentIDs = try AttachmentRules.ids(body.attachmentIds)
             let message = try ConversationRules.validMessage(
-                text: body.text, clientMsgID: body.clientMsgId, isInternal: body.isInternal, caller: context.caller)
-            let sent = try await store.send(conversationID: id, sender: context.caller, text: message.text, clientMsgID: message.clientMsgID, isInternal: message.isInternal)
+                text: body.text, clientMsgID: body.clientMsgId, isInternal: body.isInternal, caller: context.caller, allowEmptyText: !attachmentIDs.isEmpty)
+            let sent = try await store.send(conversationID: id, sender: context.caller, text: message.text, clientMsgID: message.clientMsgID,
+                                            isInternal: message.isInternal, attachmentIDs: attachmentIDs)
             return try Response.json(SendAck(conversationId: id, messageId: sent.messageID, clientMsgId: message.clientMsgID, duplicate: sent.duplicate),
                                      status: sent.duplicate ? .ok : .created)
         }
@@ -215,7 +228,8 @@ struct ConversationsController: Sendable {
 
         authenticated.post("conversations/:id/rating") { request, context in
             let id = try ConversationRules.conversationID(context.parameters.require("id"))
-            guard context.caller.role == .customer, context.caller.conversationID == id else {
+            guard context.caller.role == .customer else { throw HelpDeskError(.forbidden, "only the conversation's customer rates it") }
+            if context.caller.isAccount { _ = try await readable(id, caller: context.caller) } else if context.caller.conversationID != id {
                 throw HelpDeskError(.forbidden, "only the conversation's customer rates it")
             }
             let body = try await request.decodeJSON(RatingBody.self, context: context)
@@ -284,8 +298,9 @@ struct ConversationsController: Sendable {
     }
 
     func readable(_ id: String, caller: Caller) async throws -> ConversationView {
-        let view: ConversationView?
-        if let live = try await store.conversation(id) { view = live } else { view = try await archive.conversation(id) }
+        let live = try await store.conversation(id)
+        var view = live
+        if view == nil { view = try await archive.conversation(id) }
         guard let view else { throw HelpDeskError(.notFound, "no such conversation") }
         switch caller.role {
         case .admin: return view
@@ -297,6 +312,15 @@ struct ConversationsController: Sendable {
         case .customer where caller.conversationID == id:
             var own = view
             own.escalationNote = nil  // staff's words about the customer
+            own.escalatedAt = nil
+            return own
+        case .customer where caller.isAccount:
+            // its own: started while signed in (the live customer id, or the archive's account_id)
+            var owned = false
+            if let live { owned = live.customer.id == caller.id } else { owned = try await archive.isOwned(id, account: caller.id) }
+            guard owned else { throw HelpDeskError(.notFound, "no such conversation") }
+            var own = view
+            own.escalationNote = nil
             own.escalatedAt = nil
             return own
         default: throw HelpDeskError(.notFound, "no such conversation")

@@ -16,6 +16,8 @@ public struct RedisKeys: Sendable {
     public func loginFailuresByIP(_ ip: String) -> String { prefix + "rl:login:ip:" + ip }
     /// Chats started from one IP in the current window.
     public func conversationStartsByIP(_ ip: String) -> String { prefix + "rl:start:ip:" + ip }
+    /// Customer accounts registered from one IP in the current window.
+    public func registrationsByIP(_ ip: String) -> String { prefix + "rl:register:ip:" + ip }
     /// WebSocket tickets issued to one user / to one IP in the current window.
     public func ticketsByUser(_ id: String) -> String { prefix + "rl:ticket:user:" + id }
     public func ticketsByIP(_ ip: String) -> String { prefix + "rl:ticket:ip:" + ip }
@@ -34,6 +36,13 @@ public struct RedisKeys: Sendable {
     public func call(_ id: String) -> String { prefix + "conv:" + id + ":call" }
     /// HASH: a customer by e-mail: its id, name and open conversation (`conv`).
     public func customer(_ email: String) -> String { prefix + "customer:" + email }
+    /// HASH: a customer account's chat record, as `customer(_:)` is for an anonymous e-mail: its
+    /// id (the account id) and open conversation (`conv`). Never keyed by e-mail, so an anonymous
+    /// chat started with a registered address never becomes the account's.
+    public func accountCustomer(_ accountID: String) -> String { prefix + "account:" + accountID }
+    /// ZSET: a customer account's recent conversation ids by creation ms (the newest 100; older
+    /// ones are archived in PostgreSQL by then).
+    public func accountConversations(_ accountID: String) -> String { prefix + "account:" + accountID + ":convs" }
     /// ZSET: waiting conversation ids of one category, score = enqueue ms minus priority boost.
     public func queue(_ category: String) -> String { prefix + "queue:" + category }
     /// SET: categories that have had a queue.

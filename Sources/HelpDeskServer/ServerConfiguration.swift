@@ -80,6 +80,11 @@ public struct ServerConfiguration: Sendable {
     public var ticketWindowSeconds: Int = 60
     /// Messages one conversation may hold; past it a send is refused (`conversation_full`).
     public var maxMessagesPerConversation: Int = 10_000
+    /// Customer accounts one IP may register per window (`POST /auth/register`).
+    public var registerLimitPerIP: Int = 10
+    public var registerWindowSeconds: Int = 3600
+    /// The largest attachment, bytes (`POST /conversations/{id}/attachments`; 413 past it).
+    public var attachmentMaxBytes: Int = 10 << 20
     /// Bearer token `/metrics` asks for; unset: `/metrics` answers 404 (nothing is public by default).
     public var metricsToken: String? = nil
     /// `HELPDESK_LOG_FORMAT`: `text` or `json` (one object per line, `JSONLogHandler`).
@@ -163,6 +168,9 @@ public struct ServerConfiguration: Sendable {
             ticketLimitPerIP: try positive("HELPDESK_TICKET_LIMIT_PER_IP", 300),
             ticketWindowSeconds: try positive("HELPDESK_TICKET_WINDOW", 60),
             maxMessagesPerConversation: try positive("HELPDESK_MAX_MESSAGES_PER_CONVERSATION", 10_000),
+            registerLimitPerIP: try positive("HELPDESK_REGISTER_LIMIT_PER_IP", 10),
+            registerWindowSeconds: try positive("HELPDESK_REGISTER_WINDOW", 3600),
+            attachmentMaxBytes: try positive("HELPDESK_ATTACHMENT_MAX_BYTES", 10 << 20),
             metricsToken: env["HELPDESK_METRICS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         )
         configuration.offerTimeoutSeconds = try double("HELPDESK_OFFER_TIMEOUT", 20)

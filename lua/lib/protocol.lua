@@ -73,11 +73,12 @@ function hd.conversation(c)
   return view
 end
 
---- the message view (NEW_MESSAGE, send's reply)
-function hd.message(id, sender, role, name, text, sent_at, client_msg_id, internal)
+--- the message view (NEW_MESSAGE, send's reply); attachments: a non-empty list of
+--- {id, name, size, content_type}, or nil (then the field is absent)
+function hd.message(id, sender, role, name, text, sent_at, client_msg_id, internal, attachments)
   return {
     id = id, sender = {id = sender, role = role, name = name}, text = text, sent_at = sent_at,
-    client_msg_id = client_msg_id, internal = internal,
+    client_msg_id = client_msg_id, internal = internal, attachments = attachments,
   }
 end
 

@@ -40,6 +40,8 @@ struct ArchivedMessage: Sendable, Equatable {
     var clientMsgID: String
     var isInternal: Bool
     var sentAt: Int64
+    /// The message's attachments as send.lua stored them: a JSON array, '' for none.
+    var attachments = ""
 
     /// From one XRANGE entry `[id, [field, value, ...]]`; nil when the id is not a stream id.
     init?(streamEntry: RESPValue) {
@@ -59,6 +61,7 @@ struct ArchivedMessage: Sendable, Equatable {
                 case "client_msg_id": clientMsgID = value
                 case "internal": isInternal = value == "1"
                 case "sent_at": sentAt = Int64(value) ?? 0
+                case "attachments": attachments = value
                 default: break
                 }
             }
@@ -71,6 +74,7 @@ struct ArchivedMessage: Sendable, Equatable {
         (id, ms, seq) = (m.id, idParts.first.flatMap { Int64($0) } ?? 0, idParts.count > 1 ? Int64(idParts[1]) ?? 0 : 0)
         (senderID, senderRole, senderName, body, clientMsgID, isInternal, sentAt) =
             (m.sender.id, m.sender.role, m.sender.name, m.text, m.clientMsgId, m.isInternal, m.sentAt)
+        attachments = m.attachments.map(AttachmentView.json) ?? ""
     }
 }
 
@@ -144,16 +148,17 @@ struct ArchiveStore: Sendable {
             PostgresArray(records.map { $0.hash["rating"].flatMap { Int64($0) } }),
             PostgresArray(records.map { $0.hash["rating_comment"] }),
             PostgresArray(records.map { Self.ms($0.hash["rated_at"]) }),
+            PostgresArray(records.map { $0.hash["account_id"].flatMap { $0.isEmpty ? nil : $0 } }),
         ]
         var m: (conv: [String], id: [String], ms: [Int64], seq: [Int64], sender: [String], role: [String], name: [String],
-                body: [String], client: [String], internal: [Bool], sent: [Int64]) = ([], [], [], [], [], [], [], [], [], [], [])
+                body: [String], client: [String], internal: [Bool], sent: [Int64], attachments: [String]) = ([], [], [], [], [], [], [], [], [], [], [], [])
         var e: (conv: [String], id: [String], type: [String], actor: [String], role: [String], data: [String], at: [Int64]) = ([], [], [], [], [], [], [])
         for r in records {
             let id = r.hash["id"]!
             for x in r.messages {
                 m.conv.append(id); m.id.append(x.id); m.ms.append(x.ms); m.seq.append(x.seq); m.sender.append(x.senderID)
                 m.role.append(x.senderRole); m.name.append(x.senderName); m.body.append(x.body); m.client.append(x.clientMsgID)
-                m.internal.append(x.isInternal); m.sent.append(x.sentAt)
+                m.internal.append(x.isInternal); m.sent.append(x.sentAt); m.attachments.append(x.attachments)
             }
             for x in r.events {
                 e.conv.append(id); e.id.append(x.id); e.type.append(x.type); e.actor.append(x.actorId); e.role.append(x.actorRole)
@@ -163,7 +168,7 @@ struct ArchiveStore: Sendable {
         let messageParameters: [(any PostgresEncodable)?] = [
             PostgresArray(m.conv), PostgresArray(m.id), PostgresArray(m.ms), PostgresArray(m.seq), PostgresArray(m.sender),
             PostgresArray(m.role), PostgresArray(m.name), PostgresArray(m.body), PostgresArray(m.client), PostgresArray(m.internal),
-            PostgresArray(m.sent),
+            PostgresArray(m.sent), PostgresArray(m.attachments),
         ]
         let eventParameters: [(any PostgresEncodable)?] = [
             PostgresArray(e.conv), PostgresArray(e.id), PostgresArray(e.type), PostgresArray(e.actor), PostgresArray(e.role),
@@ -182,17 +187,19 @@ struct ArchiveStore: Sendable {
             try connection.query("""
                 INSERT INTO conversations (id, customer_id, category_id, subject, priority, status, agent_id,
                     created_at, enqueued_at, assigned_at, first_response_at, closed_at, closed_by, resolution,
-                    rating, rating_comment, rated_at)
+                    rating, rating_comment, rated_at, account_id)
                 SELECT x.id, cu.id, x.category_id, x.subject, x.priority, x.status, x.agent_id,
                     coalesce(\(Self.ts("x.created_ms")), now()), coalesce(\(Self.ts("x.enqueued_ms")), now()),
                     \(Self.ts("x.assigned_ms")), \(Self.ts("x.first_response_ms")), \(Self.ts("x.closed_ms")), x.closed_by, x.resolution,
-                    x.rating, coalesce(x.rating_comment, ''), \(Self.ts("x.rated_ms"))
+                    x.rating, coalesce(x.rating_comment, ''), \(Self.ts("x.rated_ms")), x.account_id
                 FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[],
-                            $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::text[], $14::text[], $15::int4[], $16::text[], $17::int8[])
+                            $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::text[], $14::text[], $15::int4[], $16::text[], $17::int8[],
+                            $18::uuid[])
                     AS x(id, email, category_id, subject, priority, status, agent_id, created_ms, enqueued_ms, assigned_ms,
-                         first_response_ms, closed_ms, closed_by, resolution, rating, rating_comment, rated_ms)
+                         first_response_ms, closed_ms, closed_by, resolution, rating, rating_comment, rated_ms, account_id)
                 JOIN customers cu ON lower(cu.email) = lower(x.email)
                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, agent_id = EXCLUDED.agent_id,
+                    account_id = coalesce(EXCLUDED.account_id, conversations.account_id),
                     assigned_at = EXCLUDED.assigned_at, first_response_at = EXCLUDED.first_response_at,
                     closed_at = EXCLUDED.closed_at, closed_by = EXCLUDED.closed_by, resolution = EXCLUDED.resolution,
                     rating = CASE WHEN \(Self.newerRound) THEN EXCLUDED.rating ELSE coalesce(EXCLUDED.rating, conversations.rating) END,
@@ -202,10 +209,11 @@ struct ArchiveStore: Sendable {
                 """, conversationParameters)
             if hasMessages {
                 try connection.query("""
-                    INSERT INTO messages (conversation_id, id, ms, seq, sender_id, sender_role, sender_name, body, client_msg_id, internal, sent_at)
-                    SELECT c, i, ms, seq, s, r, n, b, cm, it, \(Self.ts("sent"))
+                    INSERT INTO messages (conversation_id, id, ms, seq, sender_id, sender_role, sender_name, body, client_msg_id, internal, sent_at,
+                                          attachments)
+                    SELECT c, i, ms, seq, s, r, n, b, cm, it, \(Self.ts("sent")), att
                     FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::text[],
-                                $9::text[], $10::bool[], $11::int8[]) AS x(c, i, ms, seq, s, r, n, b, cm, it, sent)
+                                $9::text[], $10::bool[], $11::int8[], $12::text[]) AS x(c, i, ms, seq, s, r, n, b, cm, it, sent, att)
                     ON CONFLICT DO NOTHING
                     """, messageParameters)
             }
@@ -264,17 +272,30 @@ struct ArchiveStore: Sendable {
             """, [status, categoryID, agentID, before, limit, supervisorID]).rows.map(Self.view)
     }
 
+    /// A customer account's archived conversations, newest first (by creation), before `before` ms.
+    func conversations(account: String, before: Int64?, limit: Int) async throws -> [ConversationView] {
+        try await pool.query(Self.selectConversation + """
+             WHERE c.account_id = $1::uuid AND ($2::bigint IS NULL OR c.created_at < 'epoch'::timestamptz + $2 * interval '1 millisecond')
+             ORDER BY c.created_at DESC LIMIT $3
+            """, [account, before, limit]).rows.map(Self.view)
+    }
+
+    /// Whether an archived conversation was started by this customer account.
+    func isOwned(_ id: String, account: String) async throws -> Bool {
+        !(try await pool.query("SELECT 1 FROM conversations WHERE id = $1::uuid AND account_id = $2::uuid", [id, account]).isEmpty)
+    }
+
     /// Archived messages after `after` (exclusive), in send order.
     func messages(_ id: String, after: StreamID?, limit: Int) async throws -> [MessageView] {
         try await pool.query("""
-            SELECT id, sender_id, sender_role, sender_name, body, client_msg_id, internal,
+            SELECT id, sender_id, sender_role, sender_name, body, client_msg_id, internal, attachments,
                    (extract(epoch FROM sent_at) * 1000)::bigint AS sent_ms
             FROM messages WHERE conversation_id = $1::uuid AND (ms, seq) > ($2, $3) ORDER BY ms, seq LIMIT $4
             """, [id, Int64(after?.ms ?? 0), Int64(after?.seq ?? 0), Int64(limit)]).rows.map { row in
             MessageView(id: try row.decode("id"),
                         sender: .init(id: try row.decode("sender_id"), role: try row.decode("sender_role"), name: try row.decode("sender_name")),
                         text: try row.decode("body"), sentAt: try row.decode("sent_ms"), clientMsgId: try row.decode("client_msg_id"),
-                        isInternal: try row.decode("internal"))
+                        isInternal: try row.decode("internal"), attachments: AttachmentView.list(json: try row.decode("attachments")))
         }
     }
 }

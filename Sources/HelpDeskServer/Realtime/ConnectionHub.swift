@@ -413,6 +413,14 @@ enum HistoryFrame {
                 w.raw(","); w.key("sent_at"); w.int(Int(m.sentAt))
                 w.raw(","); w.key("client_msg_id"); w.string(m.clientMsgId)
                 w.raw(","); w.key("internal"); w.bool(m.isInternal)
+                if let attachments = m.attachments {
+                    w.raw(","); w.key("attachments"); w.raw("[")
+                    for (j, a) in attachments.enumerated() {
+                        if j > 0 { w.raw(",") }
+                        a.write(to: &w)
+                    }
+                    w.raw("]")
+                }
                 w.raw("}")
             }
             w.raw("]")

@@ -115,10 +115,11 @@ struct FrameHandler {
 
         case .sendMessage:
             let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
-            let message = try Self.validMessage(frame, caller: caller)
+            let attachmentIDs = try AttachmentRules.ids(frame.data["attachment_ids"])
+            let message = try Self.validMessage(frame, caller: caller, allowEmptyText: !attachmentIDs.isEmpty)
             try ConversationRules.requireOwnConversation(caller, id)
             let sent = try await store.send(conversationID: id, sender: caller, text: message.text,
-                                            clientMsgID: message.clientMsgID, isInternal: message.isInternal)
+                                            clientMsgID: message.clientMsgID, isInternal: message.isInternal, attachmentIDs: attachmentIDs)
             session.send(ServerFrame.ack(ref: ref) { w in
                 w.key("conversation_id"); w.string(id)
                 w.raw(","); w.key("message_id"); w.string(sent.messageID)
@@ -271,6 +272,11 @@ struct FrameHandler {
     /// of the queue and of their own team, admins any (to monitor).
     private func authorizeJoin(_ id: String) async throws {
         switch caller.role {
+        case .customer where caller.isAccount:
+            // an account follows the live conversations it started
+            guard let view = try await store.conversation(id), view.customer.id == caller.id else {
+                throw HelpDeskError(.notFound, "no such live conversation")
+            }
         case .customer:
             guard caller.conversationID == id else { throw HelpDeskError(.forbidden, "not your conversation") }
         case .agent:
@@ -283,8 +289,8 @@ struct FrameHandler {
     }
 
     /// Checks a SEND_MESSAGE's text, client id and internal flag.
-    static func validMessage(_ frame: ClientFrame, caller: Caller) throws -> ConversationRules.Message {
+    static func validMessage(_ frame: ClientFrame, caller: Caller, allowEmptyText: Bool = false) throws -> ConversationRules.Message {
         try ConversationRules.validMessage(text: try frame.string("text"), clientMsgID: try frame.string("client_msg_id"),
-                                           isInternal: try frame.optionalBool("internal"), caller: caller)
+                                           isInternal: try frame.optionalBool("internal"), caller: caller, allowEmptyText: allowEmptyText)
     }
 }

@@ -44,7 +44,7 @@ extension MessageView {
         self.init(
             id: id, sender: Sender(id: f["sender_id"] ?? "", role: f["sender_role"] ?? "", name: f["sender_name"] ?? ""),
             text: f["text"] ?? "", sentAt: Int64(f["sent_at"] ?? "") ?? 0, clientMsgId: f["client_msg_id"] ?? "",
-            isInternal: f["internal"] == "1")
+            isInternal: f["internal"] == "1", attachments: f["attachments"].flatMap(AttachmentView.list(json:)))
     }
 }
 

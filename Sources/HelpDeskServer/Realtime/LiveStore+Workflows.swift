@@ -38,10 +38,11 @@ extension LiveStore {
         guard customer.role == .customer else { throw HelpDeskError(.forbidden, "only the customer leaves the queue") }
         let id = conversationID
         let reply = try await runFresh("cancel") {
-            let read = try await redis.send("HMGET", keys.conversation(id), "category_id", "customer_email", "offered_to").array ?? []
+            let read = try await redis.send("HMGET", keys.conversation(id), "category_id", "customer_email", "offered_to", "account_id").array ?? []
             let category = read.first?.string ?? "", email = read.count > 1 ? read[1].string ?? "" : ""
             let offeredTo = read.count > 2 ? read[2].string ?? "" : ""
-            return ([keys.conversation(id), keys.events(id), keys.queue(category), keys.customer(email), keys.customersSeen,
+            let account = read.count > 3 ? read[3].string ?? "" : ""
+            return ([keys.conversation(id), keys.events(id), keys.queue(category), customerKey(email: email, account: account), keys.customersSeen,
                      keys.liveConversations, keys.outbox, keys.queueChannel, keys.conversationChannel(id),
                      keys.offers, keys.agent(offeredTo), keys.availableAgents, keys.userChannel(offeredTo), keys.presenceChannel],
                     [nowOverride, id, customer.id, category, email, offeredTo])

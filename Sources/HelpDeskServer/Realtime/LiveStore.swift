@@ -26,6 +26,8 @@ struct LiveStore: Sendable {
     /// this one holds when a client spreads its sockets (or REST calls) over many nodes.
     var senderMessageRate = 20.0
     var senderMessageBurst = 100.0
+    /// Where uploaded attachments are (PostgreSQL); without it, a send with attachments is refused.
+    var attachments: AttachmentStore? = nil
 
     var now: Int64 { epochMillis(clock()) }
 
@@ -63,21 +65,34 @@ struct LiveStore: Sendable {
         var status: String
     }
 
+    /// The key of a conversation's customer record (its customer id and open conversation): the
+    /// account's when a signed-in customer started it (`account` non-empty), else the e-mail's.
+    func customerKey(email: String, account: String) -> String {
+        account.isEmpty ? keys.customer(email) : keys.accountCustomer(account)
+    }
+
     /// enqueue.lua: a new waiting conversation, or the caller's own open one (`resume`: the
-    /// conversation of the customer token the request carried, if any).
-    func enqueue(name: String, email: String, categoryID: String, subject: String, priority: String, resume: String? = nil) async throws -> Enqueued {
+    /// conversation of the customer token the request carried, if any). `account`: the customer
+    /// account starting it (its chats have the account id as customer id and are listed under it);
+    /// its open conversation is resumed whatever token the request carried.
+    func enqueue(name: String, email: String, categoryID: String, subject: String, priority: String, resume: String? = nil,
+                 account: String? = nil) async throws -> Enqueued {
         let id = UUID().uuidString.lowercased()
-        let newCustomer = UUID().uuidString.lowercased()
+        let account = account ?? ""
+        let newCustomer = account.isEmpty ? UUID().uuidString.lowercased() : account
+        let customerKey = self.customerKey(email: email, account: account)
         let reply = try await runFresh("enqueue") {
-            // the e-mail's open conversation, and the caller's own with its queue, if any
-            let open = try await redis.send("HGET", keys.customer(email), "conv").string
+            // the e-mail's (or account's) open conversation, and the caller's own with its queue, if any
+            let open = try await redis.send("HGET", customerKey, "conv").string
+            let resume = account.isEmpty ? resume : open
             var resumeCategory = ""
             if let resume { resumeCategory = try await redis.send("HGET", keys.conversation(resume), "category_id").string ?? "" }
-            return ([keys.conversation(id), keys.events(id), keys.customer(email), keys.queue(categoryID), keys.queues,
+            return ([keys.conversation(id), keys.events(id), customerKey, keys.queue(categoryID), keys.queues,
                      keys.liveConversations, keys.customersSeen, keys.queueChannel,
-                     keys.conversation(resume ?? id), keys.queue(resume == nil ? categoryID : resumeCategory), keys.conversation(open ?? id)],
+                     keys.conversation(resume ?? id), keys.queue(resume == nil ? categoryID : resumeCategory), keys.conversation(open ?? id),
+                     account.isEmpty ? keys.conversation(id) : keys.accountConversations(account)],
                     [nowOverride, id, newCustomer, name, email, categoryID, subject, priority,
-                     String(Self.priorityBoost[priority] ?? 0), resume ?? "", resumeCategory, open ?? ""])
+                     String(Self.priorityBoost[priority] ?? 0), resume ?? "", resumeCategory, open ?? "", account])
         }
         let r = reply.array ?? []
         guard r.count == 6, r[0].string == "ok", let conv = r[1].string, let customer = r[4].string else {
@@ -201,19 +216,39 @@ struct LiveStore: Sendable {
         var duplicate: Bool
     }
 
-    /// send.lua: store and publish one message.
-    func send(conversationID: String, sender: Caller, text: String, clientMsgID: String, isInternal: Bool) async throws -> Sent {
+    /// send.lua: store and publish one message. `attachmentIDs` (checked by `AttachmentRules.ids`)
+    /// are claimed for this send first (the sender's own, unsent uploads to this conversation),
+    /// carried by the message, and linked to it once stored; a refused send gives them back.
+    func send(conversationID: String, sender: Caller, text: String, clientMsgID: String, isInternal: Bool,
+              attachmentIDs: [String] = []) async throws -> Sent {
         let id = conversationID
         // a supervisor writes (notes) only into its own team's conversations and the queue's (#16)
         if sender.role == .supervisor { try await requireTeamScope(sender, conversationID: id) }
-        let reply = try await scripts.run("send", keys: [keys.conversation(id), keys.messages(id), keys.dedupe(id), keys.conversationChannel(id)], arguments: [
-            nowOverride, id, sender.id, sender.role.rawValue, sender.name, text, clientMsgID, isInternal ? "1" : "0",
-            String(maxMessagesPerConversation), senderBudget.interval, senderBudget.tolerance,
-        ], on: redis)
-        let r = reply.array ?? []
-        guard r.first?.string == "ok", r.count == 4, let id = r[1].string else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
-        if r[2].int != 1 { (isInternal ? NodeMetrics.messagesInternal : NodeMetrics.messagesPublic).increment() }
-        return Sent(messageID: id, duplicate: r[2].int == 1)
+        var attachmentsJSON = ""
+        if !attachmentIDs.isEmpty {
+            guard let attachments else { throw HelpDeskError(.validationFailed, "attachments are not available here") }
+            attachmentsJSON = AttachmentView.json(try await attachments.claim(ids: attachmentIDs, conversationID: id, sender: sender, clientMsgID: clientMsgID))
+        }
+        let sent: Sent
+        do {
+            let reply = try await scripts.run("send", keys: [keys.conversation(id), keys.messages(id), keys.dedupe(id), keys.conversationChannel(id)], arguments: [
+                nowOverride, id, sender.id, sender.role.rawValue, sender.name, text, clientMsgID, isInternal ? "1" : "0",
+                String(maxMessagesPerConversation), senderBudget.interval, senderBudget.tolerance, attachmentsJSON,
+            ], on: redis)
+            let r = reply.array ?? []
+            guard r.first?.string == "ok", r.count == 4, let messageID = r[1].string else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
+            sent = Sent(messageID: messageID, duplicate: r[2].int == 1)
+            if r[2].int != 1 { (isInternal ? NodeMetrics.messagesInternal : NodeMetrics.messagesPublic).increment() }
+        } catch {
+            if let attachments, !attachmentIDs.isEmpty { try? await attachments.release(ids: attachmentIDs, clientMsgID: clientMsgID) }
+            throw error
+        }
+        // If this fails the message is stored but its files are not linked yet: the error makes the
+        // client retry the same client_msg_id, whose duplicate answer links them here.
+        if let attachments, !attachmentIDs.isEmpty {
+            try await attachments.markSent(ids: attachmentIDs, clientMsgID: clientMsgID, messageID: sent.messageID, isInternal: isInternal)
+        }
+        return sent
     }
 
     /// send.lua's GCRA arguments in ms: the gap between messages and how far ahead a burst may run.
@@ -233,11 +268,12 @@ struct LiveStore: Sendable {
         try await requireTeamScope(actor, conversationID: id)
         var agentRead = ""
         let reply = try await runFresh("close") {
-            let read = try await redis.send("HMGET", keys.conversation(id), "customer_email", "category_id", "agent_id", "offered_to").array ?? []
+            let read = try await redis.send("HMGET", keys.conversation(id), "customer_email", "category_id", "agent_id", "offered_to", "account_id").array ?? []
             let email = read.first?.string ?? "", category = read.count > 1 ? read[1].string ?? "" : ""
             let agent = read.count > 2 ? read[2].string ?? "" : "", offered = read.count > 3 ? read[3].string ?? "" : ""
+            let account = read.count > 4 ? read[4].string ?? "" : ""
             agentRead = agent
-            return ([keys.conversation(id), keys.events(id), keys.call(id), keys.conversationChannel(id), keys.customer(email),
+            return ([keys.conversation(id), keys.events(id), keys.call(id), keys.conversationChannel(id), customerKey(email: email, account: account),
                      keys.queue(category), keys.customersSeen, keys.liveConversations, keys.ringingCalls, keys.outbox, keys.stats,
                      keys.queueChannel, keys.agent(agent), keys.agentConversations(agent), keys.availableAgents, keys.presenceChannel,
                      keys.offers, keys.agent(offered), keys.userChannel(offered), keys.categories, keys.wrapUps, keys.userChannel(agent)],
@@ -283,10 +319,11 @@ struct LiveStore: Sendable {
     func reopen(conversationID: String, actor: Caller) async throws -> Int {
         let id = conversationID
         let reply = try await runFresh("reopen") {
-            let read = try await redis.send("HMGET", keys.conversation(id), "customer_email", "category_id").array ?? []
+            let read = try await redis.send("HMGET", keys.conversation(id), "customer_email", "category_id", "account_id").array ?? []
             let email = read.first?.string ?? "", category = read.count > 1 ? read[1].string ?? "" : ""
-            let open = try await redis.send("HGET", keys.customer(email), "conv").string
-            return ([keys.conversation(id), keys.messages(id), keys.events(id), keys.dedupe(id), keys.customer(email),
+            let customerKey = customerKey(email: email, account: read.count > 2 ? read[2].string ?? "" : "")
+            let open = try await redis.send("HGET", customerKey, "conv").string
+            return ([keys.conversation(id), keys.messages(id), keys.events(id), keys.dedupe(id), customerKey,
                      keys.conversation(open ?? id), keys.queue(category), keys.queues, keys.liveConversations, keys.customersSeen,
                      keys.queueChannel, keys.conversationChannel(id)],
                     [nowOverride, id, actor.id, actor.role.rawValue, email, category, open ?? ""])
@@ -420,9 +457,10 @@ struct LiveStore: Sendable {
         for conversationID in Self.dueMembers(read[2], atMost: now - Int64(customerGrace)) {
             let id = conversationID
             let reply = try await runFresh("customer_abandon") {
-                let c = try await redis.send("HMGET", keys.conversation(id), "category_id", "customer_email").array ?? []
+                let c = try await redis.send("HMGET", keys.conversation(id), "category_id", "customer_email", "account_id").array ?? []
                 let category = c.first?.string ?? "", email = c.count > 1 ? c[1].string ?? "" : ""
-                return ([keys.conversation(id), keys.events(id), keys.queue(category), keys.customer(email), keys.customersSeen,
+                let account = c.count > 2 ? c[2].string ?? "" : ""
+                return ([keys.conversation(id), keys.events(id), keys.queue(category), customerKey(email: email, account: account), keys.customersSeen,
                          keys.liveConversations, keys.outbox, keys.queueChannel, keys.conversationChannel(id)],
                         [nowOverride, id, String(customerGrace), category, email])
             }
