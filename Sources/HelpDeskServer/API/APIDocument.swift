@@ -189,9 +189,9 @@ enum APIDocument {
                        query: window, replies: [Reply(status: 200, description: "the summary", schema: S.ref("AnalyticsSummary"))]))
         r.append(Route(method: "GET", path: v1 + "/analytics/team", auth: .bearer, tag: "analytics", summary: "A supervisor's team: per-agent figures and SLA",
                        query: window + [Query(name: "supervisor_id", schema: S.integer, description: "admins: that supervisor's team")],
-                       replies: [Reply(status: 200, description: "the team's figures", schema: S.object)]))
+                       replies: [Reply(status: 200, description: "the team's figures", schema: S.ref("TeamAnalytics"))]))
         r.append(Route(method: "GET", path: v1 + "/analytics/supervisors", auth: .bearer, tag: "analytics", summary: "Admins: every supervisor's team in one table",
-                       query: window, replies: [Reply(status: 200, description: "per supervisor", schema: S.object)]))
+                       query: window, replies: [Reply(status: 200, description: "per supervisor", schema: S.array(S.ref("SupervisorFigures")))]))
         r.append(Route(method: "GET", path: v1 + "/analytics/conversations.csv", auth: .bearer, tag: "analytics", summary: "CSV export of the conversations of a window",
                        query: window + [Query(name: "supervisor_id", schema: S.integer, description: "admins: that supervisor's team")],
                        replies: [Reply(status: 200, description: "CSV", schema: S.string, contentType: "text/csv")]))
@@ -214,7 +214,7 @@ enum APIDocument {
         var op: [String: Any] = ["summary": route.summary, "operationId": operationID(route), "tags": [route.tag]]
         var parameters: [[String: Any]] = []
         for name in pathParameters(route.path) {
-            let schema: [String: Any] = name == "id" && route.path.contains("/conversations/") ? APISchemas.string : APISchemas.integer
+            let schema: [String: Any] = name == "id" && route.path.contains("/conversations/") ? APISchemas.conversationID : APISchemas.integer
             parameters.append(["name": name, "in": "path", "required": true, "schema": schema, "description": "the id"])
         }
         for q in route.query {

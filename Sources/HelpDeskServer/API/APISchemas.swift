@@ -101,6 +101,24 @@ enum APISchemas {
                                  "average_handle_s": nullable(number), "abandonment_rate": nullable(number),
                                  "average_rating": nullable(number), "ratings": integer],
                                 required: ["from", "to", "by_status", "by_category", "by_priority", "per_day", "ratings"])
+        let figures: [String: Any] = ["handled": integer, "closed": integer, "average_first_response_s": nullable(number),
+                                      "average_handle_s": nullable(number), "csat": nullable(number), "ratings": integer,
+                                      "sla_met": integer, "sla_total": integer, "sla_share": nullable(number)]
+        let figureKeys = ["handled", "closed", "ratings", "sla_met", "sla_total"]
+        c["Figures"] = obj(figures, required: figureKeys, description: "handled, closed, first response and handle time (s), CSAT, SLA met")
+        c["Count"] = obj(["key": string, "count": integer], required: ["key", "count"])
+        c["DayCounts"] = obj(["day": string, "created": integer, "closed": integer, "abandoned": integer], required: ["day", "created", "closed", "abandoned"])
+        c["TeamAnalytics"] = obj([
+            "from": string, "to": string, "supervisor": nullable(obj(["id": string, "name": string], required: ["id", "name"])),
+            "agents": array(obj(figures.merging(["agent_id": string, "name": string, "active": boolean]) { $1 },
+                                required: ["agent_id", "name", "active"] + figureKeys)),
+            "totals": ref("Figures"),
+            "sla": array(obj(["priority": string, "target_s": integer, "met": integer, "total": integer, "share": nullable(number)],
+                             required: ["priority", "target_s", "met", "total"])),
+            "per_day": array(ref("DayCounts")), "by_status": array(ref("Count")), "by_category": array(ref("Count")),
+        ], required: ["from", "to", "agents", "totals", "sla", "per_day", "by_status", "by_category"])
+        c["SupervisorFigures"] = obj(figures.merging(["supervisor_id": string, "name": string, "agents": integer]) { $1 },
+                                     required: ["supervisor_id", "name", "agents"] + figureKeys)
         return c
     }
 }
