@@ -1,5 +1,6 @@
 import Foundation
 import HelpDeskProtocol
+import PostgresClient
 import Hummingbird
 import HummingbirdTesting
 import Testing
@@ -71,6 +72,23 @@ import TestSupport
                 #expect(status == 200, "\(path)")
                 #expect(body["info"] != nil, "\(path)")
             }
+        }
+    }
+
+    /// What schemathesis found: `before` near Int64.max crashed the node (the Date parameter's
+    /// microseconds overflowed). Now a 400, and a far date is PostgreSQL's infinity, never a trap.
+    @Test func aHugeBeforeIsRefusedAndFarDatesDoNotTrap() async throws {
+        #expect(Date(timeIntervalSince1970: 9.2e15).postgresText == "infinity")
+        #expect(Date(timeIntervalSince1970: -9.2e15).postgresText == "-infinity")
+        #expect(Date(timeIntervalSince1970: 0).postgresText == "1970-01-01 00:00:00.000000+00")
+        let node = try await TestNode.make()
+        try await node.createUser("fuzz-admin@example.test", role: "admin")
+        try await node.test { client in
+            let token = try await client.login("fuzz-admin@example.test")
+            let (status, body, _) = try await client.json(.get, "/api/v1/conversations?before=9223372036854775807", token: token)
+            #expect(status == 400)
+            #expect((body["error"] as? [String: Any])?["code"] as? String == "validation_failed")
+            #expect(try await client.json(.get, "/api/v1/conversations?before=253402300799999", token: token).status == 200)
         }
     }
 }

@@ -133,7 +133,7 @@ enum APIDocument {
                                Query(name: "agent_id", schema: S.integer, description: "only this agent's"),
                                Query(name: "category_id", schema: S.integer, description: "only this category's"),
                                Query(name: "limit", schema: S.range(1, 500), description: "at most this many (default 50)"),
-                               Query(name: "before", schema: S.integer, description: "page: created (live) / closed (archived) before this time, ms")],
+                               Query(name: "before", schema: ["type": "integer", "minimum": 0, "maximum": 253_402_300_799_999], description: "page: created (live) / closed (archived) before this time, ms")],
                        replies: [Reply(status: 200, description: "conversations", schema: S.array(S.ref("Conversation")))]))
         r.append(Route(method: "GET", path: v1 + "/conversations/{id}", auth: .bearer, tag: "conversations", summary: "One conversation (its customer, its agent, staff who may see it)",
                        replies: [Reply(status: 200, description: "the conversation", schema: S.ref("Conversation"))]))
