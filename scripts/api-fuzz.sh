@@ -54,7 +54,8 @@ try:
         "--report", "junit", "--report-dir", str(output),
         *sys.argv[1:],
     ]
-    status = subprocess.run(command).returncode
+    # In the output directory: schemathesis keeps its example database (.schemathesis/) where it runs.
+    status = subprocess.run(command, cwd=output).returncode
 finally:
     cluster.stop()
     # Cluster.stop drops the schema and keys; the node's log stays in the output directory.
