@@ -23,6 +23,8 @@ timeout 1500 swift test --skip-build --no-parallel 2>&1 | tee "$HELPDESK_TEST_OU
 FUZZ_SECONDS=${FUZZ_SECONDS:-25} scripts/fuzz.sh 2>&1 | tee "$HELPDESK_TEST_OUTPUT/fuzz-test.log" || status=1
 # Browser tests: two real nodes of the binary just built, Debian's Chromium driven by Playwright.
 tests/browser/run.sh 2>&1 | tee "$HELPDESK_TEST_OUTPUT/browser-test.log" || status=1
+# The API against its own description: schemathesis on /openapi.json, 5 examples per operation.
+scripts/api-fuzz.sh 2>&1 | tee "$HELPDESK_TEST_OUTPUT/api-fuzz.log" || status=1
 # Calls: WebRTC between two pages, nodes and databases in a loopback-only network namespace.
 tests/browser/run_calls.sh 2>&1 | tee "$HELPDESK_TEST_OUTPUT/calls-test.log" || status=1
 # Scale-out: three real nodes behind nginx, a drain and a kill during 30 chats.

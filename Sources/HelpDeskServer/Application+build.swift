@@ -105,6 +105,13 @@ func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
         return Response(status: .ok, headers: [.contentType: "application/javascript", .cacheControl: "max-age=86400"],
                         body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
+    // The API's own description (API/APIDocument.swift, API/AsyncAPIDocument.swift); `/docs` is a page in Public/.
+    router.get("openapi.json") { _, _ in
+        Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: APIDocument.json)))
+    }
+    router.get("asyncapi.json") { _, _ in
+        Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: AsyncAPIDocument.json)))
+    }
     HealthController(redis: services.redis, postgres: services.postgres, nodeID: services.configuration.nodeID, drain: services.drain,
                      metricsToken: services.configuration.metricsToken,
                      refreshMetrics: { [store = parts.store, hub = parts.hub] in await NodeMetrics.refresh(store: store, hub: hub) })

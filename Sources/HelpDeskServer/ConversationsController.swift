@@ -95,7 +95,8 @@ struct ConversationsController: Sendable {
             if caller.role == .agent { agentFilter = Int(caller.id) }
             let team = caller.role == .supervisor ? try await teamAgents(of: caller) : nil
             // `before` (ms) pages both parts: live conversations by creation, archived ones by close.
-            let beforeMs = q.get("before", as: Int64.self)
+            // Up to the year 9999: a larger one overflowed the microseconds of the PostgreSQL parameter (schemathesis).
+            let beforeMs = try q.get("before", as: Int64.self).map { Int64(try Validate.range(Int($0), field: "before", 0...253_402_300_799_999)) }
             var results: [ConversationView] = []
             if status == nil || status == "waiting" || status == "active" {
                 // Read in pages until `limit` match: never only the newest N of the live set.

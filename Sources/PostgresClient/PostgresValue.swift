@@ -63,7 +63,12 @@ extension Date: PostgresEncodable, PostgresDecodable {
     /// Rounded to the nearest microsecond: a Date made from milliseconds (`.123`) is rarely exact in
     /// binary (`.12299990...`), and truncating would store the microsecond before it.
     public var postgresText: String {
-        let micros = Int64((timeIntervalSince1970 * 1_000_000).rounded())
+        // Outside the years 1-9999 (and for a non-finite time) PostgreSQL's own infinities, which
+        // compare as expected: converting such a time to microseconds would overflow and trap.
+        let t = timeIntervalSince1970
+        guard t.isFinite, t >= -62_135_596_800 else { return "-infinity" }
+        guard t < 253_402_300_800 else { return "infinity" }
+        let micros = Int64((t * 1_000_000).rounded())
         var seconds = micros / 1_000_000
         var fraction = micros % 1_000_000
         if fraction < 0 { seconds -= 1; fraction += 1_000_000 }

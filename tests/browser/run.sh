@@ -12,7 +12,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 want=$(sha256sum tests/browser/requirements.txt | cut -d' ' -f1)
 if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)" != "$want" ]; then
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/browser/requirements.txt
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/browser/requirements.txt
     echo "$want" > "$VENV/.requirements.sha256"
 fi
 
