@@ -77,9 +77,17 @@ enum APIDocument {
                        query: [Query(name: "ticket", schema: S.string, description: "single-use ticket, 30 s")],
                        replies: [Reply(status: 101, description: "switching protocols (an upgrade request)", schema: nil)]))
         // auth
-        r.append(Route(method: "POST", path: v1 + "/auth/login", auth: .none, tag: "auth", summary: "Staff sign in",
+        r.append(Route(method: "POST", path: v1 + "/auth/login", auth: .none, tag: "auth", summary: "Sign in: staff (tokens and the account) or a customer account (an access token, no refresh token)",
                        body: S.obj(["email": S.string, "password": S.string], required: ["email", "password"]),
-                       replies: [Reply(status: 200, description: "tokens and the account", schema: S.ref("SessionTokens"))]))
+                       replies: [Reply(status: 200, description: "tokens and the account",
+                                       schema: ["oneOf": [S.ref("SessionTokens"), S.ref("CustomerSession")]])]))
+        r.append(Route(method: "POST", path: v1 + "/auth/register", auth: .none, tag: "auth", summary: "Create a customer account (rate limited per IP; 409 when the e-mail is registered)",
+                       body: S.obj(["name": S.string, "email": S.string, "password": S.string], required: ["name", "email", "password"]),
+                       replies: [Reply(status: 201, description: "the account, signed in", schema: S.ref("CustomerSession"))]))
+        r.append(Route(method: "GET", path: v1 + "/me/conversations", auth: .bearer, tag: "auth", summary: "A customer account's conversations, live and archived, newest first",
+                       query: [Query(name: "before", schema: S.ms, description: "creation ms: the page before it (`next_before`)"),
+                               Query(name: "limit", schema: S.range(1, 100), description: "at most this many (default 20)")],
+                       replies: [Reply(status: 200, description: "a page of conversations", schema: S.ref("CustomerConversations"))]))
         r.append(Route(method: "POST", path: v1 + "/auth/refresh", auth: .none, tag: "auth", summary: "A new token pair for a refresh token (rotated)",
                        body: S.obj(["refresh_token": S.string], required: ["refresh_token"]),
                        replies: [Reply(status: 200, description: "tokens and the account", schema: S.ref("SessionTokens"))]))
@@ -145,6 +153,14 @@ enum APIDocument {
                        body: S.ref("MessageSend"),
                        replies: [Reply(status: 201, description: "stored", schema: S.ref("MessageSent")),
                                  Reply(status: 200, description: "a duplicate `client_msg_id`: stored before", schema: S.ref("MessageSent"))]))
+        r.append(Route(method: "POST", path: v1 + "/conversations/{id}/attachments", auth: .bearer, tag: "conversations",
+                       summary: "Upload a file (the body; its type as Content-Type: PNG, JPEG, GIF, WebP, PDF, text) to send with a message",
+                       query: [Query(name: "name", schema: S.string, description: "the file's name")],
+                       replies: [Reply(status: 201, description: "stored, not yet sent", schema: S.ref("Attachment"))]))
+        r.append(Route(method: "GET", path: v1 + "/attachments/{id}", auth: .bearer, tag: "conversations",
+                       summary: "Download a file (its conversation's participants and staff; 404 to others)",
+                       replies: [Reply(status: 200, description: "the file, as an attachment", schema: ["type": "string", "format": "binary"],
+                                       contentType: "application/octet-stream")]))
         r.append(Route(method: "POST", path: v1 + "/conversations/{id}/assign", auth: .bearer, tag: "workflows", summary: "Supervisors, admins: assign a waiting conversation to an agent",
                        body: S.obj(["agent_id": S.integer], required: ["agent_id"]),
                        replies: [Reply(status: 200, description: "the conversation", schema: S.ref("Conversation"))]))

@@ -56,10 +56,20 @@ enum APISchemas {
             "id": ["type": "string", "description": "a Redis stream id, `<ms>-<seq>`"],
             "sender": obj(["id": string, "role": string, "name": string], required: ["id", "role", "name"]),
             "text": string, "sent_at": ms, "client_msg_id": string, "internal": boolean,
+            "attachments": array(ref("Attachment")),
         ], required: ["id", "sender", "text", "sent_at", "client_msg_id", "internal"])
+        c["Attachment"] = obj(["id": ["type": "string", "format": "uuid"], "name": string, "size": integer, "content_type": string],
+                              required: ["id", "name", "size", "content_type"])
+        c["CustomerSession"] = obj([
+            "access_token": string, "expires_in": integer,
+            "user": obj(["id": string, "role": ["const": "customer"], "name": string, "email": string], required: ["id", "role", "name", "email"]),
+        ], required: ["access_token", "expires_in", "user"])
+        c["CustomerConversations"] = obj(["conversations": array(ref("Conversation")), "next_before": nullable(ms)],
+                                         required: ["conversations"])
         c["MessagePage"] = obj(["conversation_id": string, "messages": array(ref("Message")), "has_more": boolean],
                            required: ["conversation_id", "messages", "has_more"])
-        c["MessageSend"] = obj(["text": ["type": "string", "maxLength": 4000], "client_msg_id": string, "internal": nullable(boolean)],
+        c["MessageSend"] = obj(["text": ["type": "string", "maxLength": 4000], "client_msg_id": string, "internal": nullable(boolean),
+                                "attachment_ids": nullable(array(["type": "string", "format": "uuid"]))],
                            required: ["text", "client_msg_id"])
         c["MessageSent"] = obj(["conversation_id": string, "message_id": string, "client_msg_id": string, "duplicate": boolean],
                            required: ["conversation_id", "message_id", "client_msg_id", "duplicate"])
