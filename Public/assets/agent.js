@@ -27,35 +27,9 @@
   let selected = null;
 
   // ---- sound and notifications --------------------------------------------------------------
-  let audio = null;
-  function unlockAudio() {
-    try {
-      if (!audio) audio = new (window.AudioContext || window.webkitAudioContext)();
-      if (audio.state === 'suspended') audio.resume();
-    } catch (_) { audio = null; }
-  }
-  document.addEventListener('pointerdown', unlockAudio, { once: true });
-  document.addEventListener('keydown', unlockAudio, { once: true });
-
   function beep() {
     HD.debug.beeps += 1;
-    try {
-      unlockAudio();
-      if (!audio) return;
-      const t = audio.currentTime;
-      for (const [offset, freq] of [[0, 880], [0.18, 1175]]) {
-        const osc = audio.createOscillator();
-        const gain = audio.createGain();
-        osc.type = 'sine';
-        osc.frequency.value = freq;
-        gain.gain.setValueAtTime(0.0001, t + offset);
-        gain.gain.exponentialRampToValueAtTime(0.2, t + offset + 0.02);
-        gain.gain.exponentialRampToValueAtTime(0.0001, t + offset + 0.16);
-        osc.connect(gain).connect(audio.destination);
-        osc.start(t + offset);
-        osc.stop(t + offset + 0.18);
-      }
-    } catch (_) { /* no sound, no harm */ }
+    HD.tone([[0, 880], [0.18, 1175]]);
   }
 
   function notify(conversation) {

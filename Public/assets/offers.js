@@ -10,38 +10,11 @@
   const HD = global.HD || (global.HD = {});
   const { h } = HD;
 
-
-  let audio = null;
-  function unlockAudio() {
-    try {
-      if (!audio) audio = new (window.AudioContext || window.webkitAudioContext)();
-      if (audio.state === 'suspended') audio.resume();
-    } catch (_) { audio = null; }
-  }
-  document.addEventListener('pointerdown', unlockAudio, { once: true });
-  document.addEventListener('keydown', unlockAudio, { once: true });
-
   /** Three quick rising notes: unlike the two-note beep of an assignment. */
   function chime() {
     // a counter the browser tests read (the chime cannot be heard there)
     HD.debug.offerChimes = (HD.debug.offerChimes || 0) + 1;
-    try {
-      unlockAudio();
-      if (!audio) return;
-      const t = audio.currentTime;
-      [[0, 660], [0.12, 880], [0.24, 1320]].forEach(([offset, freq]) => {
-        const osc = audio.createOscillator();
-        const gain = audio.createGain();
-        osc.type = 'triangle';
-        osc.frequency.value = freq;
-        gain.gain.setValueAtTime(0.0001, t + offset);
-        gain.gain.exponentialRampToValueAtTime(0.25, t + offset + 0.02);
-        gain.gain.exponentialRampToValueAtTime(0.0001, t + offset + 0.11);
-        osc.connect(gain).connect(audio.destination);
-        osc.start(t + offset);
-        osc.stop(t + offset + 0.12);
-      });
-    } catch (_) { /* no sound, no harm */ }
+    HD.tone([[0, 660], [0.12, 880], [0.24, 1320]], { type: 'triangle', volume: 0.25, length: 0.11 });
   }
 
   function seconds(ms) { return Math.max(0, Math.ceil(ms / 1000)); }

@@ -332,4 +332,36 @@
     }
     return done(await HD.staffLogin(root, session, roles, title));
   };
+
+  // ---- short tones (assignments, offers): one audio context, unlocked by the first gesture ------
+  let audio = null;
+  function unlockAudio() {
+    try {
+      if (!audio) audio = new (window.AudioContext || window.webkitAudioContext)();
+      if (audio.state === 'suspended') audio.resume();
+    } catch (_) { audio = null; }
+  }
+  document.addEventListener('pointerdown', unlockAudio, { once: true });
+  document.addEventListener('keydown', unlockAudio, { once: true });
+
+  /** Plays [[offset s, frequency Hz], ...], each note `length` s long, at `volume`. */
+  HD.tone = function (notes, { type = 'sine', volume = 0.2, length = 0.16 } = {}) {
+    try {
+      unlockAudio();
+      if (!audio) return;
+      const t = audio.currentTime;
+      for (const [offset, freq] of notes) {
+        const osc = audio.createOscillator();
+        const gain = audio.createGain();
+        osc.type = type;
+        osc.frequency.value = freq;
+        gain.gain.setValueAtTime(0.0001, t + offset);
+        gain.gain.exponentialRampToValueAtTime(volume, t + offset + 0.02);
+        gain.gain.exponentialRampToValueAtTime(0.0001, t + offset + length);
+        osc.connect(gain).connect(audio.destination);
+        osc.start(t + offset);
+        osc.stop(t + offset + length + 0.02);
+      }
+    } catch (_) { /* no sound, no harm */ }
+  };
 })(window);
