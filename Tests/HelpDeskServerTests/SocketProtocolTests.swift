@@ -43,16 +43,8 @@ struct SocketProtocolTests {
         let cluster = try await TestCluster()
         let a = try await cluster.startNode()
         defer { Task { await cluster.shutdown() } }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = try RawWebSocket.connectTCP(port: a.port)
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(a.port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        #expect(connected == 0)
         let requests = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
             + "GET /ws?ticket=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -154,12 +146,9 @@ struct SocketProtocolTests {
         burst.reserveCapacity(one.count * 40_000)
         for _ in 0..<40_000 { burst += one }
         _ = raw.sendBytes(burst)
-        var close: (opcode: UInt8, payload: [UInt8])?
-        while let frame = raw.readFrame() {
-            if frame.opcode == 0x8 { close = frame; break }
-        }
+        let close = raw.readClose()
         // Closed for policy: the queue's bound, or the error budget if the rate limit answered first.
-        let payload = try #require(close?.payload)
+        let payload = try #require(close)
         #expect(payload.count >= 2 && Int(payload[0]) << 8 | Int(payload[1]) == 1008)
         #expect(raw.readUntilClosed(timeout: .seconds(5)).closed)
         let hub = a.services.parts.hub
@@ -191,20 +180,14 @@ struct SocketProtocolTests {
             let raw = try RawWebSocket(port: a.port, token: agent.token)
             _ = raw.readFrame()
             #expect(raw.sendFrame(opcode: 0x8, payload: payload))
-            var reply: (opcode: UInt8, payload: [UInt8])?
-            while let frame = raw.readFrame() {
-                if frame.opcode == 0x8 { reply = frame; break }
-            }
-            #expect(reply?.payload == [0x03, 0xEA], "\(payload) → \(reply?.payload ?? [])")
+            let reply = raw.readClose()
+            #expect(reply == [0x03, 0xEA], "\(payload) → \(reply ?? [])")
         }
         let raw = try RawWebSocket(port: a.port, token: agent.token)
         _ = raw.readFrame()
         #expect(raw.sendFrame(opcode: 0x8, payload: [0x0F, 0xA0]))  // 4000: an application code, echoed
-        var reply: (opcode: UInt8, payload: [UInt8])?
-        while let frame = raw.readFrame() {
-            if frame.opcode == 0x8 { reply = frame; break }
-        }
-        #expect(reply?.payload == [0x0F, 0xA0])
+        let reply = raw.readClose()
+        #expect(reply == [0x0F, 0xA0])
     }
 
     @Test("no connection outlives its socket (no reference cycle between handler and connection)")
