@@ -6,7 +6,7 @@
 --       the sender's budget in this conversation as GCRA: ms between messages, burst tolerance in ms
 --       ('' = no budget), the message's attachments as a JSON array of {id, name, size, content_type}
 --       built by the node from PostgreSQL ('' = none)
--- Returns {'ok', message_id, duplicate 0|1, message json} or {'err', code} ('conversation_full' past
+-- Returns {'ok', message_id, duplicate 0|1} or {'err', code} ('conversation_full' past
 -- the cap, 'rate_limited' past the sender's budget)
 local id, sender, role, name, text, client_id, internal = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local conv_key, msgs_key, dedupe_key, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -17,7 +17,7 @@ if not c[1] then return {'err', 'not_found'} end
 -- a retry of a message this sender already stored gets its id back, even after a close
 local dedupe_field = sender .. '|' .. client_id
 local seen = redis.call('HGET', dedupe_key, dedupe_field)
-if seen then return {'ok', seen, 1, ''} end
+if seen then return {'ok', seen, 1} end
 if c[1] == 'closed' or c[1] == 'abandoned' then return {'err', 'conversation_closed'} end
 if role == 'customer' then
   if sender ~= c[2] or internal == '1' then return {'err', 'forbidden'} end
@@ -64,4 +64,5 @@ local message = hd.message(msg_id, sender, role, name, text, now, client_id, int
   attachments_json ~= '' and cjson.decode(attachments_json) or nil)
 -- internal notes reach staff sockets only
 hd.publish(channel, 'msg', internal == '1' and 's' or 'a', msg_id, 'NEW_MESSAGE', {conversation_id = id, message = message})
-return {'ok', msg_id, 0, cjson.encode(message)}
+-- the message went out in the frame; the node needs only its id
+return {'ok', msg_id, 0}

@@ -236,7 +236,7 @@ struct LiveStore: Sendable {
                 String(maxMessagesPerConversation), senderBudget.interval, senderBudget.tolerance, attachmentsJSON,
             ], on: redis)
             let r = reply.array ?? []
-            guard r.first?.string == "ok", r.count == 4, let messageID = r[1].string else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
+            guard r.first?.string == "ok", r.count == 3, let messageID = r[1].string else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
             sent = Sent(messageID: messageID, duplicate: r[2].int == 1)
             if r[2].int != 1 { (isInternal ? NodeMetrics.messagesInternal : NodeMetrics.messagesPublic).increment() }
         } catch {

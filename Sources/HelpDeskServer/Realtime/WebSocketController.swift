@@ -21,7 +21,6 @@ struct WebSocketController: Sendable {
     /// the socket is closed (1009). Above `maxFrameBytes` so an oversized frame still gets its
     /// ERROR; small so a slowly sent partial frame holds little memory.
     static let maxFrameSize = 128 * 1024
-    static let maxMessageCharacters = ConversationRules.maxMessageCharacters
     /// Errors tolerated per minute before the socket is closed for policy violation.
     static let errorBudgetPerMinute = 20
 
