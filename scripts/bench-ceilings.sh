@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Redis's own ceiling for the scripts the benches exercise: redis-benchmark runs `EVALSHA` of each
-# script on keys prepared so it does its real work, and Redis's CPU (utime+stime of its process
+# Redis's own ceiling for the scripts the benches exercise: redis-benchmark runs `FCALL` of each
+# script (the node's function library, loaded by `helpdesk scripts`) on keys prepared so it does
+# its real work, and Redis's CPU (utime+stime of its process
 # from /proc) is read around each run, giving ops/s and Redis CPU µs per op. Also a plain XADD and
 # a PUBLISH (the reference pair for Redis's cost per chat message).
 #   scripts/bench-ceilings.sh REDIS_PORT [REDIS_PID]
@@ -22,20 +23,16 @@ rc() { redis-cli -p "$port" "$@"; }
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 hz=$(getconf CLK_TCK)
 
-# The script as the node's registry sends it: the shared prelude (lua/lib/*.lua, once it exists),
-# then the script itself.
-load() {
-  local body=""
-  for lib in lua/lib/*.lua; do [ -f "$lib" ] && body+="$(cat "$lib")"$'\n'; done
-  body+="$(cat "lua/$1")"
-  rc SCRIPT LOAD "$body"
-}
+# The library as the node loads it (lua/lib/*.lua once, then every script as a function); prints
+# its version: each script is the function <name>_<version>.
+bin=${HELPDESK_BIN:-$(swift build -c release --show-bin-path)/helpdesk}
+version=$(HELPDESK_REDIS_URL=redis://127.0.0.1:$port HELPDESK_LOG_LEVEL=error "$bin" scripts)
 
 frame='{"event":"NEW_MESSAGE","data":{"conversation_id":"c1","message":{"id":"1700000000000-0","sender":{"id":"cu1","role":"customer","name":"Bench customer"},"text":"1234567890123456789","sent_at":1700000000000,"client_msg_id":"b1","internal":false}}}'
 
 # send.lua: a customer's message in an active conversation; a fresh client_msg_id every time.
 send_prepare() { rc HSET "${P}conv:c1" id c1 status active customer_id cu1 agent_id ag1 first_response_at 1 >/dev/null; }
-send_args() { args=(EVALSHA "$1" 4 "${P}conv:c1" "${P}conv:c1:msgs" "${P}conv:c1:dedupe" "${P}ch:conv:c1" "" c1 cu1 customer "Bench customer" 1234567890123456789 __rand_int__ 0 ""); }
+send_args() { args=(FCALL "send_$version" 4 "${P}conv:c1" "${P}conv:c1:msgs" "${P}conv:c1:dedupe" "${P}ch:conv:c1" "" c1 cu1 customer "Bench customer" 1234567890123456789 __rand_int__ 0 ""); }
 # pick.lua: one agent takes the fairest of $PICKS waiting conversations; run exactly $PICKS times.
 pick_prepare() {
   rc EVAL "local P, n = ARGV[1], tonumber(ARGV[2])
@@ -48,7 +45,7 @@ pick_prepare() {
     redis.call('HSET', P .. 'agent:a1', 'status', 'online', 'capacity', n + 10, 'active', 0, 'categories', '',
       'name', 'Picker', 'node', 'n1', 'connected', '1', 'since', 1)" 0 "$P" "$PICKS" >/dev/null
 }
-pick_args() { args=(EVALSHA "$1" 1 "${P}agent:a1" "$P" a1 "" pick a1 0); }
+pick_args() { args=(FCALL "pick_$version" 1 "${P}agent:a1" "$P" a1 "" pick a1 0); }
 
 summaries=()
 printf '%-28s %12s %18s\n' "Redis ceiling" "ops/s" "Redis CPU µs/op"
@@ -71,8 +68,7 @@ trap 'kill "${subs[@]}" 2>/dev/null || true' EXIT
 sleep 0.3
 
 send_prepare
-sha=$(load send.lua)
-send_args "$sha"
+send_args
 measure send.lua "$N" "${args[@]}"
 measure XADD "$N" XADD "${P}conv:x:msgs" '*' sender_id cu1 sender_role customer sender_name "Bench customer" \
   text 1234567890123456789 client_msg_id __rand_int__ internal 0 sent_at 1700000000000

@@ -96,9 +96,10 @@ public final class RedisClient: Sendable {
     }
 
     /// `helpdesk_redis_errors_total{kind}`: failed commands by `RedisError.Code` (connection_closed,
-    /// timeout, server_error, ...). `NOSCRIPT` is not counted: the script registry reloads and retries.
+    /// timeout, server_error, ...). A missing function is not counted: the script registry loads
+    /// its library and retries.
     static func count(_ error: RedisError) {
-        if error.serverErrorPrefix == "NOSCRIPT" { return }
+        if RedisScripts.isMissingFunction(error) { return }
         Counter(label: "helpdesk_redis_errors_total", dimensions: [("kind", errorKind(error.code))]).increment()
     }
 

@@ -1,24 +1,34 @@
 import Foundation
 import NIOConcurrencyHelpers
 
-/// The Lua scripts of `lua/`, loaded with SCRIPT LOAD and called with EVALSHA.
+/// The Lua scripts of `lua/`, loaded into Redis as one function library and called with FCALL.
 ///
-/// Every script runs with the prelude of `lua/lib/*.lua` in front of it (one chunk, so the
-/// prelude's locals, `hd.*`, are the script's): the frames and views all scripts publish are built
-/// there once. The digest Redis knows, and `evalCommand`'s source, are of that combined text.
+/// Each script becomes a function of the library `helpdesk_<version>`; the prelude of
+/// `lua/lib/*.lua` runs once, when the library loads, and its locals (`hd.*`) are shared by every
+/// function. (With EVALSHA the prelude ran on every call: measured in BENCHMARKS.md, a third of
+/// Redis's CPU for a chat message went to defining the prelude's functions again and collecting
+/// them.) A script's body is its function's body, with `KEYS` and `ARGV` as its parameters, so
+/// the files read as EVAL scripts do.
 ///
-/// Redis forgets its script cache on restart or failover; a call that meets NOSCRIPT loads the
-/// script again and retries, so callers never see it.
+/// `<version>` is a digest of the library's text, in the library's and every function's name
+/// (`send_<version>`): nodes of two releases share one Redis during a rolling deploy, each calling
+/// its own functions. Redis forgets functions it does not persist (a restart without RDB/AOF, a
+/// `FUNCTION FLUSH`); a call that meets "Function not found" loads the library and retries, so
+/// callers never see it.
 public final class RedisScripts: Sendable {
-    /// Script name (file name without `.lua`) to its full source, prelude included.
+    /// Script name (file name without `.lua`) to its body.
     public let sources: [String: String]
-    /// The prelude put before every script (empty when there is none).
+    /// The Lua that runs once when the library loads, before any function is registered.
     public let prelude: String
-    private let shas = NIOLockedValueBox<[String: String]>([:])
+    /// The digest of the library's text (hex), in the library's and functions' names.
+    public let version: String
+    /// The library as `FUNCTION LOAD` takes it.
+    public let library: String
+    public var libraryName: String { "helpdesk_" + version }
 
     /// Reads every `*.lua` file of `directory` as a script and every `lib/*.lua` (in name order)
     /// as the prelude.
-    public init(directory: String) throws {
+    public convenience init(directory: String) throws {
         let files = FileManager.default
         let names = try files.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".lua") }
         let libDirectory = directory + "/lib"
@@ -26,55 +36,76 @@ public final class RedisScripts: Sendable {
         let prelude = try libNames.map { try String(contentsOfFile: libDirectory + "/" + $0, encoding: .utf8) }.joined(separator: "\n")
         var sources: [String: String] = [:]
         for file in names {
-            let body = try String(contentsOfFile: directory + "/" + file, encoding: .utf8)
-            sources[String(file.dropLast(4))] = Self.combine(prelude: prelude, body)
+            sources[String(file.dropLast(4))] = try String(contentsOfFile: directory + "/" + file, encoding: .utf8)
         }
+        self.init(sources: sources, prelude: prelude)
+    }
+
+    /// Scripts given in code (tests, tools). `prelude` runs once at load; `callPreamble` runs at the
+    /// start of every call, before the script's body (tests use it to check the keys a call uses).
+    public init(sources: [String: String], prelude: String = "", callPreamble: String = "") {
         self.sources = sources
         self.prelude = prelude
-    }
-
-    /// Scripts given in code (tests, tools), each with `prelude` in front of it.
-    public init(sources: [String: String], prelude: String = "") {
-        self.sources = sources.mapValues { Self.combine(prelude: prelude, $0) }
-        self.prelude = prelude
-    }
-
-    private static func combine(prelude: String, _ body: String) -> String {
-        prelude.isEmpty ? body : prelude + "\n" + body
-    }
-
-    /// Loads every script into Redis's cache and remembers the SHA1 digests.
-    public func loadAll(on client: RedisClient) async throws {
-        for name in sources.keys.sorted() { _ = try await load(name, on: client) }
-    }
-
-    private func load(_ name: String, on client: RedisClient) async throws -> String {
-        guard let source = sources[name] else { throw RedisError(.invalidArgument, "no Lua script named \(name)") }
-        guard let sha = try await client.send(["SCRIPT", "LOAD", source]).string else {
-            throw RedisError(.unexpectedReply, "SCRIPT LOAD returned no digest")
+        let names = sources.keys.sorted()
+        let version = Self.digest(([prelude, callPreamble] + names.flatMap { [$0, sources[$0]!] }).joined(separator: "\u{0}"))
+        self.version = version
+        var library = "#!lua name=helpdesk_\(version)\n" + prelude + "\n"
+        for name in names {
+            library += "\nredis.register_function('\(name)_\(version)', function(KEYS, ARGV)\n\(callPreamble)\n\(sources[name]!)\nend)\n"
         }
-        shas.withLockedValue { $0[name] = sha }
-        return sha
+        self.library = library
+    }
+
+    /// 64-bit FNV-1a of the text, as 16 hex digits: a version label, not a security measure.
+    static func digest(_ text: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    /// The function Redis knows a script by.
+    public func functionName(_ name: String) -> String { name + "_" + version }
+
+    /// Loads the library (a library of this version already there is fine).
+    public func loadAll(on client: RedisClient) async throws {
+        do {
+            try await client.send(["FUNCTION", "LOAD", library])
+        } catch let error as RedisError where error.message.contains("already exists") {
+            return
+        }
     }
 
     /// Runs a script; an error reply (including one the script raised) is thrown.
     @discardableResult
     public func run(_ name: String, keys: [String], arguments: [String], on client: RedisClient) async throws -> RESPValue {
-        let cached = shas.withLockedValue { $0[name] }
-        let sha: String
-        if let cached { sha = cached } else { sha = try await load(name, on: client) }
-        let command = ["EVALSHA", sha, String(keys.count)] + keys + arguments
+        let command = try self.command(name, keys: keys, arguments: arguments)
         do {
             return try await client.send(command)
-        } catch let error as RedisError where error.serverErrorPrefix == "NOSCRIPT" {
-            let sha = try await load(name, on: client)
-            return try await client.send(["EVALSHA", sha, String(keys.count)] + keys + arguments)
+        } catch let error as RedisError where Self.isMissingFunction(error) {
+            try await loadAll(on: client)
+            return try await client.send(command)
         }
     }
 
-    /// The EVAL form of a call, for pipelines: a NOSCRIPT inside a pipeline is answered by running this.
-    public func evalCommand(_ name: String, keys: [String], arguments: [String]) throws -> [String] {
-        guard let source = sources[name] else { throw RedisError(.invalidArgument, "no Lua script named \(name)") }
-        return ["EVAL", source, String(keys.count)] + keys + arguments
+    /// The FCALL of a script, for pipelines: a reply for which `isMissingFunction` holds asks the
+    /// caller to `loadAll` and try again.
+    public func command(_ name: String, keys: [String], arguments: [String]) throws -> [String] {
+        guard sources[name] != nil else { throw RedisError(.invalidArgument, "no Lua script named \(name)") }
+        return ["FCALL", functionName(name), String(keys.count)] + keys + arguments
+    }
+
+    /// Redis does not have the function (it restarted without persistence, or was flushed).
+    public static func isMissingFunction(_ error: RedisError) -> Bool {
+        error.code == .serverError && error.message.contains("Function not found")
+    }
+
+    /// The same, for an error reply inside a pipeline.
+    public static func isMissingFunction(_ reply: RESPValue) -> Bool {
+        if case .error(let message) = reply { return message.contains("Function not found") }
+        return false
     }
 }

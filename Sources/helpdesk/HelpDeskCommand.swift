@@ -11,7 +11,7 @@ struct HelpDeskCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "helpdesk",
         abstract: "HelpDesk: a real-time customer-support server node.",
-        subcommands: [Serve.self, Migrate.self, UserCommand.self, CustomerCommand.self, DemoAccounts.self, Queue.self, OutboxCommand.self])
+        subcommands: [Serve.self, Migrate.self, UserCommand.self, CustomerCommand.self, DemoAccounts.self, Queue.self, OutboxCommand.self, ScriptsCommand.self])
 }
 
 /// Reads the configuration, sets up logging at its level.

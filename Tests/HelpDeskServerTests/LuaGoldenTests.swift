@@ -207,7 +207,8 @@ struct LuaGoldenTests {
     func guardCatchesUndeclaredKeys() async throws {
         let f = try await ScriptFixture()
         defer { Task { await f.finish() } }
-        let scripts = RedisScripts(sources: ["bad": ScriptFixture.keyGuard + "\nredis.call('SET', KEYS[1], 1)\nreturn redis.call('GET', KEYS[1] .. ':x')"])
+        let scripts = RedisScripts(sources: ["bad": "redis.call('SET', KEYS[1], 1)\nreturn redis.call('GET', KEYS[1] .. ':x')"],
+                                   prelude: ScriptFixture.keyGuard, callPreamble: ScriptFixture.keyGuardCall)
         let error = await #expect(throws: RedisError.self) {
             try await scripts.run("bad", keys: [f.prefix + "k"], arguments: [], on: f.redis)
         }

@@ -10,25 +10,39 @@ struct RedisScriptsTests {
         "fail": "return redis.error_reply('boom')",
     ]
 
-    @Test("loadAll then run calls the scripts by digest")
+    @Test("loadAll then run calls the scripts as functions of one library named by its version")
     func loadAndRun() async throws {
         let prefix = TestEnvironment.uniqueKeyPrefix()
         let client = RedisClient(configuration: try testConfiguration(), poolSize: 2)
         let scripts = RedisScripts(sources: Self.sources)
         try await scripts.loadAll(on: client)
+        try await scripts.loadAll(on: client) // already there: fine
         #expect(try await scripts.run("echo", keys: [], arguments: ["hi é"], on: client) == .bulkString(Array("hi é".utf8)))
         #expect(try await scripts.run("keyed", keys: [prefix + "n"], arguments: ["5"], on: client) == .integer(5))
         #expect(try await scripts.run("keyed", keys: [prefix + "n"], arguments: ["2"], on: client) == .integer(7))
-        // The digest used is the one Redis knows for this source.
-        let sha = try #require(try await client.send("SCRIPT", "LOAD", Self.sources["echo"]!).string)
-        #expect(try await client.send("EVALSHA", sha, "0", "direct") == .bulkString(Array("direct".utf8)))
+        // Redis knows them under the versioned names.
+        #expect(scripts.library.hasPrefix("#!lua name=helpdesk_\(scripts.version)\n"))
+        #expect(try await client.send("FCALL", "echo_" + scripts.version, "0", "direct") == .bulkString(Array("direct".utf8)))
         try await client.send("DEL", prefix + "n")
         await client.close()
     }
 
-    @Test("run reloads a script after SCRIPT FLUSH (NOSCRIPT) and callers never see it")
+    @Test("another version of the scripts lives beside this one (a rolling deploy)")
+    func versionsCoexist() async throws {
+        let client = RedisClient(configuration: try testConfiguration(), poolSize: 1)
+        let old = RedisScripts(sources: ["echo": "return 'old ' .. ARGV[1]"])
+        let new = RedisScripts(sources: ["echo": "return 'new ' .. ARGV[1]"])
+        #expect(old.version != new.version)
+        try await old.loadAll(on: client)
+        try await new.loadAll(on: client)
+        #expect(try await old.run("echo", keys: [], arguments: ["x"], on: client) == .bulkString(Array("old x".utf8)))
+        #expect(try await new.run("echo", keys: [], arguments: ["x"], on: client) == .bulkString(Array("new x".utf8)))
+        await client.close()
+    }
+
+    @Test("run loads the library again after FUNCTION FLUSH and callers never see it")
     func reloadsAfterFlush() async throws {
-        // A private server: flushing the shared server's script cache would disturb other tests.
+        // A private server: flushing the shared server's functions would disturb other tests.
         let server = try PrivateRedisServer()
         defer { server.stop() }
         try await server.start()
@@ -37,19 +51,16 @@ struct RedisScriptsTests {
         try await scripts.loadAll(on: client)
         #expect(try await scripts.run("echo", keys: [], arguments: ["one"], on: client) == .bulkString(Array("one".utf8)))
 
-        #expect(try await client.send("SCRIPT", "FLUSH") == .simpleString("OK"))
-        let sha = try #require(try await withAdminConnection { try await $0.send(["SCRIPT", "LOAD", Self.sources["echo"]!]).string })
-        #expect(try await client.send("SCRIPT", "EXISTS", sha) == .array([.integer(0)]))
-        let flushed = await #expect(throws: RedisError.self) { try await client.send("EVALSHA", sha, "0", "x") }
-        #expect(flushed?.serverErrorPrefix == "NOSCRIPT")
+        #expect(try await client.send("FUNCTION", "FLUSH") == .simpleString("OK"))
+        let flushed = await #expect(throws: RedisError.self) { try await client.send("FCALL", scripts.functionName("echo"), "0", "x") }
+        #expect(flushed.map { RedisScripts.isMissingFunction($0) } == true)
 
         #expect(try await scripts.run("echo", keys: [], arguments: ["two"], on: client) == .bulkString(Array("two".utf8)))
-        #expect(try await client.send("SCRIPT", "EXISTS", sha) == .array([.integer(1)]))
         #expect(try await scripts.run("echo", keys: [], arguments: ["three"], on: client) == .bulkString(Array("three".utf8)))
         await client.close()
     }
 
-    @Test("run loads a script on first use without loadAll")
+    @Test("run loads the library on first use without loadAll")
     func runWithoutLoadAll() async throws {
         let client = RedisClient(configuration: try testConfiguration(), poolSize: 1)
         let scripts = RedisScripts(sources: ["echo2": "return {ARGV[1], tonumber(ARGV[2]) * 2}"])
@@ -80,50 +91,52 @@ struct RedisScriptsTests {
             try await scripts.run("missing", keys: [], arguments: [], on: client)
         }
         #expect(error?.code == .invalidArgument)
-        #expect(throws: RedisError.self) { try scripts.evalCommand("missing", keys: [], arguments: []) }
+        #expect(throws: RedisError.self) { try scripts.command("missing", keys: [], arguments: []) }
         await client.close()
     }
 
-    @Test("evalCommand gives an EVAL that runs the same script inside a pipeline")
-    func evalCommandInPipeline() async throws {
+    @Test("command gives the FCALL of a script for a pipeline")
+    func commandInPipeline() async throws {
         let prefix = TestEnvironment.uniqueKeyPrefix()
         let client = RedisClient(configuration: try testConfiguration(), poolSize: 1)
         let scripts = RedisScripts(sources: Self.sources)
-        let command = try scripts.evalCommand("keyed", keys: [prefix + "p"], arguments: ["3"])
-        #expect(command == ["EVAL", Self.sources["keyed"]!, "1", prefix + "p", "3"])
+        try await scripts.loadAll(on: client)
+        let command = try scripts.command("keyed", keys: [prefix + "p"], arguments: ["3"])
+        #expect(command == ["FCALL", "keyed_" + scripts.version, "1", prefix + "p", "3"])
         #expect(try await client.pipeline([command, command]) == [.integer(3), .integer(6)])
         try await client.send("DEL", prefix + "p")
         await client.close()
     }
 
-    @Test("a prelude is one chunk with each script: its locals are the script's; digest and EVAL are of the combined text")
-    func preludeIsPrepended() async throws {
+    @Test("the prelude runs once at load; its locals are every script's; the call preamble runs per call")
+    func preludeIsShared() async throws {
         let server = try PrivateRedisServer()
         defer { server.stop() }
         try await server.start()
         let client = RedisClient(configuration: server.configuration, poolSize: 1)
-        let prelude = "local lib = {}\nfunction lib.twice(x) return tonumber(x) * 2 end"
-        let scripts = RedisScripts(sources: ["use": "return lib.twice(ARGV[1])"], prelude: prelude)
-        #expect(scripts.sources["use"] == prelude + "\nreturn lib.twice(ARGV[1])")
+        let prelude = "local lib = {calls = 0}\nfunction lib.twice(x) return tonumber(x) * 2 end"
+        let scripts = RedisScripts(sources: ["use": "return lib.twice(ARGV[1])", "count": "return lib.calls"],
+                                   prelude: prelude, callPreamble: "lib.calls = lib.calls + 1")
         #expect(try await scripts.run("use", keys: [], arguments: ["21"], on: client) == .integer(42))
-        let sha = try #require(try await client.send("SCRIPT", "LOAD", scripts.sources["use"]!).string)
-        #expect(try await client.send("EVALSHA", sha, "0", "4") == .integer(8))
-        // NOSCRIPT after a flush reloads the combined text
-        #expect(try await client.send("SCRIPT", "FLUSH") == .simpleString("OK"))
+        #expect(try await scripts.run("count", keys: [], arguments: [], on: client) == .integer(2))
+        // a flush loads the whole library again, prelude included
+        #expect(try await client.send("FUNCTION", "FLUSH") == .simpleString("OK"))
         #expect(try await scripts.run("use", keys: [], arguments: ["5"], on: client) == .integer(10))
-        // and the EVAL form of a pipeline carries the prelude too
-        #expect(try await client.pipeline([try scripts.evalCommand("use", keys: [], arguments: ["1"])]) == [.integer(2)])
         await client.close()
     }
 
-    @Test("RedisScripts(directory:) puts lua/lib/*.lua before every script of lua/")
-    func readsPrelude() throws {
+    @Test("RedisScripts(directory:) loads lua/lib/*.lua as the prelude of lua/'s scripts")
+    func readsPrelude() async throws {
         let scripts = try RedisScripts(directory: TestEnvironment.repositoryRoot + "/lua")
         #expect(scripts.prelude.contains("local hd = {}"))
         #expect(!scripts.sources.keys.contains("hd"))
-        for (name, source) in scripts.sources {
-            #expect(source.hasPrefix(scripts.prelude), "\(name) runs without the prelude")
-        }
+        #expect(!scripts.sources.keys.contains("protocol"))
+        // Redis takes the library as it is (every script compiles, the prelude runs at load).
+        let client = RedisClient(configuration: try testConfiguration(), poolSize: 1)
+        try await scripts.loadAll(on: client)
+        let listed = try await client.send("FUNCTION", "LIST", "LIBRARYNAME", scripts.libraryName)
+        #expect(listed.array?.count == 1)
+        await client.close()
     }
 
     @Test("RedisScripts(directory:) reads every .lua file of lua/")

@@ -227,8 +227,8 @@ struct OutboxFlusher: Service {
     }
 
     /// Flushes one page of entries: reads their conversations from Redis in pipelined pages,
-    /// writes them to PostgreSQL in a few multi-row transactions, then expires and acknowledges in
-    /// one pipeline. An outage (PostgreSQL or Redis unreachable, or a transient SQLSTATE) throws
+    /// writes them to PostgreSQL in a few multi-row transactions, then expires (one pipeline) and
+    /// acknowledges (another). An outage (PostgreSQL or Redis unreachable, or a transient SQLSTATE) throws
     /// and leaves every entry pending for the retry. An entry whose data PostgreSQL refuses
     /// `dataErrorTries` times is moved to `outbox:dead`, so it cannot block the outbox.
     func flushPage(_ entries: [OutboxEntry], failures: inout [String: Int]) async throws {
@@ -263,6 +263,9 @@ struct OutboxFlusher: Service {
         NodeMetrics.archived.increment(by: Int64(toWrite.filter { refused[$0.id] == nil }.count))
 
         var commands: [[String]] = []
+        /// archived.lua calls: run before anything is acknowledged, so that a Redis that lost the
+        /// scripts' library (restarted without persistence) gets it back before the entries go.
+        var expiry: [[String]] = []
         var finished: [String] = []
         var retry: [PostgresError] = []
         var deadLettered = 0
@@ -285,7 +288,7 @@ struct OutboxFlusher: Service {
                 failures.removeValue(forKey: entry.id)
                 if case .archive(_, let epoch) = plans[entry.conversationID], !expired.contains(entry.conversationID) {
                     expired.insert(entry.conversationID)
-                    commands += try expireCommands(entry.conversationID, epoch: epoch, retentionMS: retentionMS)
+                    expiry += try expireCommands(entry.conversationID, epoch: epoch, retentionMS: retentionMS)
                 }
             }
             finished.append(entry.id)
@@ -294,10 +297,16 @@ struct OutboxFlusher: Service {
             commands.append(["XACK", keys.outbox, Self.group] + finished)
             commands.append(["XDEL", keys.outbox] + finished)
         }
-        if !commands.isEmpty {
-            for reply in try await redis.pipeline(commands) {
-                if case .error(let message) = reply { throw RedisError(.serverError, message) }
+        if !expiry.isEmpty {
+            var replies = try await redis.pipeline(expiry)
+            if replies.contains(where: RedisScripts.isMissingFunction) {
+                try await scripts.loadAll(on: redis)
+                replies = try await redis.pipeline(expiry)
             }
+            for case .error(let message) in replies { throw RedisError(.serverError, message) }
+        }
+        if !commands.isEmpty {
+            for case .error(let message) in try await redis.pipeline(commands) { throw RedisError(.serverError, message) }
         }
         let skipped = plans.values.filter { if case .skip = $0 { return true } else { return false } }.count
         stats.update { $0.skipped += skipped; $0.deadLettered += deadLettered }
@@ -311,7 +320,7 @@ struct OutboxFlusher: Service {
         guard let epoch else {
             return conversationKeys.map { ["PEXPIRE", $0, retentionMS] }
         }
-        return [try scripts.evalCommand("archived", keys: conversationKeys + [keys.callOfConversation(id)], arguments: [epoch, retentionMS])]
+        return [try scripts.command("archived", keys: conversationKeys + [keys.callOfConversation(id)], arguments: [epoch, retentionMS])]
     }
 
     /// Resets the idle time of `ids` every third of `claimIdle` until cancelled.

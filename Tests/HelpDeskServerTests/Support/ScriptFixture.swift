@@ -21,12 +21,13 @@ final class ScriptFixture: Sendable {
     private let received = NIOLockedValueBox<[(channel: String, payload: String)]>([])
     private let marks = NIOLockedValueBox(0)
 
-    /// Lua put before the prelude: shadows `redis` with a checking copy for the rest of the chunk.
-    /// Every command but TIME names a key first (DEL/EXISTS: only keys); each must be in KEYS.
+    /// Lua put before the prelude (once, when the library loads): shadows `redis` with a checking
+    /// copy for the prelude and every script. Every command but TIME names a key first
+    /// (DEL/EXISTS/UNLINK: only keys); each must be in the call's KEYS (`keyGuardCall` sets them).
     static let keyGuard = """
-    local real_redis = redis
+    -- the global `redis` of a call (a library's functions get a fuller one than its loading code)
+    local function real_redis() return redis end
     local declared = {}
-    for _, k in ipairs(KEYS) do declared[k] = true end
     local function check_keys(cmd, ...)
       local name = string.upper(cmd)
       if name == 'TIME' then return end
@@ -36,16 +37,31 @@ final class ScriptFixture: Sendable {
         if not declared[args[i]] then error('undeclared key ' .. tostring(args[i]) .. ' used by ' .. name) end
       end
     end
-    local redis = setmetatable({
-      call = function(cmd, ...) check_keys(cmd, ...); return real_redis.call(cmd, ...) end,
-      pcall = function(cmd, ...) check_keys(cmd, ...); return real_redis.pcall(cmd, ...) end,
-    }, {__index = real_redis})
+    -- a copy with checking call and pcall; a function library has no setmetatable, and no pairs
+    -- while it loads, so the first call fills it (keyGuardCall)
+    local redis = {register_function = redis.register_function}
+    local guarded = false
+    local function guard_redis()
+      if guarded then return end
+      guarded = true
+      local real = real_redis()
+      for name, value in pairs(real) do redis[name] = value end
+      redis.call = function(cmd, ...) check_keys(cmd, ...); return real.call(cmd, ...) end
+      redis.pcall = function(cmd, ...) check_keys(cmd, ...); return real.pcall(cmd, ...) end
+    end
+    """
+
+    /// At the start of every call: the keys this call may touch.
+    static let keyGuardCall = """
+    guard_redis()
+    declared = {}
+    for _, k in ipairs(KEYS) do declared[k] = true end
     """
 
     /// The repository's scripts (prelude included), each behind `keyGuard`.
     static func guardedScripts() throws -> RedisScripts {
         let plain = try RedisScripts(directory: TestEnvironment.repositoryRoot + "/lua")
-        return RedisScripts(sources: plain.sources.mapValues { keyGuard + "\n" + $0 })
+        return RedisScripts(sources: plain.sources, prelude: keyGuard + "\n" + plain.prelude, callPreamble: keyGuardCall)
     }
 
     init(clock: @escaping @Sendable () -> Date = { Date() }, scriptClock: (@Sendable () -> Date)? = nil) async throws {
