@@ -72,6 +72,21 @@ public struct ClientFrame: Sendable {
         } catch {
             throw HelpDeskError(.invalidJSON, "a frame must be a JSON object with an \"event\" name")
         }
+        try self.init(root: root)
+    }
+
+    /// The same, from the frame's bytes as the socket read them (no `String` copy first).
+    public init(bytes: UnsafeBufferPointer<UInt8>) throws(HelpDeskError) {
+        let root: JSONValue
+        do {
+            root = try JSONValue.parse(bytes)
+        } catch {
+            throw HelpDeskError(.invalidJSON, "a frame must be a JSON object with an \"event\" name")
+        }
+        try self.init(root: root)
+    }
+
+    private init(root: JSONValue) throws(HelpDeskError) {
         guard case .object = root, let name = root["event"]?.string else {
             throw HelpDeskError(.invalidJSON, "a frame must be a JSON object with an \"event\" name")
         }

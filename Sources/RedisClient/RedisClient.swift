@@ -14,6 +14,8 @@ public final class RedisClient: Sendable {
     let eventLoopGroup: any EventLoopGroup
     let logger: Logger
     private let slots: [NIOLockedValueBox<Task<RedisConnection, any Error>?>]
+    /// Each slot's connection once it is up, for callers that cannot wait (`readyConnection`).
+    private let ready: [NIOLockedValueBox<RedisConnection?>]
     private let next = NIOLockedValueBox(0)
 
     public init(
@@ -26,6 +28,16 @@ public final class RedisClient: Sendable {
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.slots = (0..<max(1, poolSize)).map { _ in NIOLockedValueBox(nil) }
+        self.ready = (0..<max(1, poolSize)).map { _ in NIOLockedValueBox(nil) }
+    }
+
+    /// The live connection of slot `key % poolSize` without waiting, nil when it is not up (then
+    /// use `connection()`). The same key always gets the same connection while it lives, so
+    /// commands sent through it are run by Redis in the order they were sent.
+    public func readyConnection(_ key: Int) -> RedisConnection? {
+        let index = Int(UInt(bitPattern: key) % UInt(ready.count))
+        guard let connection = ready[index].withLockedValue({ $0 }), connection.isActive else { return nil }
+        return connection
     }
 
     /// A live connection from the pool, connecting (or reconnecting) its slot if needed.
@@ -45,7 +57,10 @@ public final class RedisClient: Sendable {
         }
         do {
             let connection = try await task.value
-            if connection.isActive { return connection }
+            if connection.isActive {
+                ready[index].withLockedValue { $0 = connection }
+                return connection
+            }
         } catch {
             // Let the next caller try a fresh connect instead of repeating this failure forever.
             slot.withLockedValue { if $0 == task { $0 = nil } }
@@ -61,7 +76,9 @@ public final class RedisClient: Sendable {
             return fresh
         }
         do {
-            return try await fresh.value
+            let connection = try await fresh.value
+            ready[index].withLockedValue { $0 = connection }
+            return connection
         } catch {
             slot.withLockedValue { if $0 == fresh { $0 = nil } }
             throw error
@@ -124,5 +141,6 @@ public final class RedisClient: Sendable {
             }
             if let connection = try? await task?.value { await connection.close() }
         }
+        for slot in ready { slot.withLockedValue { $0 = nil } }
     }
 }

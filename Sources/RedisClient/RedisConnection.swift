@@ -228,13 +228,20 @@ public final class RedisConnection: Sendable {
     /// Sends several commands in one write; returns their replies in order, error replies as `.error` values.
     public func pipeline(_ commands: [[String]]) async throws -> [RESPValue] {
         guard !commands.isEmpty else { return [] }
+        return try await submit(commands).get()
+    }
+
+    /// Sends commands without waiting: the future holds their replies (on this connection's event
+    /// loop), error replies as `.error` values. Commands sent through one connection run in the
+    /// order they were sent.
+    public func submit(_ commands: [[String]]) -> EventLoopFuture<[RESPValue]> {
         var bytes = channel.allocator.buffer(capacity: 64 * commands.count)
         for command in commands { RESPCommandEncoder.encode(command, into: &bytes) }
         let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
         let request = RedisRequest(bytes: bytes, count: commands.count, promise: promise)
         // The command handler fails the promise (and closes) if no reply comes within the command timeout.
         writes.enqueue(request, on: channel)
-        return try await promise.futureResult.get()
+        return promise.futureResult
     }
 
     /// Closes the connection; commands still in flight fail.

@@ -74,6 +74,93 @@ struct FrameHandler {
         }
     }
 
+    // MARK: the hot path: chat messages without a task
+
+    /// A chat message handed to Redis by `sendWithoutTask`, waiting for its reply.
+    struct PendingSend: Sendable {
+        let reply: EventLoopFuture<[RESPValue]>
+        /// send.lua's call, to run again through the registry if Redis lost the function library.
+        let keys: [String]
+        let arguments: [String]
+        let ref: String?
+        let conversationID: String
+        let clientMsgID: String
+        let isInternal: Bool
+    }
+
+    enum WithoutTask {
+        /// Not for this path: any event but a plain chat message, or no Redis connection up yet.
+        /// Nothing was counted or sent; the task handles the frame as usual.
+        case needsTask
+        /// Answered already (an ERROR).
+        case answered
+        case sent(PendingSend)
+    }
+
+    /// The hot path, on the socket's event loop: a customer's or agent's chat message without
+    /// attachments goes to Redis through the socket's own pooled connection (so a socket's messages
+    /// keep their order) without a task or an await; `answer` writes its ACK when the reply comes.
+    /// The checks are the task path's (`handle`, `dispatch`): same limits, same errors.
+    mutating func sendWithoutTask(_ data: ByteBuffer) -> WithoutTask {
+        guard caller.role == .customer || caller.role == .agent,
+              data.readableBytes <= WebSocketController.maxFrameBytes,
+              caller.expiresAt > now(),
+              let connection = store.redis.readyConnection(session.id) else { return .needsTask }
+        let parsed = data.withUnsafeReadableBytes { raw in try? ClientFrame(bytes: raw.bindMemory(to: UInt8.self)) }
+        guard let frame = parsed, frame.event == .sendMessage,
+              let attachments = try? AttachmentRules.ids(frame.data["attachment_ids"]), attachments.isEmpty else { return .needsTask }
+        if !limits.allow(.sendMessage) || !hub.allowMessage(from: caller) {
+            fail(HelpDeskError(.rateLimited, "too many \(ClientEventName.sendMessage.rawValue) events: slow down"), ref: frame.ref)
+            return .answered
+        }
+        do {
+            let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
+            let message = try Self.validMessage(frame, caller: caller)
+            try ConversationRules.requireOwnConversation(caller, id)
+            let call = store.sendCall(conversationID: id, sender: caller, text: message.text, clientMsgID: message.clientMsgID,
+                                      isInternal: message.isInternal)
+            let command = try store.scripts.command("send", keys: call.keys, arguments: call.arguments)
+            return .sent(PendingSend(reply: connection.submit([command]), keys: call.keys, arguments: call.arguments, ref: frame.ref,
+                                     conversationID: id, clientMsgID: message.clientMsgID, isInternal: message.isInternal))
+        } catch let error as HelpDeskError {
+            fail(error, ref: frame.ref)
+        } catch {
+            fail(HelpDeskError(.internalError, "internal error"), ref: frame.ref)
+        }
+        return .answered
+    }
+
+    /// Writes the ACK (or the ERROR) for Redis's reply to a `PendingSend`; false when Redis does
+    /// not have the function library (it restarted without persistence): the caller runs the call
+    /// again through the registry, which loads it.
+    static func answer(_ result: Result<RESPValue, any Error>, to send: PendingSend, session: SocketSession, logger: Logger) -> Bool {
+        do {
+            let reply = try result.get()
+            if RedisScripts.isMissingFunction(reply) { return false }
+            if case .error(let message) = reply { throw RedisError(.serverError, message) }
+            let sent = try LiveStore.sent(reply, isInternal: send.isInternal)
+            session.send(sendAck(ref: send.ref, conversationID: send.conversationID, clientMsgID: send.clientMsgID, sent: sent))
+        } catch let error as HelpDeskError {
+            session.send(ServerFrame.error(error, ref: send.ref))
+        } catch let error as RedisError where RedisScripts.isMissingFunction(error) {
+            return false
+        } catch {
+            logger.warning("redis error on socket", metadata: ["error": "\(error)"])
+            session.send(ServerFrame.error(HelpDeskError(.unavailable, "the service is briefly unavailable; retry"), ref: send.ref))
+        }
+        return true
+    }
+
+    /// SEND_MESSAGE's ACK: the message's id, and whether it was a retry of one already stored.
+    static func sendAck(ref: String?, conversationID: String, clientMsgID: String, sent: LiveStore.Sent) -> String {
+        ServerFrame.ack(ref: ref) { w in
+            w.key("conversation_id"); w.string(conversationID)
+            w.raw(","); w.key("message_id"); w.string(sent.messageID)
+            w.raw(","); w.key("client_msg_id"); w.string(clientMsgID)
+            w.raw(","); w.key("duplicate"); w.bool(sent.duplicate)
+        }
+    }
+
     private mutating func fail(_ error: HelpDeskError, ref: String?) {
         let now = DispatchTime.now().uptimeNanoseconds / 1_000_000_000
         recentErrors.removeAll { now - $0 >= 60 }
@@ -120,12 +207,7 @@ struct FrameHandler {
             try ConversationRules.requireOwnConversation(caller, id)
             let sent = try await store.send(conversationID: id, sender: caller, text: message.text,
                                             clientMsgID: message.clientMsgID, isInternal: message.isInternal, attachmentIDs: attachmentIDs)
-            session.send(ServerFrame.ack(ref: ref) { w in
-                w.key("conversation_id"); w.string(id)
-                w.raw(","); w.key("message_id"); w.string(sent.messageID)
-                w.raw(","); w.key("client_msg_id"); w.string(message.clientMsgID)
-                w.raw(","); w.key("duplicate"); w.bool(sent.duplicate)
-            })
+            session.send(Self.sendAck(ref: ref, conversationID: id, clientMsgID: message.clientMsgID, sent: sent))
 
         case .typing:
             let id = try ConversationRules.conversationID(try frame.string("conversation_id"))

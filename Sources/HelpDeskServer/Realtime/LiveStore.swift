@@ -231,14 +231,9 @@ struct LiveStore: Sendable {
         }
         let sent: Sent
         do {
-            let reply = try await scripts.run("send", keys: [keys.conversation(id), keys.messages(id), keys.dedupe(id), keys.conversationChannel(id)], arguments: [
-                nowOverride, id, sender.id, sender.role.rawValue, sender.name, text, clientMsgID, isInternal ? "1" : "0",
-                String(maxMessagesPerConversation), senderBudget.interval, senderBudget.tolerance, attachmentsJSON,
-            ], on: redis)
-            let r = reply.array ?? []
-            guard r.first?.string == "ok", r.count == 3, let messageID = r[1].string else { throw Self.scriptError(r.count > 1 ? r[1].string : nil) }
-            sent = Sent(messageID: messageID, duplicate: r[2].int == 1)
-            if r[2].int != 1 { (isInternal ? NodeMetrics.messagesInternal : NodeMetrics.messagesPublic).increment() }
+            let (keys, arguments) = sendCall(conversationID: id, sender: sender, text: text, clientMsgID: clientMsgID,
+                                             isInternal: isInternal, attachmentsJSON: attachmentsJSON)
+            sent = try Self.sent(try await scripts.run("send", keys: keys, arguments: arguments, on: redis), isInternal: isInternal)
         } catch {
             if let attachments, !attachmentIDs.isEmpty { try? await attachments.release(ids: attachmentIDs, clientMsgID: clientMsgID) }
             throw error
@@ -249,6 +244,22 @@ struct LiveStore: Sendable {
             try await attachments.markSent(ids: attachmentIDs, clientMsgID: clientMsgID, messageID: sent.messageID, isInternal: isInternal)
         }
         return sent
+    }
+
+    /// send.lua's keys and arguments for one message.
+    func sendCall(conversationID id: String, sender: Caller, text: String, clientMsgID: String, isInternal: Bool,
+                  attachmentsJSON: String = "") -> (keys: [String], arguments: [String]) {
+        ([keys.conversation(id), keys.messages(id), keys.dedupe(id), keys.conversationChannel(id)],
+         [nowOverride, id, sender.id, sender.role.rawValue, sender.name, text, clientMsgID, isInternal ? "1" : "0",
+          String(maxMessagesPerConversation), senderBudget.interval, senderBudget.tolerance, attachmentsJSON])
+    }
+
+    /// send.lua's answer: the message's id, or the error it refused with (counted in the node's metrics).
+    static func sent(_ reply: RESPValue, isInternal: Bool) throws -> Sent {
+        let r = reply.array ?? []
+        guard r.first?.string == "ok", r.count == 3, let messageID = r[1].string else { throw scriptError(r.count > 1 ? r[1].string : nil) }
+        if r[2].int != 1 { (isInternal ? NodeMetrics.messagesInternal : NodeMetrics.messagesPublic).increment() }
+        return Sent(messageID: messageID, duplicate: r[2].int == 1)
     }
 
     /// send.lua's GCRA arguments in ms: the gap between messages and how far ahead a burst may run.

@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOWebSocket
+import RedisClient
 
 /// One upgraded socket's life: start (HELLO), its client frames one at a time, the end.
 ///
@@ -10,6 +11,11 @@ import NIOWebSocket
 /// handles them in order and exists only while there is something to handle, so an idle socket
 /// holds no task. The queue is short: past `pauseAt` frames the handler stops reading the socket
 /// (TCP backpressure on the client) until the task has caught up.
+///
+/// Chat messages, the one event sent at volume, skip the task while it is idle: they go to Redis
+/// from the event loop and are answered from the reply's callback (`sendWithoutTask`). Order
+/// holds: a socket's messages share one Redis connection, and the task waits for the messages
+/// in flight before it handles the next frame.
 final class SocketConnection: @unchecked Sendable {
     enum Job {
         case start
@@ -21,6 +27,9 @@ final class SocketConnection: @unchecked Sendable {
     static let pauseAt = 8
     /// Reading resumes when the queue is down to this.
     static let resumeAt = 2
+    /// Chat messages of one socket sent to Redis without a task and not answered yet; past this
+    /// its next frames take the task path, which waits for them (and the queue pauses reading).
+    static let maxSendsInFlight = 32
     /// One readable event may hold many frames (NIO reads up to four buffers of up to 64 KiB
     /// before the pause takes effect). Each queued frame counts its bytes plus `jobOverhead` (its
     /// slot and buffer view); past `maxQueuedBytes` the client is closed (1008). A burst of ordinary
@@ -51,19 +60,30 @@ final class SocketConnection: @unchecked Sendable {
     private var _session: SocketSession?
     /// Uptime (ms) when the client last sent anything, pongs included.
     private var lastHeard = NIODeadline.now().uptimeNanoseconds / 1_000_000
+    /// The frame handler, once started. Used by the task while it drains, else by the event loop
+    /// (`sendWithoutTask`): never by both at once.
+    private var frames: FrameHandler?
+    /// Messages sent without a task, not answered yet (a resend through the registry included).
+    private var sendsInFlight = 0
+    /// Messages Redis could not run (its function library was gone) sent again one after another;
+    /// while any is under way new messages take the task path, so they stay behind it.
+    private var resending: Task<Void, Never>?
+    /// Tasks waiting for `sendsInFlight` to reach 0.
+    private var settledWaiters: [CheckedContinuation<Void, Never>] = []
 
     // Touched only on the channel's event loop.
     /// The server sent its close frame: the client's answer drops the connection.
     private(set) var closeSent = false
-
-    // Touched only by the one task that drains the queue.
-    private var frames: FrameHandler?
 
     /// The session, once started (until finished).
     var session: SocketSession? { lock.withLock { _session } }
 
     /// Connections alive in this process (a gauge; tests check none outlives its socket).
     static let alive = NIOLockedValueBox(0)
+    /// Messages sent without a task, and of those sent again after Redis lost the function
+    /// library, in this process (tests check each path is taken).
+    static let sentWithoutTask = NIOLockedValueBox(0)
+    static let resentAfterMissingLibrary = NIOLockedValueBox(0)
 
     init(upgrade: SocketUpgrade, channel: any Channel, controller: WebSocketController, logger: Logger) {
         self.upgrade = upgrade
@@ -86,6 +106,7 @@ final class SocketConnection: @unchecked Sendable {
     /// Queues a job (`bytes`: its payload's size).
     @discardableResult
     func enqueue(_ job: Job, bytes: Int) -> Enqueued {
+        if case .frame(let data, true) = job, sendWithoutTask(data) { return .accepted }
         let (start, result): (Bool, Enqueued) = lock.withLock {
             let cost = bytes + Self.jobOverhead
             if case .frame = job, queuedBytes + cost > Self.maxQueuedBytes {
@@ -130,30 +151,118 @@ final class SocketConnection: @unchecked Sendable {
             switch job {
             case .start:
                 let session = await controller.start(self)
-                lock.withLock { _session = session }
+                var handler: FrameHandler?
                 if let session {
-                    var handler = FrameHandler(session: session, hub: controller.hub, store: controller.store, logger: logger)
-                    handler.callTimeout = controller.services.configuration.callTimeoutSeconds
-                    handler.router = controller.router
-                    frames = handler
+                    handler = FrameHandler(session: session, hub: controller.hub, store: controller.store, logger: logger)
+                    handler?.callTimeout = controller.services.configuration.callTimeoutSeconds
+                    handler?.router = controller.router
                 }
+                lock.withLock { (_session, frames) = (session, handler) }
             case .frame(let data, let isText):
+                // Messages sent before this frame are answered first: its effects come after theirs.
+                await sendsSettled()
                 // A socket the server closed acts no more, whatever its client keeps sending.
-                guard var handler = frames, !handler.session.isClosed else { continue }
-                frames = nil
+                guard var handler = lock.withLock({ frames }), !handler.session.isClosed else { continue }
                 await handler.handle(data, isText: isText)
                 if handler.shouldClose { handler.session.close(.policyViolation, "too many invalid frames") }
-                frames = handler
+                lock.withLock { frames = handler }
             case .finish:
+                await sendsSettled()
                 let session = lock.withLock { () -> SocketSession? in
-                    defer { _session = nil }
+                    defer { (_session, frames) = (nil, nil) }
                     return _session
                 }
                 session?.close(.goingAway, "gone")
                 await controller.finish(self, session: session)
-                frames = nil
                 onResume(nil)
             }
+        }
+    }
+
+    // MARK: chat messages without a task
+
+    /// The hot path (on the event loop): while no task is draining, a plain chat message is sent
+    /// to Redis right here (`FrameHandler.sendWithoutTask`) and answered when the reply comes.
+    /// True when the frame was handled; false sends it to the task.
+    private func sendWithoutTask(_ data: ByteBuffer) -> Bool {
+        let taken: FrameHandler? = lock.withLock {
+            guard !draining, jobs.isEmpty, resending == nil, sendsInFlight < Self.maxSendsInFlight,
+                  let handler = frames, !handler.session.isClosed else { return nil }
+            frames = nil
+            return handler
+        }
+        guard var handler = taken else { return false }
+        let outcome = handler.sendWithoutTask(data)
+        if handler.shouldClose { handler.session.close(.policyViolation, "too many invalid frames") }
+        let session = handler.session
+        lock.withLock {
+            frames = handler
+            if case .sent = outcome { sendsInFlight += 1 }
+        }
+        switch outcome {
+        case .needsTask:
+            return false
+        case .answered:
+            return true
+        case .sent(let pending):
+            Self.sentWithoutTask.withLockedValue { $0 += 1 }
+            pending.reply.whenComplete { result in
+                self.answered(pending, result.map { $0.first ?? .null }, session: session)
+            }
+            return true
+        }
+    }
+
+    /// Redis answered a message sent without a task (on the Redis connection's event loop).
+    private func answered(_ pending: FrameHandler.PendingSend, _ result: Result<RESPValue, any Error>, session: SocketSession) {
+        if FrameHandler.answer(result, to: pending, session: session, logger: logger) {
+            settle()
+            return
+        }
+        // Redis lost the function library: send it again through the registry (which loads it),
+        // after any message resent before it.
+        let (store, logger) = (controller.store, logger)
+        lock.withLock {
+            let previous = resending
+            resending = Task {
+                await previous?.value
+                Self.resentAfterMissingLibrary.withLockedValue { $0 += 1 }
+                let result: Result<RESPValue, any Error>
+                do {
+                    result = .success(try await store.scripts.run("send", keys: pending.keys, arguments: pending.arguments, on: store.redis))
+                } catch {
+                    result = .failure(error)
+                }
+                if !FrameHandler.answer(result, to: pending, session: session, logger: logger) {
+                    session.send(ServerFrame.error(HelpDeskError(.unavailable, "the service is briefly unavailable; retry"), ref: pending.ref))
+                }
+                self.settle()
+            }
+        }
+    }
+
+    /// One message sent without a task is answered.
+    private func settle() {
+        let waiters: [CheckedContinuation<Void, Never>] = lock.withLock {
+            sendsInFlight -= 1
+            guard sendsInFlight == 0 else { return [] }
+            resending = nil
+            defer { settledWaiters.removeAll() }
+            return settledWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Waits until every message sent without a task is answered.
+    private func sendsSettled() async {
+        if lock.withLock({ sendsInFlight == 0 }) { return }
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let settled = lock.withLock {
+                if sendsInFlight == 0 { return true }
+                settledWaiters.append(waiter)
+                return false
+            }
+            if settled { waiter.resume() }
         }
     }
 
