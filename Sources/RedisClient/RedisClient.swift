@@ -114,9 +114,9 @@ public final class RedisClient: Sendable {
 
     /// `helpdesk_redis_errors_total{kind}`: failed commands by `RedisError.Code` (connection_closed,
     /// timeout, server_error, ...). A missing function is not counted: the script registry loads
-    /// its library and retries.
-    static func count(_ error: RedisError) {
-        if RedisScripts.isMissingFunction(error) { return }
+    /// its library and retries (and a library already loaded is what it wanted).
+    public static func count(_ error: RedisError) {
+        if RedisScripts.isMissingFunction(error) || error.message.contains("already exists") { return }
         Counter(label: "helpdesk_redis_errors_total", dimensions: [("kind", errorKind(error.code))]).increment()
     }
 

@@ -46,14 +46,19 @@ public final class RedisScripts: Sendable {
     public init(sources: [String: String], prelude: String = "", callPreamble: String = "") {
         self.sources = sources
         self.prelude = prelude
-        let names = sources.keys.sorted()
-        let version = Self.digest(([prelude, callPreamble] + names.flatMap { [$0, sources[$0]!] }).joined(separator: "\u{0}"))
+        // The version is the digest of the library as it would load without one, so that any
+        // change to it (a script, the prelude, the wrapper below) gives new names.
+        let version = Self.digest(Self.library(sources: sources, prelude: prelude, callPreamble: callPreamble, version: ""))
         self.version = version
+        self.library = Self.library(sources: sources, prelude: prelude, callPreamble: callPreamble, version: version)
+    }
+
+    private static func library(sources: [String: String], prelude: String, callPreamble: String, version: String) -> String {
         var library = "#!lua name=helpdesk_\(version)\n" + prelude + "\n"
-        for name in names {
+        for name in sources.keys.sorted() {
             library += "\nredis.register_function('\(name)_\(version)', function(KEYS, ARGV)\n\(callPreamble)\n\(sources[name]!)\nend)\n"
         }
-        self.library = library
+        return library
     }
 
     /// 64-bit FNV-1a of the text, as 16 hex digits: a version label, not a security measure.

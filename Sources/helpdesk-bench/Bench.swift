@@ -8,8 +8,8 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "helpdesk-bench",
         abstract: "Load generators for HelpDesk nodes.",
-        // Register new benches here (e.g. `Flush.self`, from FlushBench.swift).
-        subcommands: [Relay.self, Conns.self, Pick.self, FlushBench.self, JSONBench.self])
+        // Register new benches here.
+        subcommands: [Relay.self, Conns.self, Pick.self, PickCeilingBench.self, FlushBench.self, JSONBench.self])
 }
 
 /// Line-buffered stdout, so progress shows through `tee` and a killed run keeps its output.

@@ -59,6 +59,8 @@ struct FlushBench: AsyncParsableCommand {
         print(String(format: "PostgreSQL: %d transactions, %.3f s inside them (summed over concurrent ones; %.0f%% of the wall time)",
                      result.stats.transactions, pg, 100 * pg / elapsed))
         print("messages rows in PostgreSQL: \(result.archivedMessages) (expected \(conversations * messages))")
+        print(String(format: "summary flush conversations=%d messages=%d messages_per_s=%.0f archived_rows=%d", result.stats.conversations,
+                     result.stats.messages, Double(result.stats.messages) / elapsed, result.archivedMessages))
         await bench.shutdown()
         if !keep {
             try await admin.query("DROP SCHEMA \(schema) CASCADE")

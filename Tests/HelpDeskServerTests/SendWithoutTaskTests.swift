@@ -108,4 +108,27 @@ struct SendWithoutTaskTests {
         let entries = try await redis.send("XRANGE", a.services.keys.messages(chat.id), "-", "+").array ?? []
         #expect(entries.compactMap { MessageView(streamEntry: $0)?.text } == (0...30).map { "m\($0)" })
     }
+
+    @Test("messages Redis refuses count against the error budget: a client that keeps sending into a closed chat is closed (1008)")
+    func refusalsCountAgainstTheBudget() async throws {
+        let cluster = try await TestCluster(overrides: Self.fastLimits)
+        let a = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let chat = try await cluster.startChat(on: a)
+        let raw = try RawWebSocket(port: a.port, token: chat.token)
+        _ = raw.readFrame()  // HELLO
+        #expect(raw.sendEvent("CANCEL", ["conversation_id": chat.id], ref: "cancel"))
+        _ = try Self.answers(raw, count: 1)
+        let before = SocketConnection.sentWithoutTask.withLockedValue { $0 }
+        // Each passes the node's own checks; send.lua refuses it (conversation_closed).
+        var burst: [UInt8] = []
+        for n in 1...(WebSocketController.errorBudgetPerMinute + 10) {
+            let text = #"{"event":"SEND_MESSAGE","ref":"r\#(n)","data":{"conversation_id":"\#(chat.id)","text":"m\#(n)","client_msg_id":"k\#(n)"}}"#
+            burst += RawWebSocket.frame(opcode: 0x1, payload: Array(text.utf8))
+        }
+        #expect(raw.sendBytes(burst))
+        let close = try #require(raw.readClose(), "the server closed the socket")
+        #expect(close.count >= 2 && Int(close[0]) << 8 | Int(close[1]) == 1008)
+        #expect(SocketConnection.sentWithoutTask.withLockedValue { $0 } - before > 0, "the refusals came back to the hot path")
+    }
 }

@@ -130,25 +130,40 @@ struct FrameHandler {
         return .answered
     }
 
-    /// Writes the ACK (or the ERROR) for Redis's reply to a `PendingSend`; false when Redis does
-    /// not have the function library (it restarted without persistence): the caller runs the call
-    /// again through the registry, which loads it.
-    static func answer(_ result: Result<RESPValue, any Error>, to send: PendingSend, session: SocketSession, logger: Logger) -> Bool {
+    enum Answer {
+        case acknowledged
+        /// An ERROR went out (it counts against the socket's error budget).
+        case refused
+        /// Redis does not have the function library (flushed or deleted): nothing was written; the
+        /// caller runs the call again through the registry, which loads it.
+        case missingLibrary
+    }
+
+    /// Writes the ACK (or the ERROR) for Redis's reply to a `PendingSend`.
+    static func answer(_ result: Result<RESPValue, any Error>, to send: PendingSend, session: SocketSession, logger: Logger) -> Answer {
         do {
             let reply = try result.get()
-            if RedisScripts.isMissingFunction(reply) { return false }
+            if RedisScripts.isMissingFunction(reply) { return .missingLibrary }
             if case .error(let message) = reply { throw RedisError(.serverError, message) }
             let sent = try LiveStore.sent(reply, isInternal: send.isInternal)
             session.send(sendAck(ref: send.ref, conversationID: send.conversationID, clientMsgID: send.clientMsgID, sent: sent))
+            return .acknowledged
         } catch let error as HelpDeskError {
             session.send(ServerFrame.error(error, ref: send.ref))
         } catch let error as RedisError where RedisScripts.isMissingFunction(error) {
-            return false
+            return .missingLibrary
         } catch {
+            if let error = error as? RedisError { RedisClient.count(error) }
             logger.warning("redis error on socket", metadata: ["error": "\(error)"])
             session.send(ServerFrame.error(HelpDeskError(.unavailable, "the service is briefly unavailable; retry"), ref: send.ref))
         }
-        return true
+        return .refused
+    }
+
+    /// Errors answered outside this handler (replies to messages sent without a task) count
+    /// against the budget as if answered now.
+    mutating func countErrors(_ count: Int) {
+        for _ in 0..<count { noteError() }
     }
 
     /// SEND_MESSAGE's ACK: the message's id, and whether it was a retry of one already stored.
@@ -162,10 +177,14 @@ struct FrameHandler {
     }
 
     private mutating func fail(_ error: HelpDeskError, ref: String?) {
+        noteError()
+        session.send(ServerFrame.error(error, ref: ref))
+    }
+
+    private mutating func noteError() {
         let now = DispatchTime.now().uptimeNanoseconds / 1_000_000_000
         recentErrors.removeAll { now - $0 >= 60 }
         recentErrors.append(now)
-        session.send(ServerFrame.error(error, ref: ref))
     }
 
     /// `ACK` whose data is `{"conversation_id": id}` (most events answer with just that).
