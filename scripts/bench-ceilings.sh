@@ -5,7 +5,8 @@
 # from /proc) is read around each run, giving ops/s and Redis CPU µs per op. Also a plain XADD and
 # a PUBLISH (the reference pair for Redis's cost per chat message).
 #   scripts/bench-ceilings.sh REDIS_PORT [REDIS_PID]
-# Environment: CEILING_REQUESTS (100000), CEILING_CLIENTS (50), CEILING_PICKS (50000).
+# Environment: CEILING_REQUESTS (100000), CEILING_CLIENTS (50). pick.lua's ceiling is
+# `helpdesk-bench pick-ceiling` (its keys depend on reads just before it; see the end).
 # Prints a table and one `summary ceiling name=... rps=... redis_us_per_op=...` line per run.
 #
 # The argument lists of each script are in the *_args functions below: when a script's
@@ -16,7 +17,6 @@ port=$1
 pid=${2:-$(redis-cli -p "$port" INFO server | tr -d '\r' | awk -F: '$1 == "process_id" {print $2}')}
 N=${CEILING_REQUESTS:-100000}
 C=${CEILING_CLIENTS:-50}
-PICKS=${CEILING_PICKS:-50000}
 P="hd:{ceiling$(date +%s)}:"
 rc() { redis-cli -p "$port" "$@"; }
 # utime + stime in clock ticks; the command name "(redis-server)" has no spaces, so fields split.
@@ -33,20 +33,6 @@ frame='{"event":"NEW_MESSAGE","data":{"conversation_id":"c1","message":{"id":"17
 # send.lua: a customer's message in an active conversation; a fresh client_msg_id every time.
 send_prepare() { rc HSET "${P}conv:c1" id c1 status active customer_id cu1 agent_id ag1 first_response_at 1 >/dev/null; }
 send_args() { args=(FCALL "send_$version" 4 "${P}conv:c1" "${P}conv:c1:msgs" "${P}conv:c1:dedupe" "${P}ch:conv:c1" "" c1 cu1 customer "Bench customer" 1234567890123456789 __rand_int__ 0 ""); }
-# pick.lua: one agent takes the fairest of $PICKS waiting conversations; run exactly $PICKS times.
-pick_prepare() {
-  rc EVAL "local P, n = ARGV[1], tonumber(ARGV[2])
-    for i = 1, n do
-      redis.call('HSET', P .. 'conv:p' .. i, 'id', 'p' .. i, 'status', 'waiting', 'customer_id', 'cu' .. i,
-        'customer_name', 'Waiting ' .. i, 'category_id', '0', 'subject', '', 'priority', 'normal', 'created_at', i, 'enqueued_at', i)
-      redis.call('ZADD', P .. 'queue:0', i, 'p' .. i)
-    end
-    redis.call('SADD', P .. 'queues', '0')
-    redis.call('HSET', P .. 'agent:a1', 'status', 'online', 'capacity', n + 10, 'active', 0, 'categories', '',
-      'name', 'Picker', 'node', 'n1', 'connected', '1', 'since', 1)" 0 "$P" "$PICKS" >/dev/null
-}
-pick_args() { args=(FCALL "pick_$version" 1 "${P}agent:a1" "$P" a1 "" pick a1 0); }
-
 summaries=()
 printf '%-28s %12s %18s\n' "Redis ceiling" "ops/s" "Redis CPU µs/op"
 # measure NAME REQUESTS ARGS...: one redis-benchmark run, its ops/s and Redis's CPU per op.
@@ -75,8 +61,8 @@ measure XADD "$N" XADD "${P}conv:x:msgs" '*' sender_id cu1 sender_role customer 
 measure PUBLISH "$N" PUBLISH "${P}ch:conv:c1" "msg|a|1700000000000-0
 $frame"
 
-# pick.lua's ceiling is not measured here any more: since every key it touches arrives in KEYS, its
-# arguments name the queue heads the node read just before, which a fixed redis-benchmark command
-# cannot follow. The pick bench reports Redis's CPU per pick instead.
+# pick.lua's ceiling is not measured here: since every key it touches arrives in KEYS, its arguments
+# name the queue heads the node read just before, which a fixed redis-benchmark command cannot
+# follow. `helpdesk-bench pick-ceiling` sends the node's own commands straight to Redis instead.
 rc EVAL "for _, k in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do redis.call('UNLINK', k) end" 0 "$P" >/dev/null
 printf '%s\n' "${summaries[@]}"

@@ -7,6 +7,7 @@
 # With arguments, only the relay runs, with those arguments added (CPU pids are passed for you):
 #   scripts/bench.sh --conversations 50 --rate 10 --duration 10
 #   make bench ARGS="--max --conversations 50"
+# Then pick.lua's ceiling (helpdesk-bench pick-ceiling) and the flush (helpdesk-bench flush).
 # Environment: BENCH_REDIS_PORT (6393), BENCH_PG_PORT (5493), BENCH_PORT_A/B (8181/8182),
 #   BENCH_CONVERSATIONS (50), BENCH_DURATION (10), BENCH_SOCKETS (10000), BENCH_CUSTOMERS (2000), BENCH_AGENTS (40).
 set -euo pipefail
@@ -99,14 +100,19 @@ start_nodes
   --customers "$CUSTOMERS" --agents "$AGENTS" --node-pid "$pid_a" --node-pid "$pid_b" --redis-pid "$redis_pid" | tee -a "$log" || true
 stop_nodes
 
-# Flush (archived messages/s into PostgreSQL): register `helpdesk-bench flush` here once FlushBench.swift lands.
+# pick.lua's own ceiling: the node's commands for a PICK sent straight to Redis, no node around them.
+"$bin/helpdesk-bench" pick-ceiling --customers "$CUSTOMERS" --agents "$AGENTS" --redis-pid "$redis_pid" | tee -a "$log" || true
+
+# Flush: archived messages/s from the outbox into PostgreSQL (a schema and key prefix of its own).
+"$bin/helpdesk-bench" flush --conversations 500 --messages 100 | tee -a "$log" || true
 
 scripts/bench-ceilings.sh "$REDIS_PORT" "$redis_pid" | tee -a "$log" || true
 
 send_ceiling=$(field "ceiling name=send.lua" rps)
-pick_ceiling=$(field "ceiling name=pick.lua" rps)
+pick_ceiling=$(field "ceiling name=pick" rps)
 send_us=$(field "ceiling name=send.lua" redis_us_per_op)
-pick_us=$(field "ceiling name=pick.lua" redis_us_per_op)
+pick_us=$(field "ceiling name=pick" redis_us_per_op)
+pick_share=$(awk -v p="$(field pick picks_per_s)" -v c="$pick_ceiling" 'BEGIN {if (c > 0) printf "%.0f", 100 * p / c}')
 pair_us=$(awk -v x="$(field "ceiling name=XADD" redis_us_per_op)" -v p="$(field "ceiling name=PUBLISH" redis_us_per_op)" 'BEGIN {printf "%.1f", x + p}')
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$log"
 {
@@ -118,5 +124,6 @@ echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$log"
   echo "| relay max, $CONVERSATIONS conversations | $(field "relay label=max" delivered_per_s) msg/s delivered, $(field "relay label=max" msgs_per_node_core_s) msg per node-core-s, Redis $(field "relay label=max" redis_us_per_msg) µs/msg, p50 $(field "relay label=max" p50_ms) / p99 $(field "relay label=max" p99_ms) ms, lost $(field "relay label=max" lost) | send.lua $send_ceiling/s at $send_us µs Redis CPU each; XADD+PUBLISH pair $pair_us µs |"
   echo "| relay at half max ($half_rate msg/s × $CONVERSATIONS) | $(field "relay label=half" delivered_per_s) msg/s, p50 $(field "relay label=half" p50_ms) / p90 $(field "relay label=half" p90_ms) / p99 $(field "relay label=half" p99_ms) / max $(field "relay label=half" max_ms) ms, $(field "relay label=half" msgs_per_node_core_s) msg per node-core-s, Redis $(field "relay label=half" redis_us_per_msg) µs/msg | |"
   echo "| conns | $(field conns sockets) idle sockets: $(field conns kib_per_socket) KiB RSS per socket (RSS $(field conns rss_before_kib) → $(field conns rss_after_kib) KiB) | |"
-  echo "| pick, $AGENTS agents × $CUSTOMERS customers | $(field pick picks_per_s) picks/s, double assignments $(field pick double_acks) (ACKs) / $(field pick double_server) (server), $(field pick frames) frames to agents | pick.lua $pick_ceiling/s at $pick_us µs Redis CPU each |"
+  echo "| pick, $AGENTS agents × $CUSTOMERS customers | $(field pick picks_per_s) picks/s ($pick_share % of the ceiling), double assignments $(field pick double_acks) (ACKs) / $(field pick double_server) (server), $(field pick frames) frames to agents | a pick's Redis commands alone: $pick_ceiling/s at $pick_us µs Redis CPU each |"
+  echo "| flush, 500 conversations × 100 messages | $(field flush messages_per_s) archived messages/s ($(field flush archived_rows) rows for $(field flush messages) messages) | |"
 } | tee -a "$log"

@@ -1,5 +1,6 @@
--- lua/lib/protocol.lua: the prelude (its table is `hd`). RedisScripts puts lua/lib/*.lua before
--- every script of lua/, as one chunk (the SHA1 Redis knows is of prelude + script). Every
+-- lua/lib/protocol.lua: the prelude (its table is `hd`). RedisScripts loads lua/lib/*.lua and then
+-- every script of lua/ as one Redis function library: this runs once, when the library loads
+-- (so no redis.call at the top level), and every script's function sees its locals. Every
 -- published frame and every shared view (conversation, message, presence, call) is built here,
 -- so each object has one shape whichever script sends it (HelpDeskProtocol has the Swift types).
 --
