@@ -110,6 +110,7 @@ let package = Package(
             name: "HelpDeskServerTests",
             dependencies: [
                 "HelpDeskServer", "TestSupport",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             ]

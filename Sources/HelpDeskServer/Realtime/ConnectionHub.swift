@@ -338,7 +338,8 @@ final class ConnectionHub: Sendable {
                     $0.isSupervisor || tree.picks($0.categories, category: key)
                 }
             }
-            for session in recipients { session.send(frame) }
+            // Every staff socket gets every queue change: batched per socket (`sendSoon`).
+            for session in recipients { session.sendSoon(frame) }
             queuePositions.schedule()
         case .presence:
             // key = the agent's supervisor: supervisors see their own agents, admins everyone.

@@ -70,6 +70,18 @@ final class SocketSession: Sendable {
         }
     }
 
+    /// How long `sendSoon` lets a frame wait for company.
+    static let batchWindow = TimeAmount.milliseconds(50)
+
+    /// Queues a frame that may wait up to `batchWindow` for others (or goes with the next frame
+    /// sent at once). For events every staff socket gets on every change (QUEUE_UPDATED): under a
+    /// burst of picks each socket gets one write per window instead of one per pick.
+    func sendSoon(_ frame: ByteBuffer) {
+        if !outbox.enqueue(frame, within: Self.batchWindow) {
+            close(.unknown(4008), "too slow: reconnect and resume with last_message_id")
+        }
+    }
+
     /// Closes the socket: nothing more is queued or read; frames already queued go out first,
     /// then the close frame; a client that does not answer it is cut off after `closeGrace`.
     func close(_ code: WebSocketErrorCode, _ reason: String) {
@@ -93,7 +105,9 @@ final class SocketSession: Sendable {
 /// The byte-bounded, tick-coalesced outbound queue of one socket.
 ///
 /// Producers on any thread append under a lock; the first append of a tick schedules one flush
-/// on the channel's event loop, which writes every queued frame and flushes once. While the
+/// on the channel's event loop, which writes every queued frame and flushes once. A frame that
+/// may wait (`enqueue(_:within:)`) schedules a flush at the end of its window instead, unless one
+/// is due sooner. While the
 /// channel is not writable (the kernel's buffer is full) frames stay here and count against the
 /// limit; `SocketChannelHandler` resumes the flush when the channel is writable again.
 final class SocketOutbox: @unchecked Sendable {
@@ -104,6 +118,8 @@ final class SocketOutbox: @unchecked Sendable {
     private var pending = CircularBuffer<ByteBuffer>(initialCapacity: 4)
     private var pendingBytes = 0
     private var flushScheduled = false
+    /// A flush is due within a batch window (`enqueue(_:within:)`).
+    private var delayedFlushScheduled = false
     /// No more frames are taken.
     private var closed = false
     /// The last flush is done (or the client closed): nothing more is written.
@@ -115,8 +131,12 @@ final class SocketOutbox: @unchecked Sendable {
     }
 
     /// False when the frame would pass the byte limit (the caller closes the socket).
-    func enqueue(_ frame: ByteBuffer) -> Bool {
-        let schedule: Bool
+    func enqueue(_ frame: ByteBuffer) -> Bool { enqueue(frame, within: nil) }
+
+    /// `within`: the frame may wait that long for others before it is flushed (nil: this tick).
+    /// Frames go out in the order queued either way: a flush writes everything queued.
+    func enqueue(_ frame: ByteBuffer, within delay: TimeAmount?) -> Bool {
+        var schedule = false, scheduleDelayed = false
         lock.lock()
         if closed {
             lock.unlock()
@@ -128,11 +148,22 @@ final class SocketOutbox: @unchecked Sendable {
         }
         pending.append(frame)
         pendingBytes += frame.readableBytes
-        schedule = !flushScheduled
-        if schedule { flushScheduled = true }
+        if delay == nil {
+            schedule = !flushScheduled
+            if schedule { flushScheduled = true }
+        } else if !flushScheduled && !delayedFlushScheduled {
+            scheduleDelayed = true
+            delayedFlushScheduled = true
+        }
         lock.unlock()
-        if schedule, let channel {
+        guard let channel else { return true }
+        if schedule {
             channel.eventLoop.execute { self.flush() }
+        } else if scheduleDelayed, let delay {
+            channel.eventLoop.scheduleTask(in: delay) {
+                self.lock.withLock { self.delayedFlushScheduled = false }
+                self.flush()
+            }
         }
         return true
     }
