@@ -62,6 +62,46 @@ public struct ConversationView: Codable, Sendable, Equatable {
         self.ratingComment = ratingComment
         self.waitSeconds = waitSeconds ?? Int(max(0, (assignedAt ?? closedAt ?? enqueuedAt) - enqueuedAt) / 1000)
     }
+
+    /// Writes the view as the API's JSON coder does (snake_case keys, absent fields left out),
+    /// without Foundation's coder: PICK's ACK is on the hot path of a busy queue (a test holds
+    /// the two to the same object).
+    public func write(to w: inout JSONWriter) {
+        func person(_ p: Person) {
+            w.raw("{"); w.key("id"); w.string(p.id)
+            w.raw(","); w.key("name"); w.string(p.name)
+            if let email = p.email { w.raw(","); w.key("email"); w.string(email) }
+            w.raw("}")
+        }
+        func int(_ key: StaticString, _ value: Int64?) {
+            guard let value else { return }
+            w.raw(","); w.key(key); w.int(Int(value))
+        }
+        func string(_ key: StaticString, _ value: String?) {
+            guard let value else { return }
+            w.raw(","); w.key(key); w.string(value)
+        }
+        w.raw("{"); w.key("id"); w.string(id)
+        w.raw(","); w.key("status"); w.string(status)
+        w.raw(","); w.key("customer"); person(customer)
+        if let agent { w.raw(","); w.key("agent"); person(agent) }
+        w.raw(","); w.key("category_id"); w.string(categoryId)
+        w.raw(","); w.key("subject"); w.string(subject)
+        w.raw(","); w.key("priority"); w.string(priority)
+        int("created_at", createdAt)
+        int("enqueued_at", enqueuedAt)
+        int("assigned_at", assignedAt)
+        int("first_response_at", firstResponseAt)
+        int("closed_at", closedAt)
+        string("resolution", resolution)
+        if let escalated { w.raw(","); w.key("escalated"); w.bool(escalated) }
+        string("escalation_note", escalationNote)
+        int("escalated_at", escalatedAt)
+        int("rating", rating.map(Int64.init))
+        string("rating_comment", ratingComment)
+        int("wait_seconds", waitSeconds.map(Int64.init))
+        w.raw("}")
+    }
 }
 
 /// One chat message, live or archived.

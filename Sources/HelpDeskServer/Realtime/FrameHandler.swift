@@ -240,7 +240,7 @@ struct FrameHandler {
             guard caller.role == .agent else { throw HelpDeskError(.forbidden, "only agents pick conversations") }
             let wanted = try frame.optionalString("conversation_id").map(ConversationRules.conversationID)
             let conversation = try await store.pick(agentID: caller.id, conversationID: wanted, mode: "pick", actorID: caller.id)
-            session.send(ServerFrame.encode("ACK", ["conversation": conversation], ref: ref))
+            session.send(ServerFrame.ack(ref: ref) { w in w.key("conversation"); conversation.write(to: &w) })
 
         case .closeConversation:
             let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
@@ -253,7 +253,7 @@ struct FrameHandler {
             guard caller.role == .agent else { throw HelpDeskError(.forbidden, "only agents are offered conversations") }
             let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
             let conversation = try await store.acceptOffer(conversationID: id, agentID: caller.id)
-            session.send(ServerFrame.encode("ACK", ["conversation": conversation], ref: ref))
+            session.send(ServerFrame.ack(ref: ref) { w in w.key("conversation"); conversation.write(to: &w) })
 
         case .declineOffer:
             guard caller.role == .agent else { throw HelpDeskError(.forbidden, "only agents are offered conversations") }

@@ -19,7 +19,7 @@ struct SendAck: Encodable {
 
 extension ServerFrame {
     /// `{"event": name, "data": data, "ref": ref}` through the API's JSON coder: for frames off the
-    /// hot path (HELLO, PICK's ACK) whose data are Codable views.
+    /// hot path (HELLO) whose data are Codable views.
     static func encode<T: Encodable>(_ event: String, _ data: T, ref: String? = nil) -> String {
         do {
             return String(decoding: try JSON.encoder.encode(Envelope(event: event, data: data, ref: ref)), as: UTF8.self)
