@@ -397,7 +397,13 @@
       switch (event) {
         case 'HELLO':
           this.hello = data;
-          if (data.server_time) this.serverOffset = data.server_time - Date.now();
+          // server_time corrects a clock that is off; an offset below a second is mostly the
+          // HELLO's own trip (the server's clock read before it was sent), so it is not applied:
+          // it would make countdowns start above their length ("21 s" for a 20 s offer).
+          if (data.server_time) {
+            const offset = data.server_time - Date.now();
+            this.serverOffset = Math.abs(offset) < 1000 ? 0 : offset;
+          }
           this.attempt = 0;
           this.setState('open');
           this.startHeartbeat();
