@@ -1,5 +1,6 @@
 import Foundation
 import HelpDeskCore
+import NIOConcurrencyHelpers
 import NIOCore
 import Logging
 import RedisClient
@@ -15,8 +16,9 @@ struct FrameHandler {
     var callTimeout = 45
     /// Offer routing on this node: told about closes, status changes, declined offers, wrap-up ends.
     var router: OfferRouter?
-    /// Error times (uptime seconds) within the last minute.
-    private var recentErrors: [UInt64] = []
+    /// The socket's errors: a class, so every copy of the handler (the task's, the event loop's)
+    /// and the replies to messages sent without a task count into one budget.
+    let errors = ErrorBudget()
     private var limits: SocketLimits
     /// The wall clock in seconds since the epoch, for the token's expiry.
     var now: @Sendable () -> Int = { Int(Date().timeIntervalSince1970) }
@@ -29,7 +31,7 @@ struct FrameHandler {
         self.logger = logger
     }
 
-    var shouldClose: Bool { recentErrors.count > WebSocketController.errorBudgetPerMinute }
+    var shouldClose: Bool { errors.exceeded }
 
     var caller: Caller { session.caller }
 
@@ -86,6 +88,8 @@ struct FrameHandler {
         let conversationID: String
         let clientMsgID: String
         let isInternal: Bool
+        /// The sending socket's budget: an ERROR to this message counts against it.
+        let errors: ErrorBudget
     }
 
     enum WithoutTask {
@@ -121,7 +125,7 @@ struct FrameHandler {
                                       isInternal: message.isInternal)
             let command = try store.scripts.command("send", keys: call.keys, arguments: call.arguments)
             return .sent(PendingSend(reply: connection.submit([command]), keys: call.keys, arguments: call.arguments, ref: frame.ref,
-                                     conversationID: id, clientMsgID: message.clientMsgID, isInternal: message.isInternal))
+                                     conversationID: id, clientMsgID: message.clientMsgID, isInternal: message.isInternal, errors: errors))
         } catch let error as HelpDeskError {
             fail(error, ref: frame.ref)
         } catch {
@@ -130,40 +134,33 @@ struct FrameHandler {
         return .answered
     }
 
-    enum Answer {
-        case acknowledged
-        /// An ERROR went out (it counts against the socket's error budget).
-        case refused
-        /// Redis does not have the function library (flushed or deleted): nothing was written; the
-        /// caller runs the call again through the registry, which loads it.
-        case missingLibrary
-    }
-
-    /// Writes the ACK (or the ERROR) for Redis's reply to a `PendingSend`.
-    static func answer(_ result: Result<RESPValue, any Error>, to send: PendingSend, session: SocketSession, logger: Logger) -> Answer {
+    /// Writes the ACK (or the ERROR, counted against the socket's budget) for Redis's reply to a
+    /// `PendingSend`. False when Redis does not have the function library (flushed or deleted):
+    /// nothing was written; the caller runs the call again through the registry, which loads it.
+    static func answer(_ result: Result<RESPValue, any Error>, to send: PendingSend, session: SocketSession, logger: Logger) -> Bool {
         do {
             let reply = try result.get()
-            if RedisScripts.isMissingFunction(reply) { return .missingLibrary }
+            if RedisScripts.isMissingFunction(reply) { return false }
             if case .error(let message) = reply { throw RedisError(.serverError, message) }
             let sent = try LiveStore.sent(reply, isInternal: send.isInternal)
             session.send(sendAck(ref: send.ref, conversationID: send.conversationID, clientMsgID: send.clientMsgID, sent: sent))
-            return .acknowledged
+            return true
         } catch let error as HelpDeskError {
-            session.send(ServerFrame.error(error, ref: send.ref))
+            refuse(send, error, session: session)
         } catch let error as RedisError where RedisScripts.isMissingFunction(error) {
-            return .missingLibrary
+            return false
         } catch {
             if let error = error as? RedisError { RedisClient.count(error) }
             logger.warning("redis error on socket", metadata: ["error": "\(error)"])
-            session.send(ServerFrame.error(HelpDeskError(.unavailable, "the service is briefly unavailable; retry"), ref: send.ref))
+            refuse(send, HelpDeskError(.unavailable, "the service is briefly unavailable; retry"), session: session)
         }
-        return .refused
+        return true
     }
 
-    /// Errors answered outside this handler (replies to messages sent without a task) count
-    /// against the budget as if answered now.
-    mutating func countErrors(_ count: Int) {
-        for _ in 0..<count { noteError() }
+    /// The ERROR to a message sent without a task; past the budget the socket is closed.
+    static func refuse(_ send: PendingSend, _ error: HelpDeskError, session: SocketSession) {
+        session.send(ServerFrame.error(error, ref: send.ref))
+        if send.errors.note() { session.close(.policyViolation, "too many invalid frames") }
     }
 
     /// SEND_MESSAGE's ACK: the message's id, and whether it was a retry of one already stored.
@@ -176,15 +173,9 @@ struct FrameHandler {
         }
     }
 
-    private mutating func fail(_ error: HelpDeskError, ref: String?) {
-        noteError()
+    private func fail(_ error: HelpDeskError, ref: String?) {
+        _ = errors.note()
         session.send(ServerFrame.error(error, ref: ref))
-    }
-
-    private mutating func noteError() {
-        let now = DispatchTime.now().uptimeNanoseconds / 1_000_000_000
-        recentErrors.removeAll { now - $0 >= 60 }
-        recentErrors.append(now)
     }
 
     /// `ACK` whose data is `{"conversation_id": id}` (most events answer with just that).
@@ -394,4 +385,26 @@ struct FrameHandler {
         try ConversationRules.validMessage(text: try frame.string("text"), clientMsgID: try frame.string("client_msg_id"),
                                            isInternal: try frame.optionalBool("internal"), caller: caller, allowEmptyText: allowEmptyText)
     }
+}
+
+/// One socket's errors within the last minute: past `WebSocketController.errorBudgetPerMinute`
+/// the socket is closed (1008). Shared by reference, so errors counted on the event loop, in the
+/// task and in Redis's reply callbacks all add up.
+final class ErrorBudget: Sendable {
+    /// Error times (uptime seconds), at most one past the budget.
+    private let times = NIOLockedValueBox<[UInt64]>([])
+
+    /// Counts one error now; true when the socket is past its budget.
+    func note() -> Bool {
+        let now = DispatchTime.now().uptimeNanoseconds / 1_000_000_000
+        let limit = WebSocketController.errorBudgetPerMinute
+        return times.withLockedValue { times in
+            times.removeAll { now - $0 >= 60 }
+            times.append(now)
+            if times.count > limit + 1 { times.removeFirst(times.count - limit - 1) }
+            return times.count > limit
+        }
+    }
+
+    var exceeded: Bool { times.withLockedValue { $0.count > WebSocketController.errorBudgetPerMinute } }
 }

@@ -70,9 +70,6 @@ final class SocketConnection: @unchecked Sendable {
     private var resending: Task<Void, Never>?
     /// Tasks waiting for `sendsInFlight` to reach 0.
     private var settledWaiters: [CheckedContinuation<Void, Never>] = []
-    /// ERRORs answered to messages sent without a task, not yet counted by the handler (whichever
-    /// path takes it next counts them against the socket's error budget).
-    private var uncountedErrors = 0
 
     // Touched only on the channel's event loop.
     /// The server sent its close frame: the client's answer drops the connection.
@@ -166,7 +163,6 @@ final class SocketConnection: @unchecked Sendable {
                 await sendsSettled()
                 // A socket the server closed acts no more, whatever its client keeps sending.
                 guard var handler = lock.withLock({ frames }), !handler.session.isClosed else { continue }
-                handler.countErrors(takeUncountedErrors())
                 await handler.handle(data, isText: isText)
                 if handler.shouldClose { handler.session.close(.policyViolation, "too many invalid frames") }
                 lock.withLock { frames = handler }
@@ -196,7 +192,6 @@ final class SocketConnection: @unchecked Sendable {
             return handler
         }
         guard var handler = taken else { return false }
-        handler.countErrors(takeUncountedErrors())
         let outcome = handler.sendWithoutTask(data)
         if handler.shouldClose { handler.session.close(.policyViolation, "too many invalid frames") }
         let session = handler.session
@@ -220,16 +215,9 @@ final class SocketConnection: @unchecked Sendable {
 
     /// Redis answered a message sent without a task (on the Redis connection's event loop).
     private func answered(_ pending: FrameHandler.PendingSend, _ result: Result<RESPValue, any Error>, session: SocketSession) {
-        switch FrameHandler.answer(result, to: pending, session: session, logger: logger) {
-        case .acknowledged:
+        if FrameHandler.answer(result, to: pending, session: session, logger: logger) {
             settle()
             return
-        case .refused:
-            refused(session)
-            settle()
-            return
-        case .missingLibrary:
-            break
         }
         // Redis lost the function library: send it again through the registry (which loads it),
         // after any message resent before it.
@@ -245,34 +233,11 @@ final class SocketConnection: @unchecked Sendable {
                 } catch {
                     result = .failure(error)
                 }
-                switch FrameHandler.answer(result, to: pending, session: session, logger: logger) {
-                case .acknowledged:
-                    break
-                case .refused:
-                    self.refused(session)
-                case .missingLibrary:
-                    session.send(ServerFrame.error(HelpDeskError(.unavailable, "the service is briefly unavailable; retry"), ref: pending.ref))
-                    self.refused(session)
+                if !FrameHandler.answer(result, to: pending, session: session, logger: logger) {
+                    FrameHandler.refuse(pending, HelpDeskError(.unavailable, "the service is briefly unavailable; retry"), session: session)
                 }
                 self.settle()
             }
-        }
-    }
-
-    /// An ERROR went to a message sent without a task: counted when a path next takes the handler;
-    /// a socket that piles up more than the budget meanwhile is closed at once.
-    private func refused(_ session: SocketSession) {
-        let over = lock.withLock {
-            uncountedErrors += 1
-            return uncountedErrors > WebSocketController.errorBudgetPerMinute
-        }
-        if over { session.close(.policyViolation, "too many invalid frames") }
-    }
-
-    private func takeUncountedErrors() -> Int {
-        lock.withLock {
-            defer { uncountedErrors = 0 }
-            return uncountedErrors
         }
     }
 
