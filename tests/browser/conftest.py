@@ -44,6 +44,20 @@ def cluster():
         c.stop()
 
 
+@pytest.fixture(autouse=True)
+def no_chats_left_over(cluster):
+    """After each test, ends every chat it left waiting or active, so a test that failed halfway
+    (with the agent still at its capacity) cannot make the tests after it fail as well."""
+    yield
+    admin = cluster.login(ACCOUNTS["admin"][0], PASSWORD)["access_token"]
+    node = next(n for n in cluster.nodes if n.proc is not None)
+    for status in ("waiting", "active"):
+        for conversation in node.api("GET", f"/conversations?status={status}&limit=500", token=admin):
+            node.api("POST", f"/conversations/{conversation['id']}/close", {"resolution": "test cleanup"}, admin)
+    for status in ("waiting", "active"):
+        assert node.api("GET", f"/conversations?status={status}", token=admin) == [], f"{status} chats left after cleanup"
+
+
 @pytest.fixture(scope="session")
 def browser():
     with sync_playwright() as p:

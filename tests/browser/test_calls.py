@@ -248,7 +248,7 @@ def test_audio_call_upgraded_to_video_muted_and_hung_up(cluster, pages, request)
         # Phone width: the call fits without sideways scrolling.
         for side in (cust, agent):
             side.page.set_viewport_size({"width": 390, "height": 780})
-            assert side.page.evaluate("document.documentElement.scrollWidth") <= 390, f"{side.name} scrolls sideways in a call"
+            wait_for(lambda: side.page.evaluate("document.documentElement.scrollWidth") <= 390, message=f"{side.name} to fit 390 px in a call")
             screenshot(side.page, f"calls-{side.name}-in-call-phone")
             side.page.set_viewport_size({"width": 1280, "height": 860})
         assert connected(cust) and connected(agent)
