@@ -113,6 +113,8 @@ private struct JSONParser {
         guard depth <= maxDepth else { throw fail("nested too deeply") }
         index += 1
         var pairs: [(String, JSONValue)] = []
+        // Client frames' objects have a handful of members: one allocation instead of a growth per doubling.
+        pairs.reserveCapacity(8)
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(pairs) }
         while true {

@@ -47,7 +47,12 @@ public struct PubSubEnvelope: Sendable, Equatable {
     /// The header of a payload given as bytes (as the Redis reader hands them over) and where its
     /// frame starts; nil without a valid header. Byte comparisons only; the frame is not read.
     public static func parseHeader(_ bytes: [UInt8]) -> (kind: Kind, audience: Audience, key: String, frameStart: Int)? {
-        bytes.withUnsafeBufferPointer { b -> (Kind, Audience, String, Int)? in
+        bytes.withUnsafeBytes { parseHeader($0) }
+    }
+
+    /// The same, for bytes where the Redis reader holds them.
+    public static func parseHeader(_ raw: UnsafeRawBufferPointer) -> (kind: Kind, audience: Audience, key: String, frameStart: Int)? {
+        raw.withMemoryRebound(to: UInt8.self) { b -> (Kind, Audience, String, Int)? in
             let limit = min(b.count, 512)
             var bar1 = -1, bar2 = -1, newline = -1
             var i = 0

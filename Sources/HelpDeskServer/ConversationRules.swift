@@ -11,24 +11,22 @@ enum ConversationRules {
 
     /// Conversation ids are lower-case UUIDs; anything else is refused before it reaches Redis.
     static func conversationID(_ text: String) throws -> String {
-        let bytes = Array(text.utf8)
-        let dashes: Set<Int> = [8, 13, 18, 23]
-        var out = [UInt8]()
-        out.reserveCapacity(36)
-        guard bytes.count == 36 else { throw HelpDeskError(.validationFailed, "conversation_id is not a conversation id") }
-        for (i, b) in bytes.enumerated() {
-            if dashes.contains(i) {
-                guard b == 45 else { throw HelpDeskError(.validationFailed, "conversation_id is not a conversation id") }
-                out.append(b)
-                continue
-            }
-            switch b {
-            case 48...57, 97...102: out.append(b)
-            case 65...70: out.append(b | 0x20)
-            default: throw HelpDeskError(.validationFailed, "conversation_id is not a conversation id")
+        // Checked in place (this runs for every chat message): a copy only to lower-case one.
+        var upperCase = false, valid = text.utf8.count == 36
+        if valid {
+            for (i, b) in text.utf8.enumerated() {
+                switch (i, b) {
+                case (8, 45), (13, 45), (18, 45), (23, 45): continue
+                case (8, _), (13, _), (18, _), (23, _): valid = false
+                case (_, 48...57), (_, 97...102): continue
+                case (_, 65...70): upperCase = true
+                default: valid = false
+                }
+                if !valid { break }
             }
         }
-        return String(decoding: out, as: UTF8.self)
+        guard valid else { throw HelpDeskError(.validationFailed, "conversation_id is not a conversation id") }
+        return upperCase ? String(decoding: text.utf8.map { (65...70).contains($0) ? $0 | 0x20 : $0 }, as: UTF8.self) : text
     }
 
     /// The most bytes a message's text may have (UTF-8: what Redis and PostgreSQL store).

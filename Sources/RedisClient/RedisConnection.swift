@@ -235,7 +235,7 @@ public final class RedisConnection: Sendable {
     /// loop), error replies as `.error` values. Commands sent through one connection run in the
     /// order they were sent.
     public func submit(_ commands: [[String]]) -> EventLoopFuture<[RESPValue]> {
-        var bytes = channel.allocator.buffer(capacity: 64 * commands.count)
+        var bytes = channel.allocator.buffer(capacity: commands.reduce(0) { $0 + RESPCommandEncoder.encodedLength($1) })
         for command in commands { RESPCommandEncoder.encode(command, into: &bytes) }
         let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
         let request = RedisRequest(bytes: bytes, count: commands.count, promise: promise)
@@ -262,6 +262,9 @@ extension TimeAmount {
 final class CoalescedWrites: @unchecked Sendable {
     private let lock = NIOLock()
     private var pending: [RedisRequest] = []
+    /// The batch being written, swapped with `pending` so that neither array is reallocated per tick.
+    /// Only the event loop's write task touches it.
+    private var writing: [RedisRequest] = []
     private var scheduled = false
 
     func enqueue(_ request: RedisRequest, on channel: any Channel) {
@@ -272,12 +275,12 @@ final class CoalescedWrites: @unchecked Sendable {
         }
         guard schedule else { return }
         channel.eventLoop.execute {
-            let batch: [RedisRequest] = self.lock.withLock {
+            self.lock.withLock {
                 self.scheduled = false
-                defer { self.pending.removeAll(keepingCapacity: true) }
-                return self.pending
+                swap(&self.pending, &self.writing)
             }
-            for request in batch {
+            defer { self.writing.removeAll(keepingCapacity: true) }
+            for request in self.writing {
                 let written = channel.eventLoop.makePromise(of: Void.self)
                 written.futureResult.whenFailure { error in
                     request.promise.fail(error as? RedisError ?? RedisError(.connectionClosed, "\(error)"))

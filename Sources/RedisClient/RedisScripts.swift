@@ -25,6 +25,8 @@ public final class RedisScripts: Sendable {
     /// The library as `FUNCTION LOAD` takes it.
     public let library: String
     public var libraryName: String { "helpdesk_" + version }
+    /// Each script's function name, made once (`command` runs for every chat message).
+    private let functionNames: [String: String]
 
     /// Reads every `*.lua` file of `directory` as a script and every `lib/*.lua` (in name order)
     /// as the prelude.
@@ -51,6 +53,7 @@ public final class RedisScripts: Sendable {
         let version = Self.digest(Self.library(sources: sources, prelude: prelude, callPreamble: callPreamble, version: ""))
         self.version = version
         self.library = Self.library(sources: sources, prelude: prelude, callPreamble: callPreamble, version: version)
+        self.functionNames = Dictionary(uniqueKeysWithValues: sources.keys.map { ($0, $0 + "_" + version) })
     }
 
     private static func library(sources: [String: String], prelude: String, callPreamble: String, version: String) -> String {
@@ -99,8 +102,15 @@ public final class RedisScripts: Sendable {
     /// The FCALL of a script, for pipelines: a reply for which `isMissingFunction` holds asks the
     /// caller to `loadAll` and try again.
     public func command(_ name: String, keys: [String], arguments: [String]) throws -> [String] {
-        guard sources[name] != nil else { throw RedisError(.invalidArgument, "no Lua script named \(name)") }
-        return ["FCALL", functionName(name), String(keys.count)] + keys + arguments
+        guard let function = functionNames[name] else { throw RedisError(.invalidArgument, "no Lua script named \(name)") }
+        var command: [String] = []
+        command.reserveCapacity(3 + keys.count + arguments.count)
+        command.append("FCALL")
+        command.append(function)
+        command.append(String(keys.count))
+        command.append(contentsOf: keys)
+        command.append(contentsOf: arguments)
+        return command
     }
 
     /// Redis does not have the function (it restarted without persistence, or was flushed).

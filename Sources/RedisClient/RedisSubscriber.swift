@@ -48,7 +48,7 @@ public final class RedisSubscriber: Service, Sendable {
         /// Callers waiting for Redis to confirm a (p)subscribe, keyed "subscribe:<name>" or "psubscribe:<name>".
         var waiters: [String: [CheckedContinuation<Void, any Error>]] = [:]
         /// When set, messages go here, on the connection's event loop, instead of to `events`.
-        var messageHandler: (@Sendable (String, [UInt8]) -> Void)?
+        var messageHandler: MessageHandler?
     }
 
     public let configuration: RedisConfiguration
@@ -96,9 +96,12 @@ public final class RedisSubscriber: Service, Sendable {
     /// Hands every message (channel, payload bytes) to `handler` as it is read, on the connection's
     /// event loop, instead of queueing it in `events`: no task switch per message, and no queue
     /// in node memory that a burst could grow. The handler must not block.
-    public func setMessageHandler(_ handler: @escaping @Sendable (String, [UInt8]) -> Void) {
+    public func setMessageHandler(_ handler: @escaping MessageHandler) {
         state.withLockedValue { $0.messageHandler = handler }
     }
+
+    /// A message's channel and payload, as the reader holds them: valid only during the call.
+    public typealias MessageHandler = @Sendable (_ channel: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer) -> Void
 
     /// The channels currently wanted.
     public var subscribedChannels: Set<String> { state.withLockedValue { $0.channels } }
@@ -157,18 +160,15 @@ public final class RedisSubscriber: Service, Sendable {
                     let (replies, repliesContinuation) = AsyncStream.makeStream(of: RESPValue?.self)
                     let channel = try await RedisConnection.bootstrap(configuration: configuration, eventLoopGroup: eventLoopGroup) { channel in
                         try channel.pipeline.syncOperations.addHandlers([
-                            ByteToMessageHandler(RESPDecoder()),
-                            PubSubForwarder { value in
-                                // Messages go straight to the handler on this event loop; the rest
-                                // (confirmations) to this loop's reader below.
-                                if let value, let handler = self.state.withLockedValue({ $0.messageHandler }),
-                                   case .array(let parts) = value, parts.count == 3, parts[0].string == "message",
-                                   let channel = parts[1].string, case .bulkString(let payload) = parts[2] {
-                                    handler(channel, payload)
-                                    return
-                                }
-                                repliesContinuation.yield(value)
-                            },
+                            // Messages go straight from the reader to the handler on this event
+                            // loop; the rest (confirmations, and messages while no handler is set)
+                            // to this loop's reader below.
+                            ByteToMessageHandler(RESPDecoder(messageTap: { channel, payload in
+                                guard let handler = self.state.withLockedValue({ $0.messageHandler }) else { return false }
+                                handler(channel, payload)
+                                return true
+                            })),
+                            PubSubForwarder { value in repliesContinuation.yield(value) },
                         ])
                     }
                     connected = channel

@@ -1,3 +1,4 @@
+import CHiredis
 import NIOCore
 import RedisClient
 import TestSupport
@@ -45,6 +46,41 @@ struct RESPCommandEncoderTests {
         RESPCommandEncoder.encode(["GET", "k"], into: &buffer)
         RESPCommandEncoder.encode(["DEL", "k"], into: &buffer)
         #expect(String(buffer: buffer) == "prefix*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n")
+    }
+
+    @Test("the same bytes as hiredis's redisFormatCommandArgv, for commands of every shape")
+    func sameAsHiredis() {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet: [String] = ["a", "Z", "0", " ", "\r", "\n", "\0", "%", "$", "*", "é", "€", "🙂"]
+        var cases: [[String]] = [["PING"], [""], ["FCALL", "send_1", "4"] + (0..<20).map { "argument \($0)" },
+                                 ["SET", String(repeating: "x", count: 70_000)]]
+        for _ in 0..<300 {
+            let count = Int.random(in: 1...12, using: &generator)
+            cases.append((0..<count).map { _ in
+                (0..<Int.random(in: 0...40, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }.joined()
+            })
+        }
+        for arguments in cases {
+            #expect(encoded(arguments) == hiredisFormat(arguments), "\(arguments)")
+        }
+    }
+
+    /// hiredis's own encoding of a command, the reference.
+    private func hiredisFormat(_ arguments: [String]) -> [UInt8] {
+        let bytes = arguments.map { Array($0.utf8) }
+        let buffers = bytes.map { b -> UnsafeMutableBufferPointer<CChar> in
+            let p = UnsafeMutableBufferPointer<CChar>.allocate(capacity: max(b.count, 1))
+            for (i, byte) in b.enumerated() { p[i] = CChar(bitPattern: byte) }
+            return p
+        }
+        defer { buffers.forEach { $0.deallocate() } }
+        var argv: [UnsafePointer<CChar>?] = buffers.map { UnsafePointer($0.baseAddress) }
+        let lengths = bytes.map(\.count)
+        var target: UnsafeMutablePointer<CChar>? = nil
+        let length = redisFormatCommandArgv(&target, Int32(arguments.count), &argv, lengths)
+        guard length >= 0, let target else { return [] }
+        defer { redisFreeCommand(target) }
+        return Array(UnsafeRawBufferPointer(start: target, count: Int(length)))
     }
 
     @Test("encoded commands decode back to the same arguments")

@@ -292,17 +292,24 @@ final class ConnectionHub: Sendable {
     // MARK: fan-out
 
     /// One pub/sub message, routed by its header (`PubSubEnvelope`).
-    func deliver(channel: String, payload: [UInt8]) {
+    func deliver(channel: String, payload: String) {
+        var channel = channel, payload = payload
+        channel.withUTF8 { channel in payload.withUTF8 { deliver(channel: UnsafeRawBufferPointer(channel), payload: UnsafeRawBufferPointer($0)) } }
+    }
+
+    /// The same, with the bytes where the subscriber's reader holds them (valid during the call):
+    /// the frame is copied once, into the buffer every recipient's socket writes.
+    func deliver(channel rawChannel: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
         guard let header = PubSubEnvelope.parseHeader(payload) else {
-            logger.warning("pub/sub payload without a header", metadata: ["channel": "\(channel)"])
+            logger.warning("pub/sub payload without a header", metadata: ["channel": "\(String(decoding: rawChannel, as: UTF8.self))"])
             return
         }
-        let frame = ByteBuffer(bytes: payload[header.frameStart...])
+        let frame = ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: payload[header.frameStart...]))
         let key: String? = header.key == "-" || header.key.isEmpty ? nil : header.key
         switch header.kind {
         case .message, .assigned, .closed, .moved, .event:
-            guard channel.hasPrefix(conversationPrefix) else { return }
-            let conversation = String(channel.dropFirst(conversationPrefix.count))
+            guard rawChannel.starts(with: conversationPrefix.utf8) else { return }
+            let conversation = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[conversationPrefix.utf8.count...]), as: UTF8.self)
             let routed = ConversationFanout<ByteBuffer>.Routed(kind: header.kind, audience: header.audience, key: key, frame: frame)
             var unsubscribe: [String] = []
             let actions = state.withLockedValue { state -> [ConversationFanout<ByteBuffer>.Action] in
@@ -313,6 +320,7 @@ final class ConnectionHub: Sendable {
                 }
                 if state.conversations[conversation]?.isEmpty == true {
                     state.conversations.removeValue(forKey: conversation)
+                    let channel = keys.conversationChannel(conversation)
                     if state.subscriptions.release(channel) { unsubscribe.append(channel) }
                 }
                 return actions
@@ -320,8 +328,9 @@ final class ConnectionHub: Sendable {
             perform(actions, conversation: conversation)
             if !unsubscribe.isEmpty { subscriber.unsubscribe(unsubscribe) }
         case .user:
-            guard channel.hasPrefix(userPrefix) else { return }
-            for session in sessions(ofUser: String(channel.dropFirst(userPrefix.count))) { session.send(frame) }
+            guard rawChannel.starts(with: userPrefix.utf8) else { return }
+            let user = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[userPrefix.utf8.count...]), as: UTF8.self)
+            for session in sessions(ofUser: user) { session.send(frame) }
         case .queue:
             guard let key else {
                 // CATEGORIES_UPDATED: the tree changed (routing, wrap-up, parents); every staff page may care
@@ -354,20 +363,24 @@ final class ConnectionHub: Sendable {
 
     private func perform(_ actions: [ConversationFanout<ByteBuffer>.Action], conversation: String) {
         guard !actions.isEmpty else { return }
-        var sends: [(Int, ByteBuffer)] = []
+        // One pass under the lock finds each recipient's session; the writes happen outside it.
+        var sends: [(SocketSession, ByteBuffer)] = []
+        sends.reserveCapacity(actions.count)
+        state.withLockedValue { state in
+            for case .send(let socket, let frame) in actions {
+                if let session = state.sessions[socket] { sends.append((session, frame)) }
+            }
+        }
         for action in actions {
             switch action {
-            case .send(let socket, let frame): sends.append((socket, frame))
-            case .dropped: break
+            case .send, .dropped: break
             case .leftQueue: queuePositions.untrack(conversation: conversation)
             case .maybeQueued(let sockets):
                 let sessions = state.withLockedValue { state in sockets.compactMap { state.sessions[$0] } }
                 queuePositions.recheck(sessions, conversationID: conversation)
             }
         }
-        guard !sends.isEmpty else { return }
-        let sessions = state.withLockedValue { state in sends.map { state.sessions[$0.0] } }
-        for (session, send) in zip(sessions, sends) { session?.send(send.1) }
+        for (session, frame) in sends { session.send(frame) }
     }
 
     /// Replaces this node's copy of the category tree.

@@ -63,11 +63,11 @@ struct ConversationFanout<Frame> {
         if let historyEnd, member.lastDelivered.map({ $0 < historyEnd }) ?? true { member.lastDelivered = historyEnd }
         let held = member.pending ?? []
         member.pending = nil
-        members[socket] = member
         var actions: [Action] = []
         for frame in held {
-            if let action = route(frame, to: socket) { actions.append(action) }
+            if let action = Self.route(frame, messageID: Self.messageID(of: frame), to: &member) { actions.append(action) }
         }
+        members[socket] = member
         return actions
     }
 
@@ -82,16 +82,23 @@ struct ConversationFanout<Frame> {
     /// One frame published on the conversation's channel.
     mutating func deliver(_ frame: Routed) -> [Action] {
         var actions: [Action] = []
-        for socket in Array(members.keys) {
-            if members[socket]?.pending != nil {
-                members[socket]?.pending?.append(frame)
-                if members[socket]!.pending!.count > Self.pendingLimit {
-                    members.removeValue(forKey: socket)
-                    actions.append(.dropped(socket: socket))
-                }
-            } else if let action = route(frame, to: socket) {
+        let messageID = Self.messageID(of: frame)
+        var overLimit: [Int] = []
+        // Members are updated in place, by position: this runs for every message, and neither a
+        // copy of the keys nor a lookup per member is needed.
+        var index = members.startIndex
+        while index != members.endIndex {
+            if members.values[index].pending != nil {
+                members.values[index].pending!.append(frame)
+                if members.values[index].pending!.count > Self.pendingLimit { overLimit.append(members.keys[index]) }
+            } else if let action = Self.route(frame, messageID: messageID, to: &members.values[index]) {
                 actions.append(action)
             }
+            members.formIndex(after: &index)
+        }
+        for socket in overLimit {
+            members.removeValue(forKey: socket)
+            actions.append(.dropped(socket: socket))
         }
         switch frame.kind {
         case .assigned, .closed:
@@ -111,26 +118,30 @@ struct ConversationFanout<Frame> {
         return actions
     }
 
+    /// A message's stream id (its header's key), read once for all members' cursors.
+    private static func messageID(of frame: Routed) -> StreamID? {
+        frame.kind == .message ? frame.key.flatMap { StreamID($0) } : nil
+    }
+
     /// Whether (and what) one live member gets; advances its cursor for messages.
-    private mutating func route(_ frame: Routed, to socket: Int) -> Action? {
-        guard let member = members[socket] else { return nil }
+    private static func route(_ frame: Routed, messageID: StreamID?, to member: inout Member) -> Action? {
         switch frame.audience {
         case .staff:
             guard member.isStaff else { return nil }
         case .user:
             guard member.userID == frame.key else { return nil }
-            return .send(socket: socket, frame: frame.frame)
+            return .send(socket: member.socket, frame: frame.frame)
         case .everyone:
             break
         }
         if frame.kind == .message {
             guard member.followsMessages else { return nil }
-            if let id = frame.key.flatMap({ StreamID($0) }) {
-                if let last = member.lastDelivered, id <= last { return nil }
-                members[socket]?.lastDelivered = id
+            if let messageID {
+                if let last = member.lastDelivered, messageID <= last { return nil }
+                member.lastDelivered = messageID
             }
         }
-        return .send(socket: socket, frame: frame.frame)
+        return .send(socket: member.socket, frame: frame.frame)
     }
 }
 

@@ -20,6 +20,8 @@ struct FrameHandler {
     /// and the replies to messages sent without a task count into one budget.
     let errors = ErrorBudget()
     private var limits: SocketLimits
+    /// send.lua's keys and limits for the conversation this socket last sent to (`sendWithoutTask`).
+    private var sendTemplate: LiveStore.SendTemplate?
     /// The wall clock in seconds since the epoch, for the token's expiry.
     var now: @Sendable () -> Int = { Int(Date().timeIntervalSince1970) }
 
@@ -121,7 +123,8 @@ struct FrameHandler {
             let id = try ConversationRules.conversationID(try frame.string("conversation_id"))
             let message = try Self.validMessage(frame, caller: caller)
             try ConversationRules.requireOwnConversation(caller, id)
-            let call = store.sendCall(conversationID: id, sender: caller, text: message.text, clientMsgID: message.clientMsgID,
+            if sendTemplate?.conversationID != id { sendTemplate = store.sendTemplate(conversationID: id) }
+            let call = store.sendCall(sendTemplate!, sender: caller, text: message.text, clientMsgID: message.clientMsgID,
                                       isInternal: message.isInternal)
             let command = try store.scripts.command("send", keys: call.keys, arguments: call.arguments)
             return .sent(PendingSend(reply: connection.submit([command]), keys: call.keys, arguments: call.arguments, ref: frame.ref,

@@ -249,9 +249,30 @@ struct LiveStore: Sendable {
     /// send.lua's keys and arguments for one message.
     func sendCall(conversationID id: String, sender: Caller, text: String, clientMsgID: String, isInternal: Bool,
                   attachmentsJSON: String = "") -> (keys: [String], arguments: [String]) {
-        ([keys.conversation(id), keys.messages(id), keys.dedupe(id), keys.conversationChannel(id)],
-         [nowOverride, id, sender.id, sender.role.rawValue, sender.name, text, clientMsgID, isInternal ? "1" : "0",
-          String(maxMessagesPerConversation), senderBudget.interval, senderBudget.tolerance, attachmentsJSON])
+        sendCall(sendTemplate(conversationID: id), sender: sender, text: text, clientMsgID: clientMsgID, isInternal: isInternal,
+                 attachmentsJSON: attachmentsJSON)
+    }
+
+    /// What stays the same in send.lua's calls for one conversation: its keys, and this store's limits.
+    /// A socket keeps the last one it used (`FrameHandler`): built per message, the key strings and
+    /// the limits' decimal text were a tenth of a node's allocations per chat message.
+    struct SendTemplate: Sendable {
+        let conversationID: String
+        let keys: [String]
+        let maxMessages: String, interval: String, tolerance: String
+    }
+
+    func sendTemplate(conversationID id: String) -> SendTemplate {
+        let budget = senderBudget
+        return SendTemplate(conversationID: id, keys: [keys.conversation(id), keys.messages(id), keys.dedupe(id), keys.conversationChannel(id)],
+                            maxMessages: String(maxMessagesPerConversation), interval: budget.interval, tolerance: budget.tolerance)
+    }
+
+    func sendCall(_ template: SendTemplate, sender: Caller, text: String, clientMsgID: String, isInternal: Bool,
+                  attachmentsJSON: String = "") -> (keys: [String], arguments: [String]) {
+        (template.keys,
+         [nowOverride, template.conversationID, sender.id, sender.role.rawValue, sender.name, text, clientMsgID, isInternal ? "1" : "0",
+          template.maxMessages, template.interval, template.tolerance, attachmentsJSON])
     }
 
     /// send.lua's answer: the message's id, or the error it refused with (counted in the node's metrics).

@@ -75,7 +75,7 @@ struct PubSubPump: Service {
             for await event in subscriber.events {
                 switch event {
                 case .message(let channel, let payload), .patternMessage(_, let channel, let payload):
-                    hub.deliver(channel: channel, payload: Array(payload.utf8))
+                    hub.deliver(channel: channel, payload: payload)
                 case .reconnected:
                     logger.warning("pub/sub reconnected: asking every socket to resync")
                     hub.resyncAll()

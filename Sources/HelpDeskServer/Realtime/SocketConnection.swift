@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOWebSocket
 import RedisClient
+import Synchronization
 
 /// One upgraded socket's life: start (HELLO), its client frames one at a time, the end.
 ///
@@ -82,8 +83,8 @@ final class SocketConnection: @unchecked Sendable {
     static let alive = NIOLockedValueBox(0)
     /// Messages sent without a task, and of those sent again after Redis lost the function
     /// library, in this process (tests check each path is taken).
-    static let sentWithoutTask = NIOLockedValueBox(0)
-    static let resentAfterMissingLibrary = NIOLockedValueBox(0)
+    static let sentWithoutTask = Atomic<Int>(0)
+    static let resentAfterMissingLibrary = Atomic<Int>(0)
 
     init(upgrade: SocketUpgrade, channel: any Channel, controller: WebSocketController, logger: Logger) {
         self.upgrade = upgrade
@@ -205,7 +206,7 @@ final class SocketConnection: @unchecked Sendable {
         case .answered:
             return true
         case .sent(let pending):
-            Self.sentWithoutTask.withLockedValue { $0 += 1 }
+            Self.sentWithoutTask.wrappingAdd(1, ordering: .relaxed)
             pending.reply.whenComplete { result in
                 self.answered(pending, result.map { $0.first ?? .null }, session: session)
             }
@@ -226,7 +227,7 @@ final class SocketConnection: @unchecked Sendable {
             let previous = resending
             resending = Task {
                 await previous?.value
-                Self.resentAfterMissingLibrary.withLockedValue { $0 += 1 }
+                Self.resentAfterMissingLibrary.wrappingAdd(1, ordering: .relaxed)
                 let result: Result<RESPValue, any Error>
                 do {
                     result = .success(try await store.scripts.run("send", keys: pending.keys, arguments: pending.arguments, on: store.redis))

@@ -182,7 +182,7 @@ struct SocketServerChannel: ServerChildChannel, HTTPChannelHandler {
             if response.status == .ok, let upgrade = context.socketUpgrade.upgrade {
                 return .accept(upgrade)
             }
-            var collector = BodyCollector()
+            let collector = BodyCollector()
             try await response.body.write(collector)
             return .refuse(RefusedUpgrade(status: response.status, headers: response.headers, body: collector.box.buffer))
         } catch {

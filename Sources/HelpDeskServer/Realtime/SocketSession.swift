@@ -116,6 +116,13 @@ final class SocketOutbox: @unchecked Sendable {
     private let lock = NIOLock()
     // Guarded by `lock`.
     private var pending = CircularBuffer<ByteBuffer>(initialCapacity: 4)
+    /// The frames being written, swapped with `pending` so that no buffer is allocated per flush.
+    /// Only `flush`, on the channel's event loop, touches it.
+    private var writing = CircularBuffer<ByteBuffer>(initialCapacity: 4)
+    /// `flush` is running, and it was entered again meanwhile (the channel turned writable inside
+    /// its `channel.flush()` and the handler flushed): the running one goes round again instead.
+    /// Event loop only, as `writing`.
+    private var flushing = false, flushAgain = false
     private var pendingBytes = 0
     private var flushScheduled = false
     /// A flush is due within a batch window (`enqueue(_:within:)`).
@@ -176,23 +183,32 @@ final class SocketOutbox: @unchecked Sendable {
     private func flush(force: Bool) {
         guard let channel else { return }
         channel.eventLoop.preconditionInEventLoop()
-        guard force || channel.isWritable else {
-            lock.withLock { flushScheduled = false }
+        if flushing {
+            flushAgain = true
             return
         }
-        let frames: CircularBuffer<ByteBuffer> = lock.withLock {
-            flushScheduled = false
-            if finished { return [] }
-            let taken = pending
-            pending = CircularBuffer(initialCapacity: 4)
-            pendingBytes = 0
-            return taken
-        }
-        guard !frames.isEmpty else { return }
-        for data in frames {
-            channel.write(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
-        }
-        channel.flush()
+        flushing = true
+        defer { flushing = false }
+        repeat {
+            flushAgain = false
+            guard force || channel.isWritable else {
+                lock.withLock { flushScheduled = false }
+                return
+            }
+            let taken: Bool = lock.withLock {
+                flushScheduled = false
+                if finished { return false }
+                swap(&pending, &writing)
+                pendingBytes = 0
+                return true
+            }
+            guard taken, !writing.isEmpty else { return }
+            for data in writing {
+                channel.write(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
+            }
+            writing.removeAll(keepingCapacity: true)
+            channel.flush()
+        } while flushAgain
     }
 
     /// No more frames are taken; queued ones are written (or dropped), then `sendClose` runs and
