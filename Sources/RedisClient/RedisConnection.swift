@@ -88,11 +88,15 @@ final class RedisCommandHandler: ChannelDuplexHandler {
             return
         }
         let head = pending.startIndex
-        pending[head].replies.append(value)
-        pending[head].remaining -= 1
-        if pending[head].remaining == 0 {
-            let done = pending.removeFirst()
+        if pending[head].remaining == 1 {
+            // The last reply (for a single command the only one): appended to the request taken out
+            // of the queue, whose array is then unique (no copy, no regrowth).
+            var done = pending.removeFirst()
+            done.replies.append(value)
             done.promise.succeed(done.replies)
+        } else {
+            pending[head].replies.append(value)
+            pending[head].remaining -= 1
         }
         // A primary demoted by a failover answers writes with READONLY: drop the connection so the
         // next use reconnects (through Sentinel, to the new primary).
@@ -280,12 +284,14 @@ final class CoalescedWrites: @unchecked Sendable {
                 swap(&self.pending, &self.writing)
             }
             defer { self.writing.removeAll(keepingCapacity: true) }
+            // While the channel is active, a write reaches the command handler, which fails the
+            // request itself if the connection then closes; before that nothing would answer it.
+            guard channel.isActive else {
+                for request in self.writing { request.promise.fail(RedisError(.connectionClosed, "connection to Redis closed")) }
+                return
+            }
             for request in self.writing {
-                let written = channel.eventLoop.makePromise(of: Void.self)
-                written.futureResult.whenFailure { error in
-                    request.promise.fail(error as? RedisError ?? RedisError(.connectionClosed, "\(error)"))
-                }
-                channel.write(request, promise: written)
+                channel.write(request, promise: nil)
             }
             channel.flush()
         }

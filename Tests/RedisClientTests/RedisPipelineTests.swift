@@ -158,4 +158,15 @@ struct RedisPipelineTests {
         let after = await #expect(throws: RedisError.self) { try await connection.send(["PING"]) }
         #expect(after?.code == .connectionClosed)
     }
+
+    @Test("a command submitted after the connection closed fails with connectionClosed instead of waiting forever")
+    func submitAfterClose() async throws {
+        let connection = try await RedisConnection.connect(configuration: testConfiguration())
+        #expect(try await connection.send(["PING"]) == .simpleString("PONG"))
+        await connection.close()
+        let error = await #expect(throws: RedisError.self) {
+            try await withTimeout(.seconds(5), "the command to fail") { try await connection.submit([["PING"], ["PING"]]).get() }
+        }
+        #expect(error?.code == .connectionClosed)
+    }
 }

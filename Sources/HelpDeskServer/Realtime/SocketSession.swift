@@ -203,10 +203,9 @@ final class SocketOutbox: @unchecked Sendable {
                 return true
             }
             guard taken, !writing.isEmpty else { return }
-            for data in writing {
+            while let data = writing.popFirst() {
                 channel.write(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
             }
-            writing.removeAll(keepingCapacity: true)
             channel.flush()
         } while flushAgain
     }
