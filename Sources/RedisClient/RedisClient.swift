@@ -17,6 +17,9 @@ public final class RedisClient: Sendable {
     /// Each slot's connection once it is up, for callers that cannot wait (`readyConnection`).
     private let ready: [NIOLockedValueBox<RedisConnection?>]
     private let next = NIOLockedValueBox(0)
+    /// The group's event loops: slot `i` connects on `loops[i % loops.count]`, so a caller on an
+    /// event loop can use a connection of its own loop (`readyConnection(_:on:)`).
+    private let loops: [any EventLoop]
 
     public init(
         configuration: RedisConfiguration,
@@ -29,6 +32,7 @@ public final class RedisClient: Sendable {
         self.logger = logger
         self.slots = (0..<max(1, poolSize)).map { _ in NIOLockedValueBox(nil) }
         self.ready = (0..<max(1, poolSize)).map { _ in NIOLockedValueBox(nil) }
+        self.loops = Array(eventLoopGroup.makeIterator())
     }
 
     /// The live connection of slot `key % poolSize` without waiting, nil when it is not up (then
@@ -36,6 +40,20 @@ public final class RedisClient: Sendable {
     /// commands sent through it are run by Redis in the order they were sent.
     public func readyConnection(_ key: Int) -> RedisConnection? {
         let index = Int(UInt(bitPattern: key) % UInt(ready.count))
+        guard let connection = ready[index].withLockedValue({ $0 }), connection.isActive else { return nil }
+        return connection
+    }
+
+    /// The same, among the slots that connect on `loop` (when the pool has one there): the reply
+    /// then comes on the caller's own event loop, and answering it needs no hop to another thread
+    /// (a wake-up of a sleeping loop costs more than the reply's handling). The slot depends only on
+    /// `key` and `loop`, so the same key on the same loop keeps its connection, and its order.
+    public func readyConnection(_ key: Int, on loop: any EventLoop) -> RedisConnection? {
+        let count = loops.count
+        guard count > 1, ready.count >= count, let position = loops.firstIndex(where: { $0 === loop }) else { return readyConnection(key) }
+        // Slots position, position + count, position + 2 count, … connect on this loop.
+        let onLoop = (ready.count - position + count - 1) / count
+        let index = position + count * Int(UInt(bitPattern: key) % UInt(onLoop))
         guard let connection = ready[index].withLockedValue({ $0 }), connection.isActive else { return nil }
         return connection
     }
@@ -48,7 +66,7 @@ public final class RedisClient: Sendable {
         }
         let slot = slots[index]
         let configuration = self.configuration
-        let group = self.eventLoopGroup
+        let group: any EventLoopGroup = loops.isEmpty ? eventLoopGroup : loops[index % loops.count]
         let task: Task<RedisConnection, any Error> = slot.withLockedValue { current in
             if let current { return current }
             let task = Task { try await RedisConnection.connect(configuration: configuration, eventLoopGroup: group) }

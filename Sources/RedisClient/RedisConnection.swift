@@ -129,6 +129,9 @@ public final class RedisConnection: Sendable {
     private let writes = CoalescedWrites()
     let configuration: RedisConfiguration
 
+    /// The event loop its replies are handled on.
+    public var eventLoop: any EventLoop { channel.eventLoop }
+
     init(channel: any Channel, configuration: RedisConfiguration) {
         self.channel = channel
         self.configuration = configuration

@@ -1,3 +1,5 @@
+import NIOCore
+import NIOPosix
 import RedisClient
 import TestSupport
 import Testing
@@ -133,5 +135,27 @@ struct RedisClientPoolTests {
         #expect(error?.code == .serverError)
         await client.close()
         await user.delete()
+    }
+
+    @Test("readyConnection(_:on:) hands a caller on an event loop a connection of that loop, the same one for the same key")
+    func connectionOnTheCallersLoop() async throws {
+        let prefix = TestEnvironment.uniqueKeyPrefix()
+        let user = try await TestRedisUser.create(prefix: prefix)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let client = RedisClient(configuration: try user.configuration(), poolSize: Self.poolSize, eventLoopGroup: group)
+        _ = try await pooledConnections(client)
+        let loops = Array(group.makeIterator())
+        var used: Set<ObjectIdentifier> = []
+        for loop in loops {
+            for key in 0..<20 {
+                let connection = try #require(client.readyConnection(key, on: loop))
+                #expect(connection.eventLoop === loop, "key \(key)")
+                #expect(client.readyConnection(key, on: loop) === connection, "the same key keeps its connection")
+                used.insert(ObjectIdentifier(connection))
+            }
+        }
+        #expect(used.count == Self.poolSize, "every pooled connection serves its loop's callers")
+        await client.close()
+        try await group.shutdownGracefully()
     }
 }

@@ -111,7 +111,7 @@ struct FrameHandler {
         guard caller.role == .customer || caller.role == .agent,
               data.readableBytes <= WebSocketController.maxFrameBytes,
               caller.expiresAt > now(),
-              let connection = store.redis.readyConnection(session.id) else { return .needsTask }
+              let loop = session.eventLoop, let connection = store.redis.readyConnection(session.id, on: loop) else { return .needsTask }
         let parsed = data.withUnsafeReadableBytes { raw in try? ClientFrame(bytes: raw.bindMemory(to: UInt8.self)) }
         guard let frame = parsed, frame.event == .sendMessage,
               let attachments = try? AttachmentRules.ids(frame.data["attachment_ids"]), attachments.isEmpty else { return .needsTask }

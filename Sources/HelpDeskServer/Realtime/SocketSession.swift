@@ -20,6 +20,8 @@ final class SocketSession: Sendable {
     /// The client's address (the proxy's `X-Real-IP` when trusted), for the per-IP socket cap.
     let remoteIP: String
     private let outbox: SocketOutbox
+    /// The socket's event loop (nil for a session without a channel, in tests).
+    var eventLoop: (any EventLoop)? { outbox.eventLoop }
     private let closer: @Sendable (WebSocketErrorCode, String) -> Void
     private let keepaliveCheck: @Sendable (_ pingAfter: UInt64, _ closeAfter: UInt64) -> Void
     private let closeCode = NIOLockedValueBox<(WebSocketErrorCode, String)?>(nil)
@@ -112,6 +114,7 @@ final class SocketSession: Sendable {
 /// limit; `SocketChannelHandler` resumes the flush when the channel is writable again.
 final class SocketOutbox: @unchecked Sendable {
     private let channel: (any Channel)?
+    var eventLoop: (any EventLoop)? { channel?.eventLoop }
     private let byteLimit: Int
     private let lock = NIOLock()
     // Guarded by `lock`.
