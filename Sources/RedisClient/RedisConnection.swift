@@ -242,6 +242,8 @@ public final class RedisConnection: Sendable {
     /// loop), error replies as `.error` values. Commands sent through one connection run in the
     /// order they were sent.
     public func submit(_ commands: [[String]]) -> EventLoopFuture<[RESPValue]> {
+        // Nothing to send, so no reply would ever complete it (and it would take the next one's).
+        guard !commands.isEmpty else { return channel.eventLoop.makeSucceededFuture([]) }
         var bytes = channel.allocator.buffer(capacity: commands.reduce(0) { $0 + RESPCommandEncoder.encodedLength($1) })
         for command in commands { RESPCommandEncoder.encode(command, into: &bytes) }
         let promise = channel.eventLoop.makePromise(of: [RESPValue].self)

@@ -169,4 +169,12 @@ struct RedisPipelineTests {
         }
         #expect(error?.code == .connectionClosed)
     }
+
+    @Test("an empty submit answers at once and leaves the connection in step")
+    func emptySubmit() async throws {
+        let connection = try await RedisConnection.connect(configuration: testConfiguration())
+        #expect(try await connection.submit([]).get() == [])
+        #expect(try await withTimeout(.seconds(5), "the next command") { try await connection.send(["PING"]) } == .simpleString("PONG"))
+        await connection.close()
+    }
 }

@@ -126,6 +126,8 @@ final class SocketOutbox: @unchecked Sendable {
     /// its `channel.flush()` and the handler flushed): the running one goes round again instead.
     /// Event loop only, as `writing`.
     private var flushing = false, flushAgain = false
+    /// Queue slots kept between flushes; a queue grown past this by a burst is given back.
+    static let keptCapacity = 64
     private var pendingBytes = 0
     private var flushScheduled = false
     /// A flush is due within a batch window (`enqueue(_:within:)`).
@@ -202,6 +204,7 @@ final class SocketOutbox: @unchecked Sendable {
                 flushScheduled = false
                 if finished { return false }
                 swap(&pending, &writing)
+                if pending.capacity > Self.keptCapacity { pending = CircularBuffer(initialCapacity: 4) }
                 pendingBytes = 0
                 return true
             }
@@ -209,6 +212,8 @@ final class SocketOutbox: @unchecked Sendable {
             while let data = writing.popFirst() {
                 channel.write(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
             }
+            // A burst grew it (up to the byte limit's worth of slots): not kept for the socket's life.
+            if writing.capacity > Self.keptCapacity { writing = CircularBuffer(initialCapacity: 4) }
             channel.flush()
         } while flushAgain
     }
