@@ -63,7 +63,7 @@ struct SentinelTests {
         defer { setup.stopAll() }
         let sentinel = RedisClient(configuration: .init(host: "127.0.0.1", port: setup.sentinelPort), poolSize: 1)
         let primary = RedisClient(configuration: .init(host: "127.0.0.1", port: setup.primaryPort), poolSize: 1)
-        try await eventually("replica linked and known to Sentinel", timeout: .seconds(20)) {
+        try await eventually("replica linked and known to Sentinel", timeout: .seconds(40)) {
             let info = (try? await primary.send("INFO", "replication").string) ?? ""
             let replicas = (try? await sentinel.send("SENTINEL", "replicas", "mymaster").array?.count) ?? 0
             return info.contains("state=online") && replicas == 1
