@@ -304,7 +304,7 @@ final class ConnectionHub: Sendable {
             logger.warning("pub/sub payload without a header", metadata: ["channel": "\(String(decoding: rawChannel, as: UTF8.self))"])
             return
         }
-        let frame = ByteBuffer(frameBytes: UnsafeRawBufferPointer(rebasing: payload[header.frameStart...]))
+        let frame = ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: payload[header.frameStart...]))
         let key: String? = header.key == "-" || header.key.isEmpty ? nil : header.key
         switch header.kind {
         case .message, .assigned, .closed, .moved, .event:

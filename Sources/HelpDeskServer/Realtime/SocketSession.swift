@@ -62,8 +62,7 @@ final class SocketSession: Sendable {
 
     /// Queues a frame; past the byte limit the socket is closed (4008).
     func send(_ text: String) {
-        var text = text
-        send(text.withUTF8 { ByteBuffer(frameBytes: UnsafeRawBufferPointer($0)) })
+        send(ByteBuffer(string: text))
     }
 
     /// Queues a frame already in a buffer (one buffer is shared by every recipient of a fan-out).
@@ -129,11 +128,6 @@ final class SocketOutbox: @unchecked Sendable {
     private var flushing = false, flushAgain = false
     /// Queue slots kept between flushes; a queue grown past this by a burst is given back.
     static let keptCapacity = 64
-    /// The WebSocket encoder's context, looked up at the first flush: text frames are written
-    /// below it, header and payload in one buffer (`FrameWire`). Event loop only; nil without
-    /// an encoder (tests on a bare channel), then frames go through the pipeline as `WebSocketFrame`s.
-    private var frameWriter: ChannelHandlerContext?
-    private var frameWriterLooked = false
     private var pendingBytes = 0
     private var flushScheduled = false
     /// A flush is due within a batch window (`enqueue(_:within:)`).
@@ -215,19 +209,8 @@ final class SocketOutbox: @unchecked Sendable {
                 return true
             }
             guard taken, !writing.isEmpty else { return }
-            if !frameWriterLooked {
-                frameWriterLooked = true
-                frameWriter = try? channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
-            }
-            if let frameWriter, channel.isActive {
-                while var data = writing.popFirst() {
-                    FrameWire.frame(&data, allocator: channel.allocator)
-                    frameWriter.write(NIOAny(data), promise: nil)
-                }
-            } else {
-                while let data = writing.popFirst() {
-                    channel.write(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
-                }
+            while let data = writing.popFirst() {
+                channel.write(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
             }
             // A burst grew it (up to the byte limit's worth of slots): not kept for the socket's life.
             if writing.capacity > Self.keptCapacity { writing = CircularBuffer(initialCapacity: 4) }
@@ -250,7 +233,6 @@ final class SocketOutbox: @unchecked Sendable {
         channel.eventLoop.execute {
             if !dropPending { self.flush(force: true) }
             self.lock.withLock { self.finished = true }
-            self.frameWriter = nil
             sendClose()
             channel.eventLoop.scheduleTask(in: SocketSession.closeGrace) { channel.close(promise: nil) }
         }
@@ -264,58 +246,5 @@ final class SocketOutbox: @unchecked Sendable {
             pending.removeAll()
             pendingBytes = 0
         }
-    }
-}
-
-/// A server text frame on the wire (RFC 6455 §5.2): FIN and opcode 1, the payload length in 1, 3
-/// or 9 bytes, no mask. The outbox writes frames below NIO's `WebSocketFrameEncoder` this way:
-/// the encoder writes a separate header buffer for every unmasked frame (the frame still holds
-/// its payload when it checks the payload is unique), and the frame box, the `NIOAny` cast and
-/// the extra iovec cost the nodes more than building the header here.
-enum FrameWire {
-    /// The most a header takes (2 bytes, 8 of length); frames are made with this much headroom.
-    static let headerRoom = 10
-
-    static func headerLength(payload: Int) -> Int { payload < 126 ? 2 : payload <= 0xFFFF ? 4 : 10 }
-
-    /// Turns a payload into a whole frame: the header goes into its headroom when the buffer is
-    /// this caller's alone; a shared one (a fan-out's) is copied behind a header instead.
-    static func frame(_ payload: inout ByteBuffer, allocator: ByteBufferAllocator) {
-        let count = payload.readableBytes, length = headerLength(payload: count)
-        let inPlace: Bool? = payload.readerIndex >= length ? payload.modifyIfUniquelyOwned { buffer in
-            let start = buffer.readerIndex - length
-            writeHeader(count: count, into: &buffer, at: start)
-            buffer.moveReaderIndex(to: start)
-            return true
-        } : nil
-        if inPlace == true { return }
-        var framed = allocator.buffer(capacity: length + count)
-        framed.moveWriterIndex(forwardBy: length)
-        writeHeader(count: count, into: &framed, at: 0)
-        framed.writeImmutableBuffer(payload)
-        payload = framed
-    }
-
-    private static func writeHeader(count: Int, into buffer: inout ByteBuffer, at index: Int) {
-        buffer.setInteger(UInt8(0x81), at: index)
-        if count < 126 {
-            buffer.setInteger(UInt8(count), at: index + 1)
-        } else if count <= 0xFFFF {
-            buffer.setInteger(UInt8(126), at: index + 1)
-            buffer.setInteger(UInt16(count), at: index + 2)
-        } else {
-            buffer.setInteger(UInt8(127), at: index + 1)
-            buffer.setInteger(UInt64(count), at: index + 2)
-        }
-    }
-}
-
-extension ByteBuffer {
-    /// A frame's payload with room before it for its header (`FrameWire`).
-    init(frameBytes bytes: UnsafeRawBufferPointer) {
-        self = ByteBufferAllocator().buffer(capacity: FrameWire.headerRoom + bytes.count)
-        self.moveWriterIndex(forwardBy: FrameWire.headerRoom)
-        self.moveReaderIndex(forwardBy: FrameWire.headerRoom)
-        self.writeBytes(bytes)
     }
 }
