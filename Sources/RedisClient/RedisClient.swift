@@ -35,25 +35,22 @@ public final class RedisClient: Sendable {
         self.loops = Array(eventLoopGroup.makeIterator())
     }
 
-    /// The live connection of slot `key % poolSize` without waiting, nil when it is not up (then
-    /// use `connection()`). The same key always gets the same connection while it lives, so
-    /// commands sent through it are run by Redis in the order they were sent.
-    public func readyConnection(_ key: Int) -> RedisConnection? {
-        let index = Int(UInt(bitPattern: key) % UInt(ready.count))
-        guard let connection = ready[index].withLockedValue({ $0 }), connection.isActive else { return nil }
-        return connection
-    }
-
-    /// The same, among the slots that connect on `loop` (when the pool has one there): the reply
-    /// then comes on the caller's own event loop, and answering it needs no hop to another thread
-    /// (a wake-up of a sleeping loop costs more than the reply's handling). The slot depends only on
-    /// `key` and `loop`, so the same key on the same loop keeps its connection, and its order.
+    /// A live connection without waiting, nil when its slot is not up (then use `connection()`):
+    /// one of the slots that connect on `loop`, so that the reply comes on the caller's own event
+    /// loop and answering it needs no hop to another thread (a wake-up of a sleeping loop costs
+    /// more than the reply's handling). The slot depends only on `key` and `loop`, so the same key
+    /// on the same loop keeps its connection while it lives, and Redis runs its commands in order.
     public func readyConnection(_ key: Int, on loop: any EventLoop) -> RedisConnection? {
         let count = loops.count
-        guard count > 1, ready.count >= count, let position = loops.firstIndex(where: { $0 === loop }) else { return readyConnection(key) }
-        // Slots position, position + count, position + 2 count, … connect on this loop.
-        let onLoop = (ready.count - position + count - 1) / count
-        let index = position + count * Int(UInt(bitPattern: key) % UInt(onLoop))
+        let index: Int
+        if count > 1, ready.count >= count, let position = loops.firstIndex(where: { $0 === loop }) {
+            // Slots position, position + count, position + 2 count, … connect on this loop.
+            let onLoop = (ready.count - position + count - 1) / count
+            index = position + count * Int(UInt(bitPattern: key) % UInt(onLoop))
+        } else {
+            // One loop, a pool smaller than the group, or a loop of another group.
+            index = Int(UInt(bitPattern: key) % UInt(ready.count))
+        }
         guard let connection = ready[index].withLockedValue({ $0 }), connection.isActive else { return nil }
         return connection
     }

@@ -53,13 +53,13 @@ public final class RedisScripts: Sendable {
         let version = Self.digest(Self.library(sources: sources, prelude: prelude, callPreamble: callPreamble, version: ""))
         self.version = version
         self.library = Self.library(sources: sources, prelude: prelude, callPreamble: callPreamble, version: version)
-        self.functionNames = Dictionary(uniqueKeysWithValues: sources.keys.map { ($0, $0 + "_" + version) })
+        self.functionNames = Dictionary(uniqueKeysWithValues: sources.keys.map { ($0, Self.functionName($0, version: version)) })
     }
 
     private static func library(sources: [String: String], prelude: String, callPreamble: String, version: String) -> String {
         var library = "#!lua name=helpdesk_\(version)\n" + prelude + "\n"
         for name in sources.keys.sorted() {
-            library += "\nredis.register_function('\(name)_\(version)', function(KEYS, ARGV)\n\(callPreamble)\n\(sources[name]!)\nend)\n"
+            library += "\nredis.register_function('\(functionName(name, version: version))', function(KEYS, ARGV)\n\(callPreamble)\n\(sources[name]!)\nend)\n"
         }
         return library
     }
@@ -76,7 +76,10 @@ public final class RedisScripts: Sendable {
     }
 
     /// The function Redis knows a script by.
-    public func functionName(_ name: String) -> String { name + "_" + version }
+    public func functionName(_ name: String) -> String { Self.functionName(name, version: version) }
+
+    /// A script's function name in the library of one version: what `FCALL` names.
+    private static func functionName(_ name: String, version: String) -> String { name + "_" + version }
 
     /// Loads the library (a library of this version already there is fine).
     public func loadAll(on client: RedisClient) async throws {

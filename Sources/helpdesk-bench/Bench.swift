@@ -24,3 +24,11 @@ func lineBufferedOutput() {
 func fmt(_ value: Double, _ digits: Int) -> String {
     String(format: "%.\(digits)f", value)
 }
+
+/// The Redis and PostgreSQL a bench that runs the server's own services in process talks to
+/// (`flush`, `pick-ceiling`); each run works under a key prefix (and a schema) of its own.
+struct ServiceURLs: ParsableArguments {
+    @Option(help: "Redis URL.") var redisURL = ProcessInfo.processInfo.environment["HELPDESK_REDIS_URL"] ?? "redis://127.0.0.1:6379"
+    @Option(help: "PostgreSQL URL.")
+    var databaseURL = ProcessInfo.processInfo.environment["HELPDESK_DATABASE_URL"] ?? "postgresql://postgres@127.0.0.1:5432/helpdesk"
+}

@@ -12,9 +12,7 @@ struct FlushBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flush", abstract: "Archived messages per second from the Redis outbox into PostgreSQL.")
 
-    @Option(help: "Redis URL.") var redisURL = ProcessInfo.processInfo.environment["HELPDESK_REDIS_URL"] ?? "redis://127.0.0.1:6379"
-    @Option(help: "PostgreSQL URL (a schema of the run's own is created in it).")
-    var databaseURL = ProcessInfo.processInfo.environment["HELPDESK_DATABASE_URL"] ?? "postgresql://postgres@127.0.0.1:5432/helpdesk"
+    @OptionGroup var services: ServiceURLs
     @Option(help: "Closed conversations to archive.") var conversations = 500
     @Option(help: "Messages in each conversation.") var messages = 100
     @Option(help: "Bytes of text per message.") var textBytes = 100
@@ -27,15 +25,15 @@ struct FlushBench: AsyncParsableCommand {
     func run() async throws {
         let run = String(UUID().uuidString.prefix(8)).lowercased()
         let schema = "flushbench_\(run)"
-        let admin = PostgresPool(url: databaseURL, size: 1)
+        let admin = PostgresPool(url: services.databaseURL, size: 1)
         try await admin.query("CREATE SCHEMA \(schema)")
-        let separator = databaseURL.contains("?") ? "&" : "?"
+        let separator = services.databaseURL.contains("?") ? "&" : "?"
         let prefix = "hd:{flushbench-\(run)}:"
         var logger = Logger(label: "flush-bench")
         logger.logLevel = .warning
         let configuration = try ServerConfiguration.fromEnvironment([
-            "HELPDESK_REDIS_URL": redisURL,
-            "HELPDESK_DATABASE_URL": databaseURL + separator + "options=-csearch_path%3D\(schema)",
+            "HELPDESK_REDIS_URL": services.redisURL,
+            "HELPDESK_DATABASE_URL": services.databaseURL + separator + "options=-csearch_path%3D\(schema)",
             "HELPDESK_JWT_SECRET": "flush-bench-secret-0123456789",
             "HELPDESK_KEY_PREFIX": prefix,
             "HELPDESK_NODE_ID": "flush-bench-\(run)",

@@ -9,9 +9,7 @@ struct PickCeilingBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pick-ceiling", abstract: "Redis's own cost and ceiling for PICK: the node's commands, sent straight to Redis.")
 
-    @Option(help: "Redis URL.") var redisURL = ProcessInfo.processInfo.environment["HELPDESK_REDIS_URL"] ?? "redis://127.0.0.1:6379"
-    @Option(help: "PostgreSQL URL (not written to; the node's services want one).")
-    var databaseURL = ProcessInfo.processInfo.environment["HELPDESK_DATABASE_URL"] ?? "postgresql://postgres@127.0.0.1:5432/helpdesk"
+    @OptionGroup var services: ServiceURLs
     @Option(help: "Waiting customers.") var customers = 2_000
     @Option(help: "Racing agents.") var agents = 40
     @Option(help: "The Redis server process whose CPU to read.") var redisPid: Int32
@@ -22,8 +20,8 @@ struct PickCeilingBench: AsyncParsableCommand {
         var logger = Logger(label: "pick-ceiling")
         logger.logLevel = .warning
         let configuration = try ServerConfiguration.fromEnvironment([
-            "HELPDESK_REDIS_URL": redisURL,
-            "HELPDESK_DATABASE_URL": databaseURL,
+            "HELPDESK_REDIS_URL": services.redisURL,
+            "HELPDESK_DATABASE_URL": services.databaseURL,
             "HELPDESK_JWT_SECRET": "pick-ceiling-secret-0123456789",
             "HELPDESK_KEY_PREFIX": "hd:{pickceiling-\(run)}:",
             "HELPDESK_NODE_ID": "pick-ceiling-\(run)",

@@ -50,4 +50,34 @@ struct SocketOutboxTests {
         #expect(outbox.enqueue(ByteBuffer(string: "12345678"), within: .milliseconds(50)))
         #expect(!outbox.enqueue(ByteBuffer(string: "123"), within: .milliseconds(50)))
     }
+
+    @Test("a flush entered again from inside the channel's flush (the channel turned writable) writes every frame once, in order")
+    func reenteredFlush() throws {
+        let reenter = ReenteringFlush()
+        let channel = EmbeddedChannel(handler: reenter)
+        let outbox = SocketOutbox(channel: channel, byteLimit: 1 << 20)
+        reenter.onFirstFlush = {
+            _ = outbox.enqueue(ByteBuffer(string: "c"))
+            outbox.flush()
+        }
+        #expect(outbox.enqueue(ByteBuffer(string: "a")))
+        #expect(outbox.enqueue(ByteBuffer(string: "b")))
+        channel.embeddedEventLoop.run()
+        #expect(try Self.written(channel) == ["a", "b", "c"])
+    }
+}
+
+/// Runs `onFirstFlush` inside the first flush that passes, as the socket's handler flushes the
+/// outbox when the channel becomes writable during a flush.
+private final class ReenteringFlush: ChannelOutboundHandler {
+    typealias OutboundIn = NIOAny
+    var onFirstFlush: (() -> Void)?
+
+    func flush(context: ChannelHandlerContext) {
+        if let body = onFirstFlush {
+            onFirstFlush = nil
+            body()
+        }
+        context.flush()
+    }
 }

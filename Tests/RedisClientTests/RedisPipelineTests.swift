@@ -155,7 +155,9 @@ struct RedisPipelineTests {
             try await withTimeout(.seconds(5), "the blocked command to fail") { try await blocked.value }
         }
         #expect(error?.code == .connectionClosed)
-        let after = await #expect(throws: RedisError.self) { try await connection.send(["PING"]) }
+        let after = await #expect(throws: RedisError.self) {
+            try await withTimeout(.seconds(5), "a command on the closed connection to fail") { try await connection.send(["PING"]) }
+        }
         #expect(after?.code == .connectionClosed)
     }
 

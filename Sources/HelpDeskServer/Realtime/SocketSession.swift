@@ -120,12 +120,10 @@ final class SocketOutbox: @unchecked Sendable {
     // Guarded by `lock`.
     private var pending = CircularBuffer<ByteBuffer>(initialCapacity: 4)
     /// The frames being written, swapped with `pending` so that no buffer is allocated per flush.
-    /// Only `flush`, on the channel's event loop, touches it.
+    /// Only `flush`, on the channel's event loop, touches it, and empties it before it calls
+    /// `channel.flush()`: a flush entered again from there (the channel turned writable and the
+    /// handler resumed writing) starts from an empty one.
     private var writing = CircularBuffer<ByteBuffer>(initialCapacity: 4)
-    /// `flush` is running, and it was entered again meanwhile (the channel turned writable inside
-    /// its `channel.flush()` and the handler flushed): the running one goes round again instead.
-    /// Event loop only, as `writing`.
-    private var flushing = false, flushAgain = false
     /// Queue slots kept between flushes; a queue grown past this by a burst is given back.
     static let keptCapacity = 64
     private var pendingBytes = 0
@@ -188,34 +186,25 @@ final class SocketOutbox: @unchecked Sendable {
     private func flush(force: Bool) {
         guard let channel else { return }
         channel.eventLoop.preconditionInEventLoop()
-        if flushing {
-            flushAgain = true
+        guard force || channel.isWritable else {
+            lock.withLock { flushScheduled = false }
             return
         }
-        flushing = true
-        defer { flushing = false }
-        repeat {
-            flushAgain = false
-            guard force || channel.isWritable else {
-                lock.withLock { flushScheduled = false }
-                return
-            }
-            let taken: Bool = lock.withLock {
-                flushScheduled = false
-                if finished { return false }
-                swap(&pending, &writing)
-                if pending.capacity > Self.keptCapacity { pending = CircularBuffer(initialCapacity: 4) }
-                pendingBytes = 0
-                return true
-            }
-            guard taken, !writing.isEmpty else { return }
-            while let data = writing.popFirst() {
-                channel.write(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
-            }
-            // A burst grew it (up to the byte limit's worth of slots): not kept for the socket's life.
-            if writing.capacity > Self.keptCapacity { writing = CircularBuffer(initialCapacity: 4) }
-            channel.flush()
-        } while flushAgain
+        let taken: Bool = lock.withLock {
+            flushScheduled = false
+            if finished { return false }
+            swap(&pending, &writing)
+            if pending.capacity > Self.keptCapacity { pending = CircularBuffer(initialCapacity: 4) }
+            pendingBytes = 0
+            return true
+        }
+        guard taken, !writing.isEmpty else { return }
+        while let data = writing.popFirst() {
+            channel.write(WebSocketFrame(fin: true, opcode: .text, data: data), promise: nil)
+        }
+        // A burst grew it (up to the byte limit's worth of slots): not kept for the socket's life.
+        if writing.capacity > Self.keptCapacity { writing = CircularBuffer(initialCapacity: 4) }
+        channel.flush()
     }
 
     /// No more frames are taken; queued ones are written (or dropped), then `sendClose` runs and
