@@ -6,21 +6,30 @@ import TestSupport
 
 /// One primary, one replica and one Sentinel of the test's own.
 final class SentinelSetup: @unchecked Sendable {
-    let primaryPort = Int.random(in: 40000...44999)
-    let replicaPort = Int.random(in: 45000...49999)
-    let sentinelPort = Int.random(in: 50000...54999)
+    // Ports the kernel says are free: random ones in 40000-54999 lie in the ephemeral range, where
+    // the suite's own outgoing connections may hold them (the setup then timed out now and then).
+    let primaryPort: Int
+    let replicaPort: Int
+    let sentinelPort: Int
     let directory = NSTemporaryDirectory() + "sentinel-\(TestEnvironment.uniqueID())"
     private var processes: [String: Process] = [:]
 
     var url: String { "redis+sentinel://127.0.0.1:\(sentinelPort)/mymaster" }
 
+    init() throws {
+        var ports: Set<Int> = []
+        while ports.count < 3 { ports.insert(try NodeProcess.freePort()) }
+        let sorted = ports.sorted()
+        (primaryPort, replicaPort, sentinelPort) = (sorted[0], sorted[1], sorted[2])
+    }
+
     func start() throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         // No diskless-sync delay: the replica is in sync within milliseconds, not after 5 s.
         try launch("primary", ["--port", String(primaryPort), "--bind", "127.0.0.1", "--save", "", "--dir", directory,
-                               "--repl-diskless-sync-delay", "0"])
+                               "--repl-diskless-sync-delay", "0", "--logfile", directory + "/primary.log"])
         try launch("replica", ["--port", String(replicaPort), "--bind", "127.0.0.1", "--save", "", "--dir", directory,
-                               "--replicaof", "127.0.0.1", String(primaryPort)])
+                               "--replicaof", "127.0.0.1", String(primaryPort), "--logfile", directory + "/replica.log"])
         let conf = """
             port \(sentinelPort)
             bind 127.0.0.1
@@ -28,6 +37,7 @@ final class SentinelSetup: @unchecked Sendable {
             sentinel monitor mymaster 127.0.0.1 \(primaryPort) 1
             sentinel down-after-milliseconds mymaster 1000
             sentinel failover-timeout mymaster 4000
+            logfile \(directory)/sentinel.log
             """
         try conf.write(toFile: directory + "/sentinel.conf", atomically: true, encoding: .utf8)
         try launch("sentinel", [directory + "/sentinel.conf", "--sentinel"])
@@ -58,12 +68,12 @@ final class SentinelSetup: @unchecked Sendable {
 struct SentinelTests {
     @Test("the client finds the primary through Sentinel and follows a failover; the chat continues")
     func failover() async throws {
-        let setup = SentinelSetup()
+        let setup = try SentinelSetup()
         try setup.start()
         defer { setup.stopAll() }
         let sentinel = RedisClient(configuration: .init(host: "127.0.0.1", port: setup.sentinelPort), poolSize: 1)
         let primary = RedisClient(configuration: .init(host: "127.0.0.1", port: setup.primaryPort), poolSize: 1)
-        try await eventually("replica linked and known to Sentinel", timeout: .seconds(40)) {
+        try await eventually("replica linked and known to Sentinel (logs in \(setup.directory))", timeout: .seconds(40)) {
             let info = (try? await primary.send("INFO", "replication").string) ?? ""
             let replicas = (try? await sentinel.send("SENTINEL", "replicas", "mymaster").array?.count) ?? 0
             return info.contains("state=online") && replicas == 1
