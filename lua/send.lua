@@ -5,11 +5,14 @@
 --       max messages in the conversation ('' = no cap),
 --       the sender's budget in this conversation as GCRA: ms between messages, burst tolerance in ms
 --       ('' = no budget), the message's attachments as a JSON array of {id, name, size, content_type}
---       built by the node from PostgreSQL ('' = none)
+--       built by the node from PostgreSQL ('' = none), the sending socket's origin when it asked for
+--       no echo ('' = echo; see the prelude's header format)
 -- Returns {'ok', message_id, duplicate 0|1} or {'err', code} ('conversation_full' past
--- the cap, 'rate_limited' past the sender's budget)
+-- the cap, 'rate_limited' past the sender's budget); with an origin, a 4th element: the message
+-- view's JSON, for the ACK (a duplicate's is read back from the stream; '' when it is gone)
 local id, sender, role, name, text, client_id, internal = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local conv_key, msgs_key, dedupe_key, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local origin = ARGV[13] or ''
 -- the sender's budget lives in the conversation's hash: one budget across every node, no extra key
 local budget_field = 'budget:' .. sender
 local c = redis.call('HMGET', conv_key, 'status', 'customer_id', 'agent_id', 'first_response_at', budget_field)
@@ -17,7 +20,11 @@ if not c[1] then return {'err', 'not_found'} end
 -- a retry of a message this sender already stored gets its id back, even after a close
 local dedupe_field = sender .. '|' .. client_id
 local seen = redis.call('HGET', dedupe_key, dedupe_field)
-if seen then return {'ok', seen, 1} end
+if seen then
+  if origin == '' then return {'ok', seen, 1} end
+  local entry = redis.call('XRANGE', msgs_key, seen, seen)[1]
+  return {'ok', seen, 1, entry and cjson.encode(hd.stream_message(seen, entry[2])) or ''}
+end
 if c[1] == 'closed' or c[1] == 'abandoned' then return {'err', 'conversation_closed'} end
 if role == 'customer' then
   if sender ~= c[2] or internal == '1' then return {'err', 'forbidden'} end
@@ -62,7 +69,9 @@ if role == 'agent' and internal ~= '1' and (not c[4] or c[4] == '') then
 end
 local message = hd.message(msg_id, sender, role, name, text, now, client_id, internal == '1',
   attachments_json ~= '' and cjson.decode(attachments_json) or nil)
+local message_json = cjson.encode(message)
 -- internal notes reach staff sockets only
-hd.publish(channel, 'msg', internal == '1' and 's' or 'a', msg_id, 'NEW_MESSAGE', {conversation_id = id, message = message})
--- the message went out in the frame; the node needs only its id
-return {'ok', msg_id, 0}
+hd.publish_frame(channel, 'msg', internal == '1' and 's' or 'a', msg_id, hd.new_message_frame(id, message_json), origin)
+-- the message went out in the frame: the node needs only its id, unless its ACK carries it
+if origin == '' then return {'ok', msg_id, 0} end
+return {'ok', msg_id, 0, message_json}

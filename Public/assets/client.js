@@ -154,6 +154,8 @@
    * After every (re)connect and on RESYNC it re-sends JOIN_CONVERSATION for each joined
    * conversation with the last message id seen there, so the server sends only what was missed.
    * NEW_MESSAGE and HISTORY messages are de-duplicated by id before the page sees them.
+   * Chat messages go out with echo: false; the page still gets its own messages as NEW_MESSAGE,
+   * made from the ACK (which carries the stored message), before their MESSAGE_SENT.
    *
    * Page callbacks: onEvent(event, data, frame), onState('connecting'|'open'|'reconnecting'|'stopped').
    * Synthetic events: MESSAGE_SENT {conversation_id, client_msg_id, message_id},
@@ -351,11 +353,15 @@
       const item = this.outbox.get(clientMsgId);
       if (!item || !this.isOpen || item.inFlight) return;
       item.inFlight = true;
-      const data = { conversation_id: item.conversation_id, text: item.text, client_msg_id: clientMsgId };
+      // echo: false: the ACK carries the stored message, so it does not come again as NEW_MESSAGE.
+      const data = { conversation_id: item.conversation_id, text: item.text, client_msg_id: clientMsgId, echo: false };
       if (item.internal) data.internal = true;
       if (item.attachment_ids && item.attachment_ids.length) data.attachment_ids = item.attachment_ids;
       this.request('SEND_MESSAGE', data).then((ack) => {
         this.outbox.delete(clientMsgId);
+        if (ack.message && this.accept(item.conversation_id, ack.message)) {
+          this.onEvent('NEW_MESSAGE', { conversation_id: item.conversation_id, message: ack.message }, null);
+        }
         this.onEvent('MESSAGE_SENT', { conversation_id: item.conversation_id, client_msg_id: clientMsgId, message_id: ack.message_id }, null);
       }, (e) => {
         item.inFlight = false;

@@ -1,5 +1,7 @@
 /// What every pub/sub payload carries before its frame, so that no node searches or decodes the
-/// frame to decide where it goes: `<kind>|<audience>|<key>\n<frame JSON>`.
+/// frame to decide where it goes: `<kind>|<audience>|<key>[|<origin>]\n<frame JSON>`.
+/// `origin` (chat messages only) names the socket that sent the message and asked not to get it
+/// back (`SEND_MESSAGE {echo: false}`): its ACK carried the message instead.
 /// The Lua prelude (lua/lib/protocol.lua) writes it; `PubSubEnvelope.parse` reads it.
 public struct PubSubEnvelope: Sendable, Equatable {
     public enum Kind: String, Sendable {
@@ -34,37 +36,51 @@ public struct PubSubEnvelope: Sendable, Equatable {
     public var audience: Audience
     /// See `Kind`; `-` means none.
     public var key: Substring
+    /// The sending socket that gets the message in its ACK instead (`<node token>.<socket id>`).
+    public var origin: Substring?
     /// The frame, to be written to sockets as it is.
     public var frame: Substring
 
-    public init(kind: Kind, audience: Audience, key: Substring, frame: Substring) {
+    public init(kind: Kind, audience: Audience, key: Substring, origin: Substring? = nil, frame: Substring) {
         self.kind = kind
         self.audience = audience
         self.key = key
+        self.origin = origin
         self.frame = frame
+    }
+
+    /// A payload's header: where it goes, and where its frame starts.
+    public struct Header: Sendable, Equatable {
+        public var kind: Kind
+        public var audience: Audience
+        public var key: String
+        /// The bytes of the origin field within the payload, when there is one.
+        public var origin: Range<Int>?
+        public var frameStart: Int
     }
 
     /// The header of a payload given as bytes (as the Redis reader hands them over) and where its
     /// frame starts; nil without a valid header. Byte comparisons only; the frame is not read.
-    public static func parseHeader(_ bytes: [UInt8]) -> (kind: Kind, audience: Audience, key: String, frameStart: Int)? {
+    public static func parseHeader(_ bytes: [UInt8]) -> Header? {
         bytes.withUnsafeBytes { parseHeader($0) }
     }
 
     /// The same, for bytes where the Redis reader holds them.
-    public static func parseHeader(_ raw: UnsafeRawBufferPointer) -> (kind: Kind, audience: Audience, key: String, frameStart: Int)? {
-        raw.withMemoryRebound(to: UInt8.self) { b -> (Kind, Audience, String, Int)? in
+    public static func parseHeader(_ raw: UnsafeRawBufferPointer) -> Header? {
+        raw.withMemoryRebound(to: UInt8.self) { b -> Header? in
             let limit = min(b.count, 512)
-            var bar1 = -1, bar2 = -1, newline = -1
+            var bar1 = -1, bar2 = -1, bar3 = -1, newline = -1
             var i = 0
             while i < limit {
                 let c = b[i]
                 if c == UInt8(ascii: "\n") { newline = i; break }
                 if c == UInt8(ascii: "|") {
-                    if bar1 < 0 { bar1 = i } else if bar2 < 0 { bar2 = i } else { return nil }
+                    if bar1 < 0 { bar1 = i } else if bar2 < 0 { bar2 = i } else if bar3 < 0 { bar3 = i } else { return nil }
                 }
                 i += 1
             }
-            guard bar1 > 0, bar2 == bar1 + 2, newline > bar2 else { return nil }
+            guard bar1 > 0, bar2 == bar1 + 2, newline > bar2, bar3 < 0 || (bar3 > bar2 && newline > bar3 + 1) else { return nil }
+            let keyEnd = bar3 < 0 ? newline : bar3
             guard let kind = kind(UnsafeBufferPointer(rebasing: b[0..<bar1])) else { return nil }
             let audience: Audience
             switch b[bar1 + 1] {
@@ -73,8 +89,8 @@ public struct PubSubEnvelope: Sendable, Equatable {
             case UInt8(ascii: "u"): audience = .user
             default: return nil
             }
-            let key = String(decoding: UnsafeBufferPointer(rebasing: b[(bar2 + 1)..<newline]), as: UTF8.self)
-            return (kind, audience, key, newline + 1)
+            let key = String(decoding: UnsafeBufferPointer(rebasing: b[(bar2 + 1)..<keyEnd]), as: UTF8.self)
+            return Header(kind: kind, audience: audience, key: key, origin: bar3 < 0 ? nil : (bar3 + 1)..<newline, frameStart: newline + 1)
         }
     }
 
@@ -97,6 +113,7 @@ public struct PubSubEnvelope: Sendable, Equatable {
         let bytes = Array(payload.utf8)
         guard let h = parseHeader(bytes) else { return nil }
         return PubSubEnvelope(kind: h.kind, audience: h.audience, key: Substring(h.key),
+                              origin: h.origin.map { Substring(String(decoding: bytes[$0], as: UTF8.self)) },
                               frame: Substring(String(decoding: bytes[h.frameStart...], as: UTF8.self)))
     }
 
@@ -108,7 +125,7 @@ public struct PubSubEnvelope: Sendable, Equatable {
         case .staff: a = "s"
         case .user: a = "u"
         }
-        return kind.rawValue + "|" + a + "|" + key + "\n" + frame
+        return kind.rawValue + "|" + a + "|" + key + (origin.map { "|" + $0 } ?? "") + "\n" + frame
     }
 
     /// The key, or nil when it is `-` or empty.

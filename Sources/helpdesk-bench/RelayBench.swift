@@ -24,6 +24,8 @@ struct Relay: AsyncParsableCommand {
     @Option(help: "Seconds of sending before the window opens.") var warmup = 2.0
     @Flag(help: "Send every conversation's message at the same instant (how the old bench paced), instead of spreading them.") var aligned = false
     @Option(help: "Event-loop threads of the load generator.") var threads = 1
+    @Flag(inversion: .prefixedNo, help: "Ask for the sender's own copy of each message as NEW_MESSAGE (the pages send echo: false and take it from the ACK).")
+    var echo = false
     @Option(name: .customLong("node-pid"), help: "A node process whose CPU to report (repeat).") var nodePids: [Int32] = []
     @Option(help: "The Redis server process whose CPU to report.") var redisPid: Int32?
     @Option(help: "A label for the summary line.") var label = ""
@@ -48,7 +50,7 @@ struct Relay: AsyncParsableCommand {
             // Both sockets of a conversation on one loop: a delivery can trigger the next send
             // (closed loop) without a thread hop.
             let loop = loops[i % loops.count]
-            let pair = RelayPair(loop: loop, conversationID: account.chat.id)
+            let pair = RelayPair(loop: loop, conversationID: account.chat.id, echo: echo)
             let agent = try await BenchSocket.connect(on: loop, host: agentAddress.host, port: agentAddress.port, token: account.agent,
                                                       configure: { socket in socket.onFrame = { pair.agentFrame($0, $1, $2) } }).get()
             let customer = try await BenchSocket.connect(on: loop, host: customerAddress.host, port: customerAddress.port,
@@ -115,7 +117,7 @@ struct Relay: AsyncParsableCommand {
         let redisMicros = redisCPU.map { $0 * 1e6 / Double(totals.deliveredInWindow) } ?? .nan
         if !nodePids.isEmpty { print(String(format: "delivered messages per node-core-second: %.0f (node CPU µs per message: %.1f)", perCore, 1e6 / perCore)) }
         if redisCPU != nil { print(String(format: "Redis CPU µs per delivered message: %.1f", redisMicros)) }
-        print("summary relay label=\(label.isEmpty ? "-" : label) mode=\(max ? "max" : "rate") conversations=\(conversations) "
+        print("summary relay label=\(label.isEmpty ? "-" : label) mode=\(max ? "max" : "rate") echo=\(echo) conversations=\(conversations) "
               + "delivered_per_s=\(fmt(delivered, 0)) p50_ms=\(ms(histogram.valueAtPercentile(50))) p90_ms=\(ms(histogram.valueAtPercentile(90))) "
               + "p99_ms=\(ms(histogram.valueAtPercentile(99))) max_ms=\(ms(histogram.max)) lost=\(lost) node_cpu_s=\(fmt(nodeSum, 2)) "
               + "redis_cpu_s=\(fmt(redisCPU ?? .nan, 2)) bench_cpu_s=\(fmt(benchCPU, 2)) msgs_per_node_core_s=\(fmt(perCore, 0)) "
@@ -174,10 +176,10 @@ final class RelayPair: @unchecked Sendable {
     private let head: [UInt8]
     private var scratch: [UInt8] = []
 
-    init(loop: EventLoop, conversationID: String) {
+    init(loop: EventLoop, conversationID: String, echo: Bool) {
         self.loop = loop
         self.conversationID = conversationID
-        self.head = Array(#"{"event":"SEND_MESSAGE","data":{"conversation_id":"\#(conversationID)","client_msg_id":"b"#.utf8)
+        self.head = Array(#"{"event":"SEND_MESSAGE","data":{"conversation_id":"\#(conversationID)","echo":\#(echo),"client_msg_id":"b"#.utf8)
         scratch.reserveCapacity(head.count + 64)
     }
 

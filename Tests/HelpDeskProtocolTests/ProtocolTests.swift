@@ -93,7 +93,15 @@ struct FrameTests {
         #expect(String(decoding: Array(payload.utf8)[header.frameStart...], as: UTF8.self).hasPrefix("{\"event\":\"NEW_MESSAGE\""))
         let envelope = try #require(PubSubEnvelope.parse(payload))
         #expect(envelope.payload == payload)
-        for bad in ["{\"event\":\"X\"}", "msg|a\n{}", "nope|a|-\n{}", "msg|x|-\n{}", "msg|aa|-\n{}"] {
+        #expect(header.origin == nil)
+        // The sending socket that asked for no echo: `origin`, after the key.
+        let fromSocket = "msg|a|1700000000000-4|n0a1b.17\n{}"
+        let withOrigin = try #require(PubSubEnvelope.parseHeader(Array(fromSocket.utf8)))
+        #expect(withOrigin.key == "1700000000000-4" && withOrigin.frameStart == fromSocket.utf8.count - 2)
+        #expect(withOrigin.origin.map { String(decoding: Array(fromSocket.utf8)[$0], as: UTF8.self) } == "n0a1b.17")
+        #expect(PubSubEnvelope.parse(fromSocket)?.payload == fromSocket)
+        for bad in ["{\"event\":\"X\"}", "msg|a\n{}", "nope|a|-\n{}", "msg|x|-\n{}", "msg|aa|-\n{}", "msg|a|1-0|\n{}",
+                    "msg|a|1-0|o|p\n{}"] {
             #expect(PubSubEnvelope.parseHeader(Array(bad.utf8)) == nil)
         }
     }

@@ -57,6 +57,25 @@ struct ConversationFanoutTests {
         #expect(sent(fanout.deliver(message("10-3"))).isEmpty)
     }
 
+    @Test("no echo: the socket that sent a message (its header's origin) does not get it again, its other sockets do")
+    func noEchoToTheSender() {
+        var fanout = live([(1, "c1", .customer), (4, "c1", .customer), (2, "7", .agent)])
+        var own = message("5-0")
+        own.sender = 1
+        #expect(sent(fanout.deliver(own)).sorted() == ["2:m5-0", "4:m5-0"])
+        // It counts as given to the sender: a replay of it (after a resubscribe) is dropped there
+        // too, and the next message reaches everyone.
+        #expect(sent(fanout.deliver(message("5-0"))).isEmpty)
+        #expect(sent(fanout.deliver(message("6-0"))).sorted() == ["1:m6-0", "2:m6-0", "4:m6-0"])
+        // Held back while the sender's JOIN reads its history: skipped when it goes live.
+        fanout.join(socket: 1, userID: "c1", role: .customer, followsMessages: true, after: StreamID("6-0"))
+        var next = message("7-0")
+        next.sender = 1
+        #expect(sent(fanout.deliver(next)).sorted() == ["2:m7-0", "4:m7-0"])
+        #expect(sent(fanout.goLive(socket: 1, historyEnd: nil)).isEmpty)
+        #expect(sent(fanout.deliver(message("8-0"))).sorted() == ["1:m8-0", "2:m8-0", "4:m8-0"])
+    }
+
     @Test("internal notes and staff-only frames never reach the customer")
     func staffOnlyAudience() {
         var fanout = live([(1, "c1", .customer), (2, "7", .agent), (3, "9", .supervisor)])

@@ -140,11 +140,74 @@ struct RealtimeChatTests {
         let second = try await customer.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "once", "client_msg_id": "same"])
         #expect(first.data["message_id"] as? String == second.data["message_id"] as? String)
         #expect(second.data["duplicate"] as? Bool == true)
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(customer.drain("NEW_MESSAGE").count == 1)
+        // A marker sent after the retry: once it is here, a second copy would have come before it.
+        _ = try await customer.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "marker", "client_msg_id": "marker"])
+        _ = try await customer.next("NEW_MESSAGE") { $0.message?["text"] as? String == "marker" }
+        #expect(customer.drain("NEW_MESSAGE").compactMap { $0.message?["text"] as? String } == ["once"])
         let redis = cluster.redis()
-        #expect(try await redis.send("XLEN", cluster.prefix + "conv:\(chat.id):msgs").int == 1)
+        #expect(try await redis.send("XLEN", cluster.prefix + "conv:\(chat.id):msgs").int == 2)
         await customer.close()
+    }
+
+    @Test("echo: false — the ACK carries the message; the sending socket does not get it again, the user's other socket and the agent on another node do; a retry gets it back")
+    func noEcho() async throws {
+        let cluster = try await TestCluster(overrides: Self.unlimited)
+        let a = try await cluster.startNode("node-a")
+        let b = try await cluster.startNode("node-b")
+        defer { Task { await cluster.shutdown() } }
+        let agent = try await cluster.staff("agent-ne\(TestEnvironment.uniqueID())@example.com", on: b)
+        let admin = try await cluster.staff("admin-ne\(TestEnvironment.uniqueID())@example.com", role: .admin, on: b)
+        let chat = try await cluster.startChat(on: a)
+        let sender = try await TestSocket.connect(a.wsURL, token: chat.token, label: "customer")
+        let otherTab = try await TestSocket.connect(a.wsURL, token: chat.token, label: "customer's other tab")
+        let agentSocket = try await TestSocket.connect(b.wsURL, token: agent.token, label: "agent")
+        let adminSocket = try await TestSocket.connect(b.wsURL, token: admin.token, label: "admin")
+        #expect(try await agentSocket.request("PICK", ["conversation_id": chat.id]).event == "ACK")
+        for socket in [sender, otherTab, agentSocket] {
+            #expect(try await socket.request("JOIN_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
+        }
+
+        let ack = try await sender.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "no echo", "client_msg_id": "k1", "echo": false])
+        #expect(ack.event == "ACK", "\(ack)")
+        let message = try #require(ack.message, "the ACK carries the message: \(ack)")
+        #expect(message["id"] as? String == ack.data["message_id"] as? String)
+        #expect(message["text"] as? String == "no echo" && message["client_msg_id"] as? String == "k1" && message["internal"] as? Bool == false)
+        #expect((message["sender"] as? [String: Any])?["role"] as? String == "customer")
+        #expect((message["sent_at"] as? Int ?? 0) > 0)
+        // Everyone else gets NEW_MESSAGE with the same message.
+        for socket in [otherTab, agentSocket] {
+            let delivered = try await socket.next("NEW_MESSAGE") { $0.message?["text"] as? String == "no echo" }
+            #expect(delivered.message?["id"] as? String == message["id"] as? String)
+            #expect(delivered.message?["sent_at"] as? Int == message["sent_at"] as? Int)
+        }
+        // The agent's reply is the marker: the sender gets it (`next` takes it), and nothing of its
+        // own came before it.
+        _ = try await agentSocket.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "reply", "client_msg_id": "r1"])
+        _ = try await sender.next("NEW_MESSAGE") { $0.message?["text"] as? String == "reply" }
+        #expect(sender.drain("NEW_MESSAGE").compactMap { $0.message?["text"] as? String } == [])
+
+        // A retry (the ACK was lost) gets the stored message back, not a second copy.
+        let retry = try await sender.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "no echo", "client_msg_id": "k1", "echo": false])
+        #expect(retry.data["duplicate"] as? Bool == true)
+        #expect(retry.message?["id"] as? String == message["id"] as? String && retry.message?["text"] as? String == "no echo")
+        #expect(retry.message?["sent_at"] as? Int == message["sent_at"] as? Int)
+
+        // The task path (an admin's internal note) does the same; staff get the note, the customer does not.
+        let note = try await adminSocket.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "note", "client_msg_id": "n1",
+                                                                   "internal": true, "echo": false])
+        #expect(note.message?["internal"] as? Bool == true && note.message?["text"] as? String == "note", "\(note)")
+        _ = try await agentSocket.next("NEW_MESSAGE") { $0.message?["text"] as? String == "note" }
+        _ = try await agentSocket.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "second marker", "client_msg_id": "r2"])
+        _ = try await otherTab.next("NEW_MESSAGE") { $0.message?["text"] as? String == "second marker" }
+        #expect(!otherTab.drain("NEW_MESSAGE").contains { $0.message?["text"] as? String == "note" })
+        // With echo (the default) nothing changes: no message in the ACK, the echo comes.
+        let echoed = try await sender.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "echoed", "client_msg_id": "k2"])
+        #expect(echoed.event == "ACK" && echoed.message == nil)
+        _ = try await sender.next("NEW_MESSAGE") { $0.message?["text"] as? String == "echoed" }
+        // echo must be a boolean.
+        let bad = try await sender.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "x", "client_msg_id": "k3", "echo": "no"])
+        #expect(bad.event == "ERROR" && bad.code == "validation_failed", "\(bad)")
+        for socket in [sender, otherTab, agentSocket, adminSocket] { await socket.close() }
     }
 
     @Test("typing is relayed to the other side and not stored")

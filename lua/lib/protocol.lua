@@ -4,7 +4,7 @@
 -- published frame and every shared view (conversation, message, presence, call) is built here,
 -- so each object has one shape whichever script sends it (HelpDeskProtocol has the Swift types).
 --
--- PUB/SUB PAYLOAD: '<kind>|<audience>|<key>\n<frame JSON>'. One header line, then the frame exactly
+-- PUB/SUB PAYLOAD: '<kind>|<audience>|<key>[|<origin>]\n<frame JSON>'. One header line, then the frame exactly
 -- as sockets get it. cjson never emits a raw newline, so the first '\n' ends the header. Nodes route
 -- by the header alone and never search or decode the frame.
 --   kind      msg       a chat message (NEW_MESSAGE); key = its stream id
@@ -17,6 +17,8 @@
 --             queue     on the queue channel; key = the category id ('-': CATEGORIES_UPDATED)
 --             presence  on the presence channel; key = the agent's supervisor id or '-'
 --             user      on a user channel (assignments, offers, wrap-up); key '-'
+--   origin    msg only, optional: the socket that sent it with SEND_MESSAGE {echo: false}
+--             ('<node token>.<socket id>'); it got the message in its ACK, so its node skips it
 --   audience  a  every socket that follows the channel
 --             s  staff sockets only (internal notes, transfer notes, escalations)
 --             u  only the sockets of the user whose id is the key (call signaling)
@@ -95,9 +97,29 @@ end
 
 --- publishes one frame with its routing header (format above); returns the frame's JSON
 function hd.publish(channel, kind, audience, key, event, data)
-  local frame = cjson.encode({event = event, data = data})
-  redis.call('PUBLISH', channel, kind .. '|' .. audience .. '|' .. (key or '-') .. '\n' .. frame)
+  return hd.publish_frame(channel, kind, audience, key, cjson.encode({event = event, data = data}))
+end
+
+--- publishes a frame already encoded; `origin` (chat messages only, '' or nil for none) names
+--- the socket that sent the message without echo: the header carries it after the key
+function hd.publish_frame(channel, kind, audience, key, frame, origin)
+  local header = kind .. '|' .. audience .. '|' .. (key or '-')
+  if origin and origin ~= '' then header = header .. '|' .. origin end
+  redis.call('PUBLISH', channel, header .. '\n' .. frame)
   return frame
+end
+
+--- NEW_MESSAGE around a message view already encoded (send.lua also returns that JSON alone)
+function hd.new_message_frame(conversation_id, message_json)
+  return '{"event":"NEW_MESSAGE","data":{"conversation_id":' .. cjson.encode(conversation_id) .. ',"message":' .. message_json .. '}}'
+end
+
+--- the message view of a stream entry (its id and its field/value list as XRANGE gives them)
+function hd.stream_message(id, list)
+  local f = {}
+  for i = 1, #list, 2 do f[list[i]] = list[i + 1] end
+  return hd.message(id, f.sender_id or '', f.sender_role or '', f.sender_name or '', f.text or '', tonumber(f.sent_at) or 0,
+    f.client_msg_id or '', f.internal == '1', str(f.attachments) and cjson.decode(f.attachments) or nil)
 end
 
 --- one entry of a conversation's event history (archived to PostgreSQL with it)

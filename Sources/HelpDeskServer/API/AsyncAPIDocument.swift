@@ -21,9 +21,11 @@ enum AsyncAPIDocument {
         case .joinConversation: ("follow a conversation; HISTORY brings the messages after `last_message_id`",
                                  S.obj(["conversation_id": S.conversationID, "last_message_id": S.nullable(S.string)], required: ["conversation_id"]))
         case .leaveConversation: ("stop following a conversation", conversationOnly)
-        case .sendMessage: ("send a message (`internal`: staff only)",
+        case .sendMessage: ("send a message (`internal`: staff only; `attachment_ids`: the sender's unsent uploads; `echo: false`: the ACK carries "
+                            + "the stored `message` and this socket does not get it again as NEW_MESSAGE)",
                             S.obj(["conversation_id": S.conversationID, "text": ["type": "string", "maxLength": 4000], "client_msg_id": S.string,
-                                   "internal": S.nullable(S.boolean)], required: ["conversation_id", "text", "client_msg_id"]))
+                                   "internal": S.nullable(S.boolean), "attachment_ids": S.nullable(["type": "array", "items": S.string, "maxItems": 5]),
+                                   "echo": S.nullable(S.boolean)], required: ["conversation_id", "text", "client_msg_id"]))
         case .typing: ("the caller is typing, or stopped", S.obj(["conversation_id": S.conversationID, "typing": S.boolean], required: ["conversation_id", "typing"]))
         case .pick: ("agents: that conversation, or the fairest waiting", S.obj(["conversation_id": S.nullable(S.conversationID)]))
         case .closeConversation: ("close a conversation", S.obj(["conversation_id": S.conversationID, "resolution": S.nullable(S.string)], required: ["conversation_id"]))

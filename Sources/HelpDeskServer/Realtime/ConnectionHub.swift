@@ -56,6 +56,9 @@ final class ConnectionHub: Sendable {
     private let confirming = NIOLockedValueBox<[String: Task<Void, any Error>]>([:])
     private let conversationPrefix: String
     private let userPrefix: String
+    /// This process's prefix of an origin (`origin(of:)`): random, so two nodes (or a node and
+    /// its restart) never take each other's sockets for their own.
+    private let originPrefix: [UInt8]
 
     let caps: Caps
 
@@ -71,6 +74,24 @@ final class ConnectionHub: Sendable {
         self.queuePositions = QueuePositionTracker(store: store, logger: logger)
         self.conversationPrefix = keys.conversationChannel("")
         self.userPrefix = keys.userChannel("")
+        self.originPrefix = Array(String(UInt64.random(in: 1...UInt64.max), radix: 36).utf8) + [UInt8(ascii: ".")]
+    }
+
+    /// What a message's pub/sub header names as its origin when its sender asked for no echo
+    /// (`SEND_MESSAGE {echo: false}`): this node's sockets recognise it; other nodes ignore it.
+    func origin(of socket: Int) -> String {
+        String(decoding: originPrefix, as: UTF8.self) + String(socket)
+    }
+
+    /// The local socket an origin names, or nil when it names another node's.
+    private func localSocket(origin: UnsafeRawBufferPointer) -> Int? {
+        guard origin.count > originPrefix.count, origin.starts(with: originPrefix) else { return nil }
+        var socket = 0
+        for byte in origin[originPrefix.count...] {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), socket < Int.max / 10 - 9 else { return nil }
+            socket = socket * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        return socket
     }
 
     // MARK: sockets
@@ -310,7 +331,10 @@ final class ConnectionHub: Sendable {
         case .message, .assigned, .closed, .moved, .event:
             guard rawChannel.starts(with: conversationPrefix.utf8) else { return }
             let conversation = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[conversationPrefix.utf8.count...]), as: UTF8.self)
-            let routed = ConversationFanout<ByteBuffer>.Routed(kind: header.kind, audience: header.audience, key: key, frame: frame)
+            var routed = ConversationFanout<ByteBuffer>.Routed(kind: header.kind, audience: header.audience, key: key, frame: frame)
+            if header.kind == .message, let origin = header.origin {
+                routed.sender = localSocket(origin: UnsafeRawBufferPointer(rebasing: payload[origin]))
+            }
             var unsubscribe: [String] = []
             let actions = state.withLockedValue { state -> [ConversationFanout<ByteBuffer>.Action] in
                 // Mutated in place (no copy of the members per message).

@@ -31,6 +31,9 @@ struct ConversationFanout<Frame> {
         /// The header's key; nil for `-`.
         var key: String?
         var frame: Frame
+        /// The local socket that sent this message and got it in its ACK (the header's origin,
+        /// when it names this node): it is not sent again, but counts as given to that socket.
+        var sender: Int? = nil
     }
 
     enum Action {
@@ -140,6 +143,7 @@ struct ConversationFanout<Frame> {
                 if let last = member.lastDelivered, messageID <= last { return nil }
                 member.lastDelivered = messageID
             }
+            if member.socket == frame.sender { return nil }
         }
         return .send(socket: member.socket, frame: frame.frame)
     }

@@ -22,6 +22,8 @@ struct FrameHandler {
     private var limits: SocketLimits
     /// send.lua's keys and limits for the conversation this socket last sent to (`sendWithoutTask`).
     private var sendTemplate: LiveStore.SendTemplate?
+    /// This socket's origin for messages sent without echo (`ConnectionHub.origin(of:)`), made once.
+    private var origin: String?
     /// The wall clock in seconds since the epoch, for the token's expiry.
     var now: @Sendable () -> Int = { Int(Date().timeIntervalSince1970) }
 
@@ -124,8 +126,9 @@ struct FrameHandler {
             let message = try Self.validMessage(frame, caller: caller)
             try ConversationRules.requireOwnConversation(caller, id)
             if sendTemplate?.conversationID != id { sendTemplate = store.sendTemplate(conversationID: id) }
+            if origin == nil { origin = hub.origin(of: session.id) }
             let call = store.sendCall(sendTemplate!, sender: caller, text: message.text, clientMsgID: message.clientMsgID,
-                                      isInternal: message.isInternal)
+                                      isInternal: message.isInternal, origin: try origin(unlessEcho: frame))
             let command = try store.scripts.command("send", keys: call.keys, arguments: call.arguments)
             return .sent(PendingSend(reply: connection.submit([command]), keys: call.keys, arguments: call.arguments, ref: frame.ref,
                                      conversationID: id, clientMsgID: message.clientMsgID, isInternal: message.isInternal, errors: errors))
@@ -166,14 +169,23 @@ struct FrameHandler {
         if send.errors.note() { session.close(.policyViolation, "too many invalid frames") }
     }
 
-    /// SEND_MESSAGE's ACK: the message's id, and whether it was a retry of one already stored.
+    /// SEND_MESSAGE's ACK: the message's id, and whether it was a retry of one already stored;
+    /// without echo, the message itself (NEW_MESSAGE's `message`, as send.lua built it).
     static func sendAck(ref: String?, conversationID: String, clientMsgID: String, sent: LiveStore.Sent) -> String {
         ServerFrame.ack(ref: ref) { w in
             w.key("conversation_id"); w.string(conversationID)
             w.raw(","); w.key("message_id"); w.string(sent.messageID)
             w.raw(","); w.key("client_msg_id"); w.string(clientMsgID)
             w.raw(","); w.key("duplicate"); w.bool(sent.duplicate)
+            if let json = sent.messageJSON { w.raw(","); w.key("message"); w.json(json) }
         }
+    }
+
+    /// SEND_MESSAGE's `echo` (default true): false asks for the message in the ACK and not again
+    /// as NEW_MESSAGE on this socket (its other sockets still get it). One frame less per message
+    /// for the sender's node. Returns the origin send.lua then names in the pub/sub header.
+    private func origin(unlessEcho frame: ClientFrame) throws -> String {
+        try frame.optionalBool("echo") == false ? origin ?? hub.origin(of: session.id) : ""
     }
 
     private func fail(_ error: HelpDeskError, ref: String?) {
@@ -218,8 +230,8 @@ struct FrameHandler {
             let attachmentIDs = try AttachmentRules.ids(frame.data["attachment_ids"])
             let message = try Self.validMessage(frame, caller: caller, allowEmptyText: !attachmentIDs.isEmpty)
             try ConversationRules.requireOwnConversation(caller, id)
-            let sent = try await store.send(conversationID: id, sender: caller, text: message.text,
-                                            clientMsgID: message.clientMsgID, isInternal: message.isInternal, attachmentIDs: attachmentIDs)
+            let sent = try await store.send(conversationID: id, sender: caller, text: message.text, clientMsgID: message.clientMsgID,
+                                            isInternal: message.isInternal, attachmentIDs: attachmentIDs, origin: try origin(unlessEcho: frame))
             session.send(Self.sendAck(ref: ref, conversationID: id, clientMsgID: message.clientMsgID, sent: sent))
 
         case .typing:

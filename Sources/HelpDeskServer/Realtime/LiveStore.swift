@@ -214,13 +214,16 @@ struct LiveStore: Sendable {
     struct Sent: Sendable {
         var messageID: String
         var duplicate: Bool
+        /// The message view's JSON, when the sender asked for no echo (`origin`): its ACK carries it.
+        var messageJSON: String? = nil
     }
 
     /// send.lua: store and publish one message. `attachmentIDs` (checked by `AttachmentRules.ids`)
     /// are claimed for this send first (the sender's own, unsent uploads to this conversation),
     /// carried by the message, and linked to it once stored; a refused send gives them back.
+    /// `origin`: the sending socket's (`ConnectionHub.origin(of:)`) when it asked for no echo.
     func send(conversationID: String, sender: Caller, text: String, clientMsgID: String, isInternal: Bool,
-              attachmentIDs: [String] = []) async throws -> Sent {
+              attachmentIDs: [String] = [], origin: String = "") async throws -> Sent {
         let id = conversationID
         // a supervisor writes (notes) only into its own team's conversations and the queue's (#16)
         if sender.role == .supervisor { try await requireTeamScope(sender, conversationID: id) }
@@ -231,8 +234,8 @@ struct LiveStore: Sendable {
         }
         let sent: Sent
         do {
-            let (keys, arguments) = sendCall(conversationID: id, sender: sender, text: text, clientMsgID: clientMsgID,
-                                             isInternal: isInternal, attachmentsJSON: attachmentsJSON)
+            let (keys, arguments) = sendCall(sendTemplate(conversationID: id), sender: sender, text: text, clientMsgID: clientMsgID,
+                                             isInternal: isInternal, attachmentsJSON: attachmentsJSON, origin: origin)
             sent = try Self.sent(try await scripts.run("send", keys: keys, arguments: arguments, on: redis), isInternal: isInternal)
         } catch {
             if let attachments, !attachmentIDs.isEmpty { try? await attachments.release(ids: attachmentIDs, clientMsgID: clientMsgID) }
@@ -244,13 +247,6 @@ struct LiveStore: Sendable {
             try await attachments.markSent(ids: attachmentIDs, clientMsgID: clientMsgID, messageID: sent.messageID, isInternal: isInternal)
         }
         return sent
-    }
-
-    /// send.lua's keys and arguments for one message.
-    func sendCall(conversationID id: String, sender: Caller, text: String, clientMsgID: String, isInternal: Bool,
-                  attachmentsJSON: String = "") -> (keys: [String], arguments: [String]) {
-        sendCall(sendTemplate(conversationID: id), sender: sender, text: text, clientMsgID: clientMsgID, isInternal: isInternal,
-                 attachmentsJSON: attachmentsJSON)
     }
 
     /// What stays the same in send.lua's calls for one conversation: its keys, and this store's limits.
@@ -268,19 +264,21 @@ struct LiveStore: Sendable {
                             maxMessages: String(maxMessagesPerConversation), interval: budget.interval, tolerance: budget.tolerance)
     }
 
+    /// send.lua's keys and arguments for one message.
     func sendCall(_ template: SendTemplate, sender: Caller, text: String, clientMsgID: String, isInternal: Bool,
-                  attachmentsJSON: String = "") -> (keys: [String], arguments: [String]) {
+                  attachmentsJSON: String = "", origin: String = "") -> (keys: [String], arguments: [String]) {
         (template.keys,
          [nowOverride, template.conversationID, sender.id, sender.role.rawValue, sender.name, text, clientMsgID, isInternal ? "1" : "0",
-          template.maxMessages, template.interval, template.tolerance, attachmentsJSON])
+          template.maxMessages, template.interval, template.tolerance, attachmentsJSON, origin])
     }
 
     /// send.lua's answer: the message's id, or the error it refused with (counted in the node's metrics).
     static func sent(_ reply: RESPValue, isInternal: Bool) throws -> Sent {
         let r = reply.array ?? []
-        guard r.first?.string == "ok", r.count == 3, let messageID = r[1].string else { throw scriptError(r.count > 1 ? r[1].string : nil) }
+        guard r.first?.string == "ok", r.count == 3 || r.count == 4, let messageID = r[1].string else { throw scriptError(r.count > 1 ? r[1].string : nil) }
         if r[2].int != 1 { (isInternal ? NodeMetrics.messagesInternal : NodeMetrics.messagesPublic).increment() }
-        return Sent(messageID: messageID, duplicate: r[2].int == 1)
+        let json = r.count == 4 ? r[3].string : nil
+        return Sent(messageID: messageID, duplicate: r[2].int == 1, messageJSON: json?.isEmpty == false ? json : nil)
     }
 
     /// send.lua's GCRA arguments in ms: the gap between messages and how far ahead a burst may run.
