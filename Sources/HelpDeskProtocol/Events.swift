@@ -145,7 +145,14 @@ public enum ServerFrame {
     }
 
     public static func frame(_ event: ServerEventName, ref: String? = nil, _ body: (inout JSONWriter) -> Void) -> String {
-        var w = JSONWriter()
+        String(decoding: frameBytes(event, ref: ref, body), as: UTF8.self)
+    }
+
+    /// The same frame as bytes, for a socket's buffer without a String in between; `capacity`:
+    /// what the frame will need, so that its array is not regrown while it is written.
+    public static func frameBytes(_ event: ServerEventName, ref: String? = nil, capacity: Int = 128,
+                                  _ body: (inout JSONWriter) -> Void) -> [UInt8] {
+        var w = JSONWriter(capacity: capacity)
         w.raw("{\"event\":\"")
         w.ascii(event.rawValue)
         w.raw("\",\"data\":{")
@@ -156,7 +163,7 @@ public enum ServerFrame {
             w.string(ref)
         }
         w.raw("}")
-        return w.text
+        return w.bytes
     }
 
     public static func error(_ error: HelpDeskError, ref: String?) -> String {

@@ -293,6 +293,17 @@ public struct JSONWriter: Sendable {
     /// A quoted, escaped string.
     public mutating func string(_ s: String) {
         bytes.append(UInt8(ascii: "\""))
+        // Most strings (ids, plain text) need no escaping: copied whole.
+        var s = s
+        let copied = s.withUTF8 { utf8 -> Bool in
+            guard !utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else { return false }
+            bytes.append(contentsOf: utf8)
+            return true
+        }
+        if copied {
+            bytes.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in s.utf8 {
             switch byte {
             case UInt8(ascii: "\""): bytes.append(0x5C); bytes.append(byte)

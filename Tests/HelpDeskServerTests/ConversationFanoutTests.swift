@@ -76,6 +76,29 @@ struct ConversationFanoutTests {
         #expect(sent(fanout.deliver(message("8-0"))).sorted() == ["1:m8-0", "2:m8-0", "4:m8-0"])
     }
 
+    @Test("no echo, the sender alone on its node: nothing is sent, only its cursor moves; with anyone else (or a JOIN under way) the full path decides")
+    func senderAlone() {
+        var fanout = live([(1, "c1", .customer)])
+        let alone1 = fanout.deliverToSenderAlone(socket: 1, messageID: StreamID("5-0")!)
+        #expect(alone1)
+        #expect(sent(fanout.deliver(message("5-0"))).isEmpty, "the cursor moved past 5-0")
+        #expect(sent(fanout.deliver(message("6-0"))) == ["1:m6-0"])
+        let alone2 = fanout.deliverToSenderAlone(socket: 1, messageID: StreamID("5-0")!)
+        #expect(alone2)
+        #expect(sent(fanout.deliver(message("6-0"))).isEmpty, "an older id does not move the cursor back")
+        #expect(sent(fanout.deliver(message("7-0"))) == ["1:m7-0"])
+        let alone3 = fanout.deliverToSenderAlone(socket: 2, messageID: StreamID("8-0")!)
+        #expect(!alone3, "not a member")
+        fanout.join(socket: 2, userID: "7", role: .agent, followsMessages: true, after: nil)
+        _ = fanout.goLive(socket: 2, historyEnd: nil)
+        let alone4 = fanout.deliverToSenderAlone(socket: 1, messageID: StreamID("8-0")!)
+        #expect(!alone4, "someone else follows")
+        var joining = Fanout()
+        joining.join(socket: 1, userID: "c1", role: .customer, followsMessages: true, after: nil)
+        let alone5 = joining.deliverToSenderAlone(socket: 1, messageID: StreamID("1-0")!)
+        #expect(!alone5, "its JOIN holds frames back")
+    }
+
     @Test("internal notes and staff-only frames never reach the customer")
     func staffOnlyAudience() {
         var fanout = live([(1, "c1", .customer), (2, "7", .agent), (3, "9", .supervisor)])

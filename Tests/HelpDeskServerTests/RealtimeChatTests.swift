@@ -204,6 +204,16 @@ struct RealtimeChatTests {
         let echoed = try await sender.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "echoed", "client_msg_id": "k2"])
         #expect(echoed.event == "ACK" && echoed.message == nil)
         _ = try await sender.next("NEW_MESSAGE") { $0.message?["text"] as? String == "echoed" }
+        // The sender alone on its node (the other tab left): nothing is copied or sent to it there,
+        // the agent gets the message, and the agent's next one still reaches the sender.
+        #expect(try await otherTab.request("LEAVE_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
+        #expect(sender.drain("NEW_MESSAGE").compactMap { $0.message?["text"] as? String } == ["second marker"])
+        let alone = try await sender.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "alone", "client_msg_id": "k4", "echo": false])
+        #expect(alone.message?["text"] as? String == "alone")
+        _ = try await agentSocket.next("NEW_MESSAGE") { $0.message?["text"] as? String == "alone" }
+        _ = try await agentSocket.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "third marker", "client_msg_id": "r3"])
+        _ = try await sender.next("NEW_MESSAGE") { $0.message?["text"] as? String == "third marker" }
+        #expect(sender.drain("NEW_MESSAGE").compactMap { $0.message?["text"] as? String } == [])
         // echo must be a boolean.
         let bad = try await sender.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "x", "client_msg_id": "k3", "echo": "no"])
         #expect(bad.event == "ERROR" && bad.code == "validation_failed", "\(bad)")

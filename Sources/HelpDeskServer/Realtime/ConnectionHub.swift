@@ -107,7 +107,7 @@ final class ConnectionHub: Sendable {
     /// queued behind the agent's earlier presence updates before anything else can interleave, so
     /// a reload's disconnect never lands after its connect; the returned task gives its result.
     func register(_ session: SocketSession, presence: (@Sendable (Bool) async throws -> String?)? = nil) async throws -> Task<String?, any Error>? {
-        let userKey = Self.userKey(session.caller)
+        let userKey = session.userKey
         let (first, update) = try state.withLockedValue { state throws -> (Bool, Task<String?, any Error>?) in
             guard state.ipSockets[session.remoteIP, default: 0] < caps.perIP else {
                 throw HelpDeskError(.rateLimited, "too many sockets from this address")
@@ -134,7 +134,7 @@ final class ConnectionHub: Sendable {
     /// Removes a socket; when it was its user's last socket on this node, `onLast` is queued
     /// (for agents, behind their earlier presence updates) and its task returned.
     func unregister(_ session: SocketSession, onLast: (@Sendable () async throws -> String?)? = nil) -> Task<String?, any Error>? {
-        let userKey = Self.userKey(session.caller)
+        let userKey = session.userKey
         var unsubscribe: [String] = []
         let last = state.withLockedValue { state -> Bool in
             guard state.sessions.removeValue(forKey: session.id) != nil else { return false }
@@ -171,10 +171,9 @@ final class ConnectionHub: Sendable {
 
     /// One chat message of this user: its sockets on this node share one bucket, so opening more
     /// sockets does not multiply the rate.
-    func allowMessage(from caller: Caller) -> Bool {
-        let userKey = Self.userKey(caller)
-        return state.withLockedValue { state in
-            state.userMessages[userKey, default: TokenBucket(rate: caps.messageRate, burst: caps.messageBurst)].take()
+    func allowMessage(from session: SocketSession) -> Bool {
+        state.withLockedValue { state in
+            state.userMessages[session.userKey, default: TokenBucket(rate: caps.messageRate, burst: caps.messageBurst)].take()
         }
     }
 
@@ -325,16 +324,25 @@ final class ConnectionHub: Sendable {
             logger.warning("pub/sub payload without a header", metadata: ["channel": "\(String(decoding: rawChannel, as: UTF8.self))"])
             return
         }
-        let frame = ByteBuffer(bytes: UnsafeRawBufferPointer(rebasing: payload[header.frameStart...]))
         let key: String? = header.key == "-" || header.key.isEmpty ? nil : header.key
+        let sender = header.kind == .message ? header.origin.flatMap { localSocket(origin: UnsafeRawBufferPointer(rebasing: payload[$0])) } : nil
+        var conversation = ""
+        if header.kind.isConversationEvent {
+            guard rawChannel.starts(with: conversationPrefix.utf8) else { return }
+            conversation = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[conversationPrefix.utf8.count...]), as: UTF8.self)
+            // The sender's node, where often only the sender follows: no frame to copy at all.
+            if let sender, header.audience == .everyone, let id = key.flatMap({ StreamID($0) }),
+               state.withLockedValue({ $0.conversations[conversation]?.deliverToSenderAlone(socket: sender, messageID: id) ?? false }) {
+                return
+            }
+        }
+        let frameBytes = UnsafeRawBufferPointer(rebasing: payload[header.frameStart...])
+        var frame = ByteBufferAllocator().buffer(capacity: frameBytes.count)
+        frame.writeBytes(frameBytes)
         switch header.kind {
         case .message, .assigned, .closed, .moved, .event:
-            guard rawChannel.starts(with: conversationPrefix.utf8) else { return }
-            let conversation = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[conversationPrefix.utf8.count...]), as: UTF8.self)
             var routed = ConversationFanout<ByteBuffer>.Routed(kind: header.kind, audience: header.audience, key: key, frame: frame)
-            if header.kind == .message, let origin = header.origin {
-                routed.sender = localSocket(origin: UnsafeRawBufferPointer(rebasing: payload[origin]))
-            }
+            routed.sender = sender
             var unsubscribe: [String] = []
             let actions = state.withLockedValue { state -> [ConversationFanout<ByteBuffer>.Action] in
                 // Mutated in place (no copy of the members per message).
@@ -428,7 +436,8 @@ final class ConnectionHub: Sendable {
         queuePositions.schedule()
     }
 
-    private static func userKey(_ caller: Caller) -> String {
+    /// "s:<id>" (staff) or "c:<id>" (customer): a user's sockets and message budget on this node.
+    static func userKey(_ caller: Caller) -> String {
         (caller.isStaff ? "s:" : "c:") + caller.id
     }
 }

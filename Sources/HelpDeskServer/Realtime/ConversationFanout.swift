@@ -121,6 +121,17 @@ struct ConversationFanout<Frame> {
         return actions
     }
 
+    /// A message to everyone whose only follower on this node is the socket that sent it without
+    /// echo: it goes nowhere, and only that socket's cursor moves, as `deliver` would move it.
+    /// Lets the sender's node skip copying the frame. False (and nothing changed) in any other case.
+    mutating func deliverToSenderAlone(socket: Int, messageID: StreamID) -> Bool {
+        guard members.count == 1, let index = members.index(forKey: socket), members.values[index].pending == nil else { return false }
+        if members.values[index].followsMessages, members.values[index].lastDelivered.map({ $0 < messageID }) ?? true {
+            members.values[index].lastDelivered = messageID
+        }
+        return true
+    }
+
     /// A message's stream id (its header's key), read once for all members' cursors.
     private static func messageID(of frame: Routed) -> StreamID? {
         frame.kind == .message ? frame.key.flatMap { StreamID($0) } : nil

@@ -63,7 +63,7 @@ struct FrameHandler {
             session.close(.unknown(4001), "token expired: reconnect with a fresh one")
             return
         }
-        if let event = frame.event, !limits.allow(event) || (event == .sendMessage && !hub.allowMessage(from: caller)) {
+        if let event = frame.event, !limits.allow(event) || (event == .sendMessage && !hub.allowMessage(from: session)) {
             fail(HelpDeskError(.rateLimited, "too many \(event.rawValue) events: slow down"), ref: frame.ref)
             return
         }
@@ -117,7 +117,7 @@ struct FrameHandler {
         let parsed = data.withUnsafeReadableBytes { raw in try? ClientFrame(bytes: raw.bindMemory(to: UInt8.self)) }
         guard let frame = parsed, frame.event == .sendMessage,
               let attachments = try? AttachmentRules.ids(frame.data["attachment_ids"]), attachments.isEmpty else { return .needsTask }
-        if !limits.allow(.sendMessage) || !hub.allowMessage(from: caller) {
+        if !limits.allow(.sendMessage) || !hub.allowMessage(from: session) {
             fail(HelpDeskError(.rateLimited, "too many \(ClientEventName.sendMessage.rawValue) events: slow down"), ref: frame.ref)
             return .answered
         }
@@ -149,7 +149,7 @@ struct FrameHandler {
             if RedisScripts.isMissingFunction(reply) { return false }
             if case .error(let message) = reply { throw RedisError(.serverError, message) }
             let sent = try LiveStore.sent(reply, isInternal: send.isInternal)
-            session.send(sendAck(ref: send.ref, conversationID: send.conversationID, clientMsgID: send.clientMsgID, sent: sent))
+            session.send(bytes: sendAck(ref: send.ref, conversationID: send.conversationID, clientMsgID: send.clientMsgID, sent: sent))
             return true
         } catch let error as HelpDeskError {
             refuse(send, error, session: session)
@@ -171,8 +171,9 @@ struct FrameHandler {
 
     /// SEND_MESSAGE's ACK: the message's id, and whether it was a retry of one already stored;
     /// without echo, the message itself (NEW_MESSAGE's `message`, as send.lua built it).
-    static func sendAck(ref: String?, conversationID: String, clientMsgID: String, sent: LiveStore.Sent) -> String {
-        ServerFrame.ack(ref: ref) { w in
+    static func sendAck(ref: String?, conversationID: String, clientMsgID: String, sent: LiveStore.Sent) -> [UInt8] {
+        let capacity = 128 + conversationID.utf8.count + clientMsgID.utf8.count + (ref?.utf8.count ?? 0) + (sent.messageJSON?.utf8.count ?? 0)
+        return ServerFrame.frameBytes(.ack, ref: ref, capacity: capacity) { w in
             w.key("conversation_id"); w.string(conversationID)
             w.raw(","); w.key("message_id"); w.string(sent.messageID)
             w.raw(","); w.key("client_msg_id"); w.string(clientMsgID)
@@ -232,7 +233,7 @@ struct FrameHandler {
             try ConversationRules.requireOwnConversation(caller, id)
             let sent = try await store.send(conversationID: id, sender: caller, text: message.text, clientMsgID: message.clientMsgID,
                                             isInternal: message.isInternal, attachmentIDs: attachmentIDs, origin: try origin(unlessEcho: frame))
-            session.send(Self.sendAck(ref: ref, conversationID: id, clientMsgID: message.clientMsgID, sent: sent))
+            session.send(bytes: Self.sendAck(ref: ref, conversationID: id, clientMsgID: message.clientMsgID, sent: sent))
 
         case .typing:
             let id = try ConversationRules.conversationID(try frame.string("conversation_id"))

@@ -63,7 +63,7 @@ final class SocketConnection: @unchecked Sendable {
     private var lastHeard = NIODeadline.now().uptimeNanoseconds / 1_000_000
     /// The frame handler, once started. Used by the task while it drains, else by the event loop
     /// (`sendWithoutTask`): never by both at once.
-    private var frames: FrameHandler?
+    private var frames: FrameHandlerSlot?
     /// Messages sent without a task, not answered yet (a resend through the registry included).
     private var sendsInFlight = 0
     /// Messages Redis could not run (its function library was gone) sent again one after another;
@@ -158,15 +158,15 @@ final class SocketConnection: @unchecked Sendable {
                     handler?.callTimeout = controller.services.configuration.callTimeoutSeconds
                     handler?.router = controller.router
                 }
-                lock.withLock { (_session, frames) = (session, handler) }
+                lock.withLock { (_session, frames) = (session, handler.map(FrameHandlerSlot.init)) }
             case .frame(let data, let isText):
                 // Messages sent before this frame are answered first: its effects come after theirs.
                 await sendsSettled()
                 // A socket the server closed acts no more, whatever its client keeps sending.
-                guard var handler = lock.withLock({ frames }), !handler.session.isClosed else { continue }
+                guard var handler = lock.withLock({ frames?.handler }), !handler.session.isClosed else { continue }
                 await handler.handle(data, isText: isText)
                 if handler.shouldClose { handler.session.close(.policyViolation, "too many invalid frames") }
-                lock.withLock { frames = handler }
+                lock.withLock { frames?.handler = handler }
             case .finish:
                 await sendsSettled()
                 let session = lock.withLock { () -> SocketSession? in
@@ -186,18 +186,19 @@ final class SocketConnection: @unchecked Sendable {
     /// to Redis right here (`FrameHandler.sendWithoutTask`) and answered when the reply comes.
     /// True when the frame was handled; false sends it to the task.
     private func sendWithoutTask(_ data: ByteBuffer) -> Bool {
-        let taken: FrameHandler? = lock.withLock {
+        let taken: FrameHandlerSlot? = lock.withLock {
             guard !draining, jobs.isEmpty, resending == nil, sendsInFlight < Self.maxSendsInFlight,
-                  let handler = frames, !handler.session.isClosed else { return nil }
+                  let slot = frames, !slot.handler.session.isClosed else { return nil }
             frames = nil
-            return handler
+            return slot
         }
-        guard var handler = taken else { return false }
-        let outcome = handler.sendWithoutTask(data)
-        if handler.shouldClose { handler.session.close(.policyViolation, "too many invalid frames") }
-        let session = handler.session
+        guard let slot = taken else { return false }
+        // Used in place: a copy of the handler in and out costs a retain and release of each of its references.
+        let outcome = slot.handler.sendWithoutTask(data)
+        let session = slot.handler.session
+        if slot.handler.shouldClose { session.close(.policyViolation, "too many invalid frames") }
         lock.withLock {
-            frames = handler
+            frames = slot
             if case .sent = outcome { sendsInFlight += 1 }
         }
         switch outcome {
@@ -317,4 +318,12 @@ final class SocketConnection: @unchecked Sendable {
         let channel = self.channel
         channel.eventLoop.scheduleTask(in: SocketSession.closeGrace) { channel.close(promise: nil) }
     }
+}
+
+/// A socket's frame handler, kept by reference so the hot path mutates it in place. Owned by
+/// whoever took it out of `SocketConnection.frames` under its lock (the task or the event loop).
+final class FrameHandlerSlot: @unchecked Sendable {
+    var handler: FrameHandler
+
+    init(_ handler: FrameHandler) { self.handler = handler }
 }

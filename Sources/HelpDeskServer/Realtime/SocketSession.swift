@@ -15,6 +15,8 @@ final class SocketSession: Sendable {
 
     let id: Int
     let caller: Caller
+    /// `ConnectionHub.userKey(caller)`, made once: the hub looks the user up by it on every chat message.
+    let userKey: String
     /// Categories an agent serves (empty: all), for filtering queue events.
     let categories: Set<String>
     /// The client's address (the proxy's `X-Real-IP` when trusted), for the per-IP socket cap.
@@ -34,6 +36,7 @@ final class SocketSession: Sendable {
         self.id = id
         self.remoteIP = remoteIP
         self.caller = caller
+        self.userKey = ConnectionHub.userKey(caller)
         self.categories = categories
         self.outbox = SocketOutbox(channel: channel, byteLimit: outboundByteLimit)
         self.closer = closer
@@ -45,6 +48,7 @@ final class SocketSession: Sendable {
         self.id = id
         self.remoteIP = remoteIP
         self.caller = caller
+        self.userKey = ConnectionHub.userKey(caller)
         self.categories = categories
         self.outbox = SocketOutbox(channel: nil, byteLimit: 1 << 20)
         self.closer = { _, _ in }
@@ -63,6 +67,13 @@ final class SocketSession: Sendable {
     /// Queues a frame; past the byte limit the socket is closed (4008).
     func send(_ text: String) {
         send(ByteBuffer(string: text))
+    }
+
+    /// Queues a frame given as bytes (`ServerFrame.frameBytes`).
+    func send(bytes: [UInt8]) {
+        var buffer = ByteBufferAllocator().buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        send(buffer)
     }
 
     /// Queues a frame already in a buffer (one buffer is shared by every recipient of a fan-out).
