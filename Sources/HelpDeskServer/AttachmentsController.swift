@@ -208,7 +208,7 @@ struct AttachmentStore: Sendable {
 
     /// Links claimed attachments to the message their send stored (idempotent).
     func markSent(ids: [String], clientMsgID: String, messageID: String, isInternal: Bool) async throws {
-        try await unavailableOnOutage {
+        _ = try await unavailableOnOutage {
             try await pool.query("""
                 UPDATE attachments SET message_id = $3, internal = $4
                 WHERE id = ANY($1::uuid[]) AND claimed_by = $2 AND message_id IS NULL

@@ -140,7 +140,7 @@ final class ElementBudget {
 
 /// hiredis's own reply functions (read off a reader it made) with `createArray` wrapped to keep
 /// the budget. A NULL from `createArray` makes hiredis fail the reader ("out of memory").
-private nonisolated(unsafe) let hiredisReplyFunctions: redisReplyObjectFunctions = {
+private let hiredisReplyFunctions: redisReplyObjectFunctions = {
     guard let reader = redisReaderCreate() else { fatalError("hiredis: out of memory creating a reader") }
     defer { redisReaderFree(reader) }
     return reader.pointee.fn.pointee
