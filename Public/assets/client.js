@@ -155,7 +155,9 @@
    * conversation with the last message id seen there, so the server sends only what was missed.
    * NEW_MESSAGE and HISTORY messages are de-duplicated by id before the page sees them.
    * Chat messages go out with echo: false; the page still gets its own messages as NEW_MESSAGE,
-   * made from the ACK (which carries the stored message), before their MESSAGE_SENT.
+   * made from the ACK (which carries the stored message), before their MESSAGE_SENT. Such a
+   * message has `via_ack: true`: an ACK may come before NEW_MESSAGEs of earlier messages (it
+   * answers on another path), so its id is never a resume point (`lastId`, ChatView.lastId).
    *
    * Page callbacks: onEvent(event, data, frame), onState('connecting'|'open'|'reconnecting'|'stopped').
    * Synthetic events: MESSAGE_SENT {conversation_id, client_msg_id, message_id},
@@ -357,13 +359,7 @@
       const data = { conversation_id: item.conversation_id, text: item.text, client_msg_id: clientMsgId, echo: false };
       if (item.internal) data.internal = true;
       if (item.attachment_ids && item.attachment_ids.length) data.attachment_ids = item.attachment_ids;
-      this.request('SEND_MESSAGE', data).then((ack) => {
-        this.outbox.delete(clientMsgId);
-        if (ack.message && this.accept(item.conversation_id, ack.message)) {
-          this.onEvent('NEW_MESSAGE', { conversation_id: item.conversation_id, message: ack.message }, null);
-        }
-        this.onEvent('MESSAGE_SENT', { conversation_id: item.conversation_id, client_msg_id: clientMsgId, message_id: ack.message_id }, null);
-      }, (e) => {
+      this.request('SEND_MESSAGE', data).then((ack) => this.sent(item, clientMsgId, ack), (e) => {
         item.inFlight = false;
         if (e.code === 'offline' || e.code === 'timeout' || e.code === 'unavailable' || e.code === 'stopped') return; // retried on reconnect
         this.outbox.delete(clientMsgId);
@@ -373,12 +369,27 @@
 
     flushOutbox() { for (const id of this.outbox.keys()) this.flushOne(id); }
 
-    /** Marks a message seen; false when it was seen before. */
+    /** A chat message of ours is stored: its ACK (`ack.message` with echo: false) stands for the
+     * NEW_MESSAGE this socket does not get. Marked seen, but `lastId` stays (see the class note). */
+    sent(item, clientMsgId, ack) {
+      this.outbox.delete(clientMsgId);
+      const message = ack.message;
+      const c = this.conv(item.conversation_id);
+      if (message && message.id && !c.seen.has(message.id)) {
+        c.seen.add(message.id);
+        this.onEvent('NEW_MESSAGE', { conversation_id: item.conversation_id, message: Object.assign({ via_ack: true }, message) }, null);
+      }
+      this.onEvent('MESSAGE_SENT', { conversation_id: item.conversation_id, client_msg_id: clientMsgId, message_id: ack.message_id }, null);
+    }
+
+    /** Marks a message that came in stream order (NEW_MESSAGE, HISTORY) seen and moves the resume
+     * point past it (even when its ACK brought it first); false when it was seen before. */
     accept(conversationId, message) {
       const c = this.conv(conversationId);
-      if (!message || !message.id || c.seen.has(message.id)) return false;
-      c.seen.add(message.id);
+      if (!message || !message.id) return false;
       if (HD.compareIds(message.id, c.lastId) > 0) c.lastId = message.id;
+      if (c.seen.has(message.id)) return false;
+      c.seen.add(message.id);
       if (message.client_msg_id && this.outbox.has(message.client_msg_id)) {
         // Echo of ours arrived before the ACK (or the ACK was lost): it is stored.
         this.outbox.delete(message.client_msg_id);
@@ -399,6 +410,11 @@
         if (event === 'ERROR') p.reject(new ApiError(0, data.code || 'error', data.message || 'Error'));
         else p.resolve(data);
         if (event !== 'HISTORY') return;
+      }
+      // The ACK of a message whose request timed out: with echo: false nothing else tells us it is stored.
+      if (event === 'ACK' && data.client_msg_id && this.outbox.has(data.client_msg_id)) {
+        this.sent(this.outbox.get(data.client_msg_id), data.client_msg_id, data);
+        return;
       }
       switch (event) {
         case 'HELLO':

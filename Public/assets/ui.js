@@ -217,9 +217,11 @@
       this.messages = [];
     }
 
+    /** Where to resume: the newest message that came in stream order. A message of ours taken
+     * from its ACK (`via_ack`) may have overtaken earlier ones, so it does not count. */
     get lastId() {
       let last = null;
-      for (const m of this.messages) if (HD.compareIds(m.id, last) > 0) last = m.id;
+      for (const m of this.messages) if (!m.via_ack && HD.compareIds(m.id, last) > 0) last = m.id;
       return last;
     }
   }

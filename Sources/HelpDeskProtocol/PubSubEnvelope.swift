@@ -1,7 +1,9 @@
 /// What every pub/sub payload carries before its frame, so that no node searches or decodes the
-/// frame to decide where it goes: `<kind>|<audience>|<key>[|<origin>]\n<frame JSON>`.
-/// `origin` (chat messages only) names the socket that sent the message and asked not to get it
-/// back (`SEND_MESSAGE {echo: false}`): its ACK carried the message instead.
+/// frame to decide where it goes: `<kind>|<audience>|<key>\n<frame JSON>`.
+/// A chat message's key may end in `/<origin>`: the socket that sent it and asked not to get it
+/// back (`SEND_MESSAGE {echo: false}`; its ACK carried the message instead). Inside the key, so a
+/// node of the release before reads the header as before (a key that is not a stream id: it
+/// delivers the message to everyone, without cursor) while a rolling deploy mixes releases.
 /// The Lua prelude (lua/lib/protocol.lua) writes it; `PubSubEnvelope.parse` reads it.
 public struct PubSubEnvelope: Sendable, Equatable {
     public enum Kind: String, Sendable {
@@ -77,18 +79,18 @@ public struct PubSubEnvelope: Sendable, Equatable {
     public static func parseHeader(_ raw: UnsafeRawBufferPointer) -> Header? {
         raw.withMemoryRebound(to: UInt8.self) { b -> Header? in
             let limit = min(b.count, 512)
-            var bar1 = -1, bar2 = -1, bar3 = -1, newline = -1
+            var bar1 = -1, bar2 = -1, slash = -1, newline = -1
             var i = 0
             while i < limit {
                 let c = b[i]
                 if c == UInt8(ascii: "\n") { newline = i; break }
                 if c == UInt8(ascii: "|") {
-                    if bar1 < 0 { bar1 = i } else if bar2 < 0 { bar2 = i } else if bar3 < 0 { bar3 = i } else { return nil }
+                    if bar1 < 0 { bar1 = i } else if bar2 < 0 { bar2 = i } else { return nil }
                 }
+                if c == UInt8(ascii: "/"), bar2 >= 0, slash < 0 { slash = i }
                 i += 1
             }
-            guard bar1 > 0, bar2 == bar1 + 2, newline > bar2, bar3 < 0 || (bar3 > bar2 && newline > bar3 + 1) else { return nil }
-            let keyEnd = bar3 < 0 ? newline : bar3
+            guard bar1 > 0, bar2 == bar1 + 2, newline > bar2 else { return nil }
             guard let kind = kind(UnsafeBufferPointer(rebasing: b[0..<bar1])) else { return nil }
             let audience: Audience
             switch b[bar1 + 1] {
@@ -97,8 +99,11 @@ public struct PubSubEnvelope: Sendable, Equatable {
             case UInt8(ascii: "u"): audience = .user
             default: return nil
             }
+            // Only a chat message's key carries an origin; an empty one is no origin.
+            let origin: Range<Int>? = kind == .message && slash >= 0 && newline > slash + 1 ? (slash + 1)..<newline : nil
+            let keyEnd = kind == .message && slash >= 0 ? slash : newline
             let key = String(decoding: UnsafeBufferPointer(rebasing: b[(bar2 + 1)..<keyEnd]), as: UTF8.self)
-            return Header(kind: kind, audience: audience, key: key, origin: bar3 < 0 ? nil : (bar3 + 1)..<newline, frameStart: newline + 1)
+            return Header(kind: kind, audience: audience, key: key, origin: origin, frameStart: newline + 1)
         }
     }
 
@@ -133,7 +138,7 @@ public struct PubSubEnvelope: Sendable, Equatable {
         case .staff: a = "s"
         case .user: a = "u"
         }
-        return kind.rawValue + "|" + a + "|" + key + (origin.map { "|" + $0 } ?? "") + "\n" + frame
+        return kind.rawValue + "|" + a + "|" + key + (origin.map { "/" + $0 } ?? "") + "\n" + frame
     }
 
     /// The key, or nil when it is `-` or empty.

@@ -94,14 +94,20 @@ struct FrameTests {
         let envelope = try #require(PubSubEnvelope.parse(payload))
         #expect(envelope.payload == payload)
         #expect(header.origin == nil)
-        // The sending socket that asked for no echo: `origin`, after the key.
-        let fromSocket = "msg|a|1700000000000-4|n0a1b.17\n{}"
+        // The sending socket that asked for no echo: `/origin`, at the end of the key.
+        let fromSocket = "msg|a|1700000000000-4/n0a1b.17\n{}"
         let withOrigin = try #require(PubSubEnvelope.parseHeader(Array(fromSocket.utf8)))
         #expect(withOrigin.key == "1700000000000-4" && withOrigin.frameStart == fromSocket.utf8.count - 2)
         #expect(withOrigin.origin.map { String(decoding: Array(fromSocket.utf8)[$0], as: UTF8.self) } == "n0a1b.17")
         #expect(PubSubEnvelope.parse(fromSocket)?.payload == fromSocket)
-        for bad in ["{\"event\":\"X\"}", "msg|a\n{}", "nope|a|-\n{}", "msg|x|-\n{}", "msg|aa|-\n{}", "msg|a|1-0|\n{}",
-                    "msg|a|1-0|o|p\n{}"] {
+        // What a node of the release before reads as the key: not a stream id, so it delivers the
+        // message to everyone (no cursor) instead of dropping it, during a rolling deploy.
+        #expect(StreamID("1700000000000-4/n0a1b.17") == nil)
+        // Only chat messages carry one; elsewhere a slash stays in the key.
+        #expect(PubSubEnvelope.parseHeader(Array("moved|a|a/b\n{}".utf8)).map { [$0.key] } == ["a/b"])
+        #expect(PubSubEnvelope.parseHeader(Array("moved|a|a/b\n{}".utf8))?.origin == nil)
+        #expect(PubSubEnvelope.parseHeader(Array("msg|a|1-0/\n{}".utf8)).map { [$0.key] } == ["1-0"], "an empty origin is none")
+        for bad in ["{\"event\":\"X\"}", "msg|a\n{}", "nope|a|-\n{}", "msg|x|-\n{}", "msg|aa|-\n{}", "msg|a|1-0|o\n{}"] {
             #expect(PubSubEnvelope.parseHeader(Array(bad.utf8)) == nil)
         }
     }

@@ -4,7 +4,7 @@
 -- published frame and every shared view (conversation, message, presence, call) is built here,
 -- so each object has one shape whichever script sends it (HelpDeskProtocol has the Swift types).
 --
--- PUB/SUB PAYLOAD: '<kind>|<audience>|<key>[|<origin>]\n<frame JSON>'. One header line, then the frame exactly
+-- PUB/SUB PAYLOAD: '<kind>|<audience>|<key>\n<frame JSON>'. One header line, then the frame exactly
 -- as sockets get it. cjson never emits a raw newline, so the first '\n' ends the header. Nodes route
 -- by the header alone and never search or decode the frame.
 --   kind      msg       a chat message (NEW_MESSAGE); key = its stream id
@@ -17,8 +17,10 @@
 --             queue     on the queue channel; key = the category id ('-': CATEGORIES_UPDATED)
 --             presence  on the presence channel; key = the agent's supervisor id or '-'
 --             user      on a user channel (assignments, offers, wrap-up); key '-'
---   origin    msg only, optional: the socket that sent it with SEND_MESSAGE {echo: false}
---             ('<node token>.<socket id>'); it got the message in its ACK, so its node skips it
+--             msg's key may end in '/<origin>': the socket that sent it with SEND_MESSAGE
+--             {echo: false} ('<node token>.<socket id>'); it got the message in its ACK, so its
+--             node skips it. Inside the key so that a node of the previous release, during a
+--             rolling deploy, still reads the header (and delivers the message to everyone).
 --   audience  a  every socket that follows the channel
 --             s  staff sockets only (internal notes, transfer notes, escalations)
 --             u  only the sockets of the user whose id is the key (call signaling)
@@ -101,10 +103,10 @@ function hd.publish(channel, kind, audience, key, event, data)
 end
 
 --- publishes a frame already encoded; `origin` (chat messages only, '' or nil for none) names
---- the socket that sent the message without echo: the header carries it after the key
+--- the socket that sent the message without echo: the header's key ends in '/<origin>'
 function hd.publish_frame(channel, kind, audience, key, frame, origin)
   local header = kind .. '|' .. audience .. '|' .. (key or '-')
-  if origin and origin ~= '' then header = header .. '|' .. origin end
+  if origin and origin ~= '' then header = header .. '/' .. origin end
   redis.call('PUBLISH', channel, header .. '\n' .. frame)
   return frame
 end

@@ -289,19 +289,29 @@ def test_reconnecting_banner_and_catch_up_after_a_node_restart(cluster, pages):
     expect(cust.locator("#status-line")).to_have_text("You are chatting with Alice Agent")
     panel = agent_panel(agent, "Dave Customer")
 
+    panel.locator("textarea").fill("Hello Dave")
+    panel.locator("textarea").press("Enter")
+    theirs = cust.locator("#messages li.theirs", has_text="Hello Dave")
+    expect(theirs).to_have_count(1)
     customer_send(cust, "Before the outage")
     expect(panel.locator("ol.messages .msg-text", has_text="Before the outage")).to_have_count(1)
-    expect(cust.locator("#messages li.mine", has_text="Before the outage").locator(".msg-state")).to_have_text("Delivered")
-    last_id = cust.locator("#messages li[data-id]").last.get_attribute("data-id")
-    assert re.fullmatch(r"\d+-\d+", last_id)
+    mine = cust.locator("#messages li.mine", has_text="Before the outage")
+    expect(mine.locator(".msg-state")).to_have_text("Delivered")
+    theirs_id, mine_id = theirs.get_attribute("data-id"), mine.get_attribute("data-id")
+    assert re.fullmatch(r"\d+-\d+", theirs_id) and re.fullmatch(r"\d+-\d+", mine_id)
 
-    # RESYNC (a node lost Redis): the page re-joins from the last message id it has.
+    # RESYNC (a node lost Redis): the page re-joins from the last message that came in stream
+    # order, the agent's; not from its own newer one, which came in its ACK (echo: false) and may
+    # have overtaken messages still on their way.
     sent.clear()
     cust.evaluate("""() => HD.debug.socket.receive('{"event":"RESYNC","data":{}}')""")
     join = wait_for(lambda: next((f for f in sent if f["event"] == "JOIN_CONVERSATION"), None), message="a JOIN after RESYNC")
-    assert join["data"]["last_message_id"] == last_id
-    time.sleep(0.5)
+    assert join["data"]["last_message_id"] == theirs_id
+    # The HISTORY it brings holds our own message (shown once): from now on the resume point.
+    wait_for(lambda: cust.evaluate("(id) => HD.debug.socket.conversations.get(id).lastId", join["data"]["conversation_id"]) == mine_id,
+             message="HISTORY to move the resume point to our own message")
     expect(cust.locator("#messages .msg-text", has_text="Before the outage")).to_have_count(1)
+    last_id = mine_id
     sent.clear()
 
     # Node A goes away: the customer sees the banner; the agent (node B) keeps writing.
