@@ -49,6 +49,8 @@ public final class RedisSubscriber: Service, Sendable {
         var waiters: [String: [CheckedContinuation<Void, any Error>]] = [:]
         /// When set, messages go here, on the connection's event loop, instead of to `events`.
         var messageHandler: MessageHandler?
+        /// Called before each reconnect after a loss (see `setLossHandler`).
+        var lossHandler: (@Sendable () -> Void)?
     }
 
     public let configuration: RedisConfiguration
@@ -98,6 +100,14 @@ public final class RedisSubscriber: Service, Sendable {
     /// in node memory that a burst could grow. The handler must not block.
     public func setMessageHandler(_ handler: @escaping MessageHandler) {
         state.withLockedValue { $0.messageHandler = handler }
+    }
+
+    /// Called after the connection was lost, before a new one can deliver anything (once per
+    /// attempt). What was published meanwhile is gone: a reader that cannot tell the gap from the
+    /// messages after it (a cursor that only moves forward) must stop delivering here, not at
+    /// `.reconnected`, which comes only after the renewed subscriptions already carry messages.
+    public func setLossHandler(_ handler: @escaping @Sendable () -> Void) {
+        state.withLockedValue { $0.lossHandler = handler }
     }
 
     /// A message's channel and payload, as the reader holds them: valid only during the call.
@@ -156,6 +166,7 @@ public final class RedisSubscriber: Service, Sendable {
         await withGracefulShutdownHandler {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 var connected: (any Channel)?
+                if connectedBefore { state.withLockedValue { $0.lossHandler }?() }
                 do {
                     let (replies, repliesContinuation) = AsyncStream.makeStream(of: RESPValue?.self)
                     let channel = try await RedisConnection.bootstrap(configuration: configuration, eventLoopGroup: eventLoopGroup) { channel in

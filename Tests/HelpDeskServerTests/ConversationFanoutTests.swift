@@ -99,6 +99,24 @@ struct ConversationFanoutTests {
         #expect(!alone5, "its JOIN holds frames back")
     }
 
+    @Test("pub/sub lost: live members hold every frame until their client re-joins; the re-join's history fills the gap and nothing jumps it")
+    func holdAfterLoss() {
+        var fanout = live([(1, "c1", .customer), (2, "7", .agent)])
+        fanout.join(socket: 3, userID: "c1", role: .customer, followsMessages: false, after: nil)  // follows events only
+        _ = fanout.goLive(socket: 3, historyEnd: nil)
+        #expect(sent(fanout.deliver(message("5-0"))).sorted() == ["1:m5-0", "2:m5-0"])
+        fanout.holdLive()
+        // 6-0 was published while the connection was down (lost); 7-0 comes after the reconnect.
+        let assigned = Fanout.Routed(kind: .assigned, audience: .everyone, key: "7", frame: "assigned")
+        #expect(sent(fanout.deliver(message("7-0"))).isEmpty, "no cursor jumps the gap")
+        #expect(sent(fanout.deliver(assigned)) == ["3:assigned"], "an events-only member still gets events")
+        // RESYNC: the client re-joins from 5-0, the last it has; its history brings 6-0 and 7-0.
+        fanout.join(socket: 1, userID: "c1", role: .customer, followsMessages: true, after: StreamID("5-0"))
+        #expect(sent(fanout.deliver(message("8-0"))).isEmpty, "published during the history read")
+        #expect(sent(fanout.goLive(socket: 1, historyEnd: StreamID("7-0"))) == ["1:m8-0"])
+        #expect(sent(fanout.deliver(message("9-0"))) == ["1:m9-0"], "socket 2 still holds: it has not re-joined")
+    }
+
     @Test("internal notes and staff-only frames never reach the customer")
     func staffOnlyAudience() {
         var fanout = live([(1, "c1", .customer), (2, "7", .agent), (3, "9", .supervisor)])

@@ -1,4 +1,5 @@
 import Foundation
+import HelpDeskCore
 import PostgresClient
 import RedisClient
 import Testing
@@ -84,6 +85,52 @@ struct ResilienceTests {
         }
         #expect(try await pg.query("SELECT count(*) AS n FROM messages").first?.decode("n", as: Int.self) == 20)
         await socket.close()
+    }
+
+    @Test("pub/sub connections dropped: a message published in the gap reaches a client that re-joins on RESYNC from the last message it has, though messages came after the reconnect")
+    func pubSubGap() async throws {
+        let cluster = try await TestCluster()
+        let a = try await cluster.startNode("node-a")
+        let b = try await cluster.startNode("node-b")
+        defer { Task { await cluster.shutdown() } }
+        let agent = try await cluster.staff("agent-gap\(TestEnvironment.uniqueID())@example.com", on: b)
+        let chat = try await cluster.startChat(on: a)
+        let customer = try await TestSocket.connect(a.wsURL, token: chat.token, label: "customer")
+        let agentSocket = try await TestSocket.connect(b.wsURL, token: agent.token, label: "agent")
+        #expect(try await agentSocket.request("PICK", ["conversation_id": chat.id]).event == "ACK")
+        #expect(try await agentSocket.request("JOIN_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
+        #expect(try await customer.request("JOIN_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
+        _ = try await agentSocket.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "before", "client_msg_id": "m0"])
+        let before = try await customer.next("NEW_MESSAGE") { $0.message?["text"] as? String == "before" }
+        let beforeID = try #require((before.message?["id"] as? String).flatMap { StreamID($0) })
+        let redis = cluster.redis()
+        defer { Task { await redis.close() } }
+
+        // Every node's pub/sub connection goes (only this test's nodes run now); the agent writes
+        // at once, while node A has no subscription (it reconnects after its backoff, 50 ms).
+        _ = try await redis.send("CLIENT", "KILL", "TYPE", "pubsub")
+        _ = try await agentSocket.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "in the gap", "client_msg_id": "m1"])
+        _ = try await customer.next("RESYNC", timeout: .seconds(15))
+        // After the reconnect, before the client re-joins: without holding back, this one would
+        // reach it live and move its resume point past the gap.
+        _ = try await agentSocket.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "after", "client_msg_id": "m2"])
+        try await Task.sleep(for: .milliseconds(300))
+        // The client re-joins from the newest message it has, as the pages do.
+        let seen = customer.drain().filter { $0.event == "NEW_MESSAGE" || $0.event == "HISTORY" }
+        let ids = seen.flatMap { f in f.event == "HISTORY" ? (f.data["messages"] as? [[String: Any]] ?? []) : [f.message ?? [:]] }
+            .compactMap { $0["id"] as? String }
+        let resumeFrom = (ids.compactMap { StreamID($0) } + [beforeID]).max()!.text
+        #expect(try await customer.request("JOIN_CONVERSATION", ["conversation_id": chat.id, "last_message_id": resumeFrom]).event == "ACK")
+        var texts: [String] = []
+        try await eventually("the gap's message and the one after it") {
+            for frame in customer.drain() where frame.event == "HISTORY" || frame.event == "NEW_MESSAGE" {
+                let messages = frame.event == "HISTORY" ? frame.data["messages"] as? [[String: Any]] ?? [] : [frame.message ?? [:]]
+                texts += messages.compactMap { $0["text"] as? String }
+            }
+            return texts.contains("in the gap") && texts.contains("after")
+        }
+        #expect(texts.filter { $0 == "in the gap" }.count == 1 && texts.filter { $0 == "after" }.count == 1, "\(texts)")
+        await customer.close(); await agentSocket.close()
     }
 
     @Test("Redis restarted during a chat: nodes resubscribe, clients are told to resync, the chat goes on")

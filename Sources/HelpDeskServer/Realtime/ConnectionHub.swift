@@ -427,6 +427,14 @@ final class ConnectionHub: Sendable {
         }
     }
 
+    /// The pub/sub connection was lost: live messages are held back until each socket re-joins
+    /// (`ConversationFanout.holdLive`).
+    func holdLiveMessages() {
+        state.withLockedValue { state in
+            for key in Array(state.conversations.keys) { state.conversations[key]?.holdLive() }
+        }
+    }
+
     /// After the pub/sub connection came back: messages published meanwhile were lost, so every
     /// client re-joins from its last message id.
     func resyncAll() {

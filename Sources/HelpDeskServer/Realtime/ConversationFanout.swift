@@ -74,6 +74,19 @@ struct ConversationFanout<Frame> {
         return actions
     }
 
+    /// The pub/sub connection was lost: what was published meanwhile is gone, and a live member's
+    /// cursor would jump the gap with the first message after it (its client would then resume past
+    /// the gap). Every member that follows messages holds live frames from now on, as during a JOIN,
+    /// until its client re-joins (RESYNC asks it to) from the last message it has; its history read
+    /// then fills the gap. Members that only follow events keep getting them.
+    mutating func holdLive() {
+        var index = members.startIndex
+        while index != members.endIndex {
+            if members.values[index].followsMessages, members.values[index].pending == nil { members.values[index].pending = [] }
+            members.formIndex(after: &index)
+        }
+    }
+
     /// Removes a socket; true when nobody on this node follows the conversation any more.
     mutating func leave(socket: Int) -> Bool {
         members.removeValue(forKey: socket)

@@ -60,8 +60,8 @@ struct PresenceService: Service {
 }
 
 /// Connects the pub/sub connection to the hub: messages are routed on the connection's event
-/// loop as they are read (no queue in between that a burst could grow); a reconnect asks every
-/// socket to resync.
+/// loop as they are read (no queue in between that a burst could grow); a loss holds live
+/// messages back until each socket re-joins, and a reconnect asks every socket to resync.
 struct PubSubPump: Service {
     let hub: ConnectionHub
     let subscriber: RedisSubscriber
@@ -70,6 +70,7 @@ struct PubSubPump: Service {
     func run() async throws {
         let hub = self.hub
         subscriber.setMessageHandler { channel, payload in hub.deliver(channel: channel, payload: payload) }
+        subscriber.setLossHandler { hub.holdLiveMessages() }
         await hub.start()
         await cancelWhenGracefulShutdown {
             for await event in subscriber.events {
