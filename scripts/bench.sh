@@ -87,20 +87,21 @@ field() { grep "^summary $1" "$log" | tail -1 | tr ' ' '\n' | awk -F= -v k="$2" 
 # The relay's figures move from run to run on a full box (BENCHMARKS.md, fourth round): each is run
 # RUNS times and the summary takes the median run (by msg per node-core-s at the maximum, by p99 at
 # half), written again under the plain label; the range goes into the table.
-median_of() {  # median_of LABEL KEY: copies the median run's summary line as "label=LABEL"
+median_of() {  # median_of LABEL KEY: copies the median run's summary line as "label=LABEL" (none if no run gave one)
   local line
-  line=$(grep "^summary relay label=$1-" "$log" | awk -v k="$2" '{for (i = 1; i <= NF; i++) {split($i, kv, "="); if (kv[1] == k) print kv[2], $0}}' \
+  line=$( (grep "^summary relay label=$1-" "$log" || true) | awk -v k="$2" '{for (i = 1; i <= NF; i++) {split($i, kv, "="); if (kv[1] == k) print kv[2], $0}}' \
     | sort -g | awk '{lines[NR] = $0} END {print lines[int((NR + 1) / 2)]}' | cut -d' ' -f2-)
-  echo "$line" | sed "s/label=$1-[0-9]*/label=$1/" >> "$log"
+  [ -n "$line" ] && echo "$line" | sed "s/label=$1-[0-9]*/label=$1/" >> "$log"
+  return 0
 }
-range_of() { grep "^summary relay label=$1-" "$log" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}' | sort -g | paste -sd' ' | awk '{print $1 "–" $NF}'; }
+range_of() { (grep "^summary relay label=$1-" "$log" || true) | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}' | sort -g | paste -sd' ' | awk '{print $1 "–" $NF}'; }
 for run in $(seq "$RUNS"); do
   start_nodes
   relay --max --conversations "$CONVERSATIONS" --duration "$DURATION" --label "max-$run" | tee -a "$log" || true
   stop_nodes
 done
 median_of max msgs_per_node_core_s
-max=$(field "relay label=max" delivered_per_s)
+max=$(field "relay label=max" delivered_per_s || true)
 half_rate=$(awk -v m="$max" -v n="$CONVERSATIONS" 'BEGIN {printf "%.2f", m / 2 / n}')
 for run in $(seq "$RUNS"); do
   start_nodes

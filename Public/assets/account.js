@@ -158,8 +158,8 @@
       for (;;) {
         const reply = await api.get('/conversations/' + encodeURIComponent(conversation.id) + '/messages' + (after ? '?after=' + encodeURIComponent(after) : ''));
         for (const m of reply.messages) view.add(m);
-        if (!reply.has_more || !reply.messages.length) break;
-        after = reply.messages[reply.messages.length - 1].id;
+        if (!reply.has_more || !reply.next_after) break;
+        after = reply.next_after;
       }
       if (!view.messages.length) view.notice('No messages.');
     } catch (e) {

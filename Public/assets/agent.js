@@ -454,8 +454,8 @@
       for (;;) {
         const reply = await api.get('/conversations/' + conv.id + '/messages' + (after ? '?after=' + encodeURIComponent(after) : ''));
         for (const m of reply.messages) c.view.add(m);
-        if (!reply.has_more || !reply.messages.length) break;
-        after = reply.messages[reply.messages.length - 1].id;
+        if (!reply.has_more || !reply.next_after) break;
+        after = reply.next_after;
       }
       if (conv.resolution) c.view.notice('Closed: ' + conv.resolution);
     } catch (e) { c.view.notice('Could not load the transcript: ' + e.message); }

@@ -374,9 +374,10 @@
     sent(item, clientMsgId, ack) {
       this.outbox.delete(clientMsgId);
       const message = ack.message;
-      const c = this.conv(item.conversation_id);
-      if (message && message.id && !c.seen.has(message.id)) {
-        c.seen.add(message.id);
+      // get, not conv(): a conversation the page let go of (leave) is not brought back by a late answer
+      const c = this.conversations.get(item.conversation_id);
+      if (message && message.id && !(c && c.seen.has(message.id))) {
+        if (c) c.seen.add(message.id);
         this.onEvent('NEW_MESSAGE', { conversation_id: item.conversation_id, message: Object.assign({ via_ack: true }, message) }, null);
       }
       this.onEvent('MESSAGE_SENT', { conversation_id: item.conversation_id, client_msg_id: clientMsgId, message_id: ack.message_id }, null);
@@ -385,8 +386,11 @@
     /** Marks a message that came in stream order (NEW_MESSAGE, HISTORY) seen and moves the resume
      * point past it (even when its ACK brought it first); false when it was seen before. */
     accept(conversationId, message) {
-      const c = this.conv(conversationId);
       if (!message || !message.id) return false;
+      // A frame already on its way when the page let the conversation go (leave): passed on, but it
+      // must not bring the entry back with a resume point that a later join would start from.
+      const c = this.conversations.get(conversationId);
+      if (!c) return true;
       if (HD.compareIds(message.id, c.lastId) > 0) c.lastId = message.id;
       if (c.seen.has(message.id)) return false;
       c.seen.add(message.id);
@@ -443,9 +447,11 @@
         case 'HISTORY': {
           const messages = (data.messages || []).filter((m) => this.accept(data.conversation_id, m));
           data = Object.assign({}, data, { messages });
-          // History comes in pages: ask for the next one from the last message this page had.
-          if (data.has_more) {
-            const c = this.conv(data.conversation_id);
+          // History comes in pages: ask for the next one from where this page ended (`next_after`:
+          // its last message, even one not shown to us, such as an internal note).
+          const c = this.conversations.get(data.conversation_id);
+          if (data.has_more && c) {
+            if (data.next_after && HD.compareIds(data.next_after, c.lastId) > 0) c.lastId = data.next_after;
             if (c.joined) this.sendFrame('JOIN_CONVERSATION', { conversation_id: data.conversation_id, last_message_id: c.lastId });
           }
           break;

@@ -218,8 +218,9 @@
         const reply = await api.get('/conversations/' + state.conversation_id + '/messages' + q);
         const messages = reply.messages || [];
         for (const m of messages) chat.add(m);
-        if (!reply.has_more || !messages.length) break;
-        after = messages[messages.length - 1].id;
+        // next_after: where the page ended, even on a page of internal notes we are not shown
+        if (!reply.has_more || !reply.next_after) break;
+        after = reply.next_after;
       }
       save();
     } catch (_) { /* keep what we have */ }

@@ -138,7 +138,7 @@ public struct PubSubEnvelope: Sendable, Equatable {
         case .staff: a = "s"
         case .user: a = "u"
         }
-        return kind.rawValue + "|" + a + "|" + key + (origin.map { "/" + $0 } ?? "") + "\n" + frame
+        return kind.rawValue + "|" + a + "|" + key + (origin.flatMap { $0.isEmpty ? nil : "/" + $0 } ?? "") + "\n" + frame
     }
 
     /// The key, or nil when it is `-` or empty.

@@ -142,8 +142,11 @@ struct ConversationsController: Sendable {
                 page = (Array(archived.prefix(limit)), archived.count > limit)
             }
             let messages = context.caller.isStaff ? page.messages : page.messages.filter { !$0.isInternal }
-            return try Response.json(["conversation_id": AnyEncodable(id), "messages": AnyEncodable(messages),
-                                      "has_more": AnyEncodable(page.hasMore)])
+            var reply = ["conversation_id": AnyEncodable(id), "messages": AnyEncodable(messages), "has_more": AnyEncodable(page.hasMore)]
+            // Where the next page starts: the page's last message, shown or not (a customer's page of
+            // internal notes only is empty, and must not stop or repeat the paging).
+            if page.hasMore, let last = page.messages.last { reply["next_after"] = AnyEncodable(last.id) }
+            return try Response.json(reply)
         }
 
         authenticated.post("conversations/:id/messages") { request, context in

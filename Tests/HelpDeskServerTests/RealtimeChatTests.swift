@@ -220,6 +220,46 @@ struct RealtimeChatTests {
         for socket in [sender, otherTab, agentSocket, adminSocket] { await socket.close() }
     }
 
+    @Test("a customer's history pages past a page of internal notes only: next_after, over the socket and over REST")
+    func pagesOfInternalNotes() async throws {
+        let cluster = try await TestCluster(overrides: Self.unlimited)
+        let a = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let agent = try await cluster.staff("agent-notes\(TestEnvironment.uniqueID())@example.com", on: a)
+        let chat = try await cluster.startChat(on: a)
+        let agentSocket = try await TestSocket.connect(a.wsURL, token: agent.token, label: "agent")
+        #expect(try await agentSocket.request("PICK", ["conversation_id": chat.id]).event == "ACK")
+        // More notes than a HISTORY page holds (200), then one message the customer may see.
+        for i in 0..<(ConnectionHub.historyPageSize + 5) {
+            try await agentSocket.send("SEND_MESSAGE", ["conversation_id": chat.id, "text": "note \(i)", "client_msg_id": "n\(i)", "internal": true], ref: "n\(i)")
+        }
+        _ = try await agentSocket.reply("n\(ConnectionHub.historyPageSize + 4)")
+        #expect(try await agentSocket.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "visible", "client_msg_id": "v"]).event == "ACK")
+
+        let customer = try await TestSocket.connect(a.wsURL, token: chat.token, label: "customer")
+        try await customer.send("JOIN_CONVERSATION", ["conversation_id": chat.id], ref: "j1")
+        let first = try await customer.next("HISTORY")
+        #expect((first.data["messages"] as? [Any])?.isEmpty == true && first.data["has_more"] as? Bool == true)
+        let nextAfter = try #require(first.data["next_after"] as? String, "\(first)")
+        try await customer.send("JOIN_CONVERSATION", ["conversation_id": chat.id, "last_message_id": nextAfter], ref: "j2")
+        let second = try await customer.next("HISTORY")
+        #expect((second.data["messages"] as? [[String: Any]])?.compactMap { $0["text"] as? String } == ["visible"])
+        #expect(second.data["has_more"] as? Bool == false && second.data["next_after"] == nil)
+
+        // REST: the same, a page at a time.
+        var after = "", texts: [String] = [], pages = 0
+        while pages < 50 {
+            pages += 1
+            let (status, page) = try await HTTP.request("GET", a.url + "/api/v1/conversations/\(chat.id)/messages?limit=50" + (after.isEmpty ? "" : "&after=" + after), token: chat.token)
+            #expect(status == 200)
+            texts += (page["messages"] as? [[String: Any]] ?? []).compactMap { $0["text"] as? String }
+            guard page["has_more"] as? Bool == true, let next = page["next_after"] as? String else { break }
+            after = next
+        }
+        #expect(texts == ["visible"] && pages == 5, "\(texts), \(pages) pages")
+        await customer.close(); await agentSocket.close()
+    }
+
     @Test("typing is relayed to the other side and not stored")
     func typing() async throws {
         let cluster = try await TestCluster(overrides: Self.unlimited)

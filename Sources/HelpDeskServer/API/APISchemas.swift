@@ -66,7 +66,7 @@ enum APISchemas {
         ], required: ["access_token", "expires_in", "user"])
         c["CustomerConversations"] = obj(["conversations": array(ref("Conversation")), "next_before": nullable(ms)],
                                          required: ["conversations"])
-        c["MessagePage"] = obj(["conversation_id": string, "messages": array(ref("Message")), "has_more": boolean],
+        c["MessagePage"] = obj(["conversation_id": string, "messages": array(ref("Message")), "has_more": boolean, "next_after": string],
                            required: ["conversation_id", "messages", "has_more"])
         c["MessageSend"] = obj(["text": ["type": "string", "maxLength": 4000], "client_msg_id": string, "internal": nullable(boolean),
                                 "attachment_ids": nullable(array(["type": "string", "format": "uuid"]))],

@@ -57,7 +57,8 @@ enum AsyncAPIDocument {
         case .pong: ("answers PING", S.obj([:]))
         case .resync: ("this node lost its pub/sub connection: JOIN again with the last message id", S.obj([:]))
         case .history: ("after a JOIN: messages after `last_message_id`, paged", S.obj(
-            ["conversation_id": S.conversationID, "messages": S.array(S.ref("Message")), "has_more": S.nullable(S.boolean)], required: ["conversation_id", "messages"]))
+            ["conversation_id": S.conversationID, "messages": S.array(S.ref("Message")), "has_more": S.nullable(S.boolean),
+             "next_after": S.nullable(S.string)], required: ["conversation_id", "messages"]))
         case .newMessage: ("a message in a joined conversation", S.obj(["conversation_id": S.conversationID, "message": S.ref("Message")],
                                                                       required: ["conversation_id", "message"]))
         case .typing: ("someone in the conversation is typing, or stopped", S.obj(

@@ -242,7 +242,8 @@ final class ConnectionHub: Sendable {
                 let visible = session.isStaff ? page.messages : page.messages.filter { !$0.isInternal }
                 if let last = page.messages.last.flatMap({ StreamID($0.id) }) { historyEnd = last }
                 complete = !page.hasMore
-                session.send(HistoryFrame.encode(conversationID: conversationID, messages: visible, hasMore: page.hasMore, ref: ref))
+                session.send(HistoryFrame.encode(conversationID: conversationID, messages: visible, hasMore: page.hasMore,
+                                                 nextAfter: page.hasMore ? page.messages.last?.id : nil, ref: ref))
             }
             let actions = state.withLockedValue { state -> [ConversationFanout<ByteBuffer>.Action] in
                 if !complete {
@@ -452,10 +453,13 @@ final class ConnectionHub: Sendable {
 
 /// HISTORY frames: built here because their messages come from a stream read, not a script.
 enum HistoryFrame {
-    static func encode(conversationID: String, messages: [MessageView], hasMore: Bool, ref: String?) -> String {
+    /// `nextAfter`: with `hasMore`, the page's last message id, shown or not: where the next JOIN
+    /// resumes (a customer's page holding only internal notes has no message to take it from).
+    static func encode(conversationID: String, messages: [MessageView], hasMore: Bool, nextAfter: String? = nil, ref: String?) -> String {
         ServerFrame.frame(.history, ref: ref) { w in
             w.key("conversation_id"); w.string(conversationID)
             w.raw(","); w.key("has_more"); w.bool(hasMore)
+            if let nextAfter { w.raw(","); w.key("next_after"); w.string(nextAfter) }
             w.raw(","); w.key("messages"); w.raw("[")
             for (i, m) in messages.enumerated() {
                 if i > 0 { w.raw(",") }
