@@ -110,10 +110,13 @@ struct ConversationFanoutTests {
         let assigned = Fanout.Routed(kind: .assigned, audience: .everyone, key: "7", frame: "assigned")
         #expect(sent(fanout.deliver(message("7-0"))).isEmpty, "no cursor jumps the gap")
         #expect(sent(fanout.deliver(assigned)) == ["3:assigned"], "an events-only member still gets events")
+        let typing = Fanout.Routed(kind: .event, audience: .everyone, key: nil, frame: "typing")
+        #expect(sent(fanout.deliver(typing)) == ["3:typing"])
         // RESYNC: the client re-joins from 5-0, the last it has; its history brings 6-0 and 7-0.
+        // The event held meanwhile is not in any history: it is delivered, the held 7-0 is not.
         fanout.join(socket: 1, userID: "c1", role: .customer, followsMessages: true, after: StreamID("5-0"))
         #expect(sent(fanout.deliver(message("8-0"))).isEmpty, "published during the history read")
-        #expect(sent(fanout.goLive(socket: 1, historyEnd: StreamID("7-0"))) == ["1:m8-0"])
+        #expect(sent(fanout.goLive(socket: 1, historyEnd: StreamID("7-0"))) == ["1:assigned", "1:typing", "1:m8-0"])
         #expect(sent(fanout.deliver(message("9-0"))) == ["1:m9-0"], "socket 2 still holds: it has not re-joined")
     }
 

@@ -55,9 +55,12 @@ struct ConversationFanout<Frame> {
     var isEmpty: Bool { members.isEmpty }
 
     /// Adds (or re-adds) a socket, holding live frames back until `goLive`.
+    /// Frames already held for this socket (a JOIN under way, or the hold after a pub/sub loss) stay
+    /// held: `goLive` drops their messages the history covers, and delivers their events (a close, a
+    /// transfer, a call), which no history brings back.
     mutating func join(socket: Int, userID: String, role: Role, followsMessages: Bool, after: StreamID?) {
         members[socket] = Member(socket: socket, userID: userID, role: role, followsMessages: followsMessages,
-                                 lastDelivered: after, pending: [])
+                                 lastDelivered: after, pending: members[socket]?.pending ?? [])
     }
 
     /// The history is out (up to `historyEnd`): deliver what was held back, without duplicates.
