@@ -326,6 +326,14 @@
       const data = { conversation_id: conversationId };
       if (c.lastId) data.last_message_id = c.lastId;
       return this.request('JOIN_CONVERSATION', data).catch((e) => {
+        // Passing trouble (Redis back a moment ago, too many JOINs at once after a RESYNC): the
+        // server holds this conversation's messages until we join, so try again.
+        if (['unavailable', 'rate_limited', 'timeout'].includes(e.code)) {
+          setTimeout(() => {
+            const c = this.conversations.get(conversationId);
+            if (c && c.joined && this.isOpen) this.sendJoin(conversationId);
+          }, 1000 + Math.random() * 2000);
+        }
         this.onEvent('JOIN_FAILED', { conversation_id: conversationId, code: e.code, message: e.message }, null);
         return null;
       });
@@ -445,6 +453,8 @@
         case 'PONG':
           return;
         case 'HISTORY': {
+          const known = this.conversations.get(data.conversation_id);
+          const startedAt = known ? known.lastId : null;
           const messages = (data.messages || []).filter((m) => this.accept(data.conversation_id, m));
           data = Object.assign({}, data, { messages });
           // History comes in pages: ask for the next one from where this page ended (`next_after`:
@@ -452,7 +462,8 @@
           const c = this.conversations.get(data.conversation_id);
           if (data.has_more && c) {
             if (data.next_after && HD.compareIds(data.next_after, c.lastId) > 0) c.lastId = data.next_after;
-            if (c.joined) this.sendFrame('JOIN_CONVERSATION', { conversation_id: data.conversation_id, last_message_id: c.lastId });
+            // Nothing moved us on (a node without next_after): asking again would get the same page.
+            if (c.joined && c.lastId !== startedAt) this.sendFrame('JOIN_CONVERSATION', { conversation_id: data.conversation_id, last_message_id: c.lastId });
           }
           break;
         }

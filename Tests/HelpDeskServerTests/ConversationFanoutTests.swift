@@ -159,6 +159,18 @@ struct ConversationFanoutTests {
         #expect(sent(fanout.deliver(message("3-0"))).count == 3)
     }
 
+    @Test("a member held past pendingLimit stops following and is reported as overflowed (its node sends it RESYNC)")
+    func overflow() {
+        var fanout = live([(1, "c1", .customer), (2, "7", .agent)])
+        fanout.holdLive()
+        var overflowed: [Int] = []
+        for n in 1...(Fanout.pendingLimit + 1) {
+            for case .overflowed(let socket) in fanout.deliver(message("\(n)-0")) { overflowed.append(socket) }
+        }
+        #expect(overflowed.sorted() == [1, 2])
+        #expect(fanout.isEmpty)
+    }
+
     @Test("a requeue drops every agent and re-checks the customers' queue positions")
     func requeueDropsAgents() {
         var fanout = live([(1, "c1", .customer), (2, "7", .agent)])

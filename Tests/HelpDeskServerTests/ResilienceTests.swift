@@ -133,6 +133,36 @@ struct ResilienceTests {
         await customer.close(); await agentSocket.close()
     }
 
+    @Test("a JOIN that ends while a pub/sub loss is not resynced yet stays held; the re-join after RESYNC goes live")
+    func joinDuringLoss() async throws {
+        let cluster = try await TestCluster()
+        let a = try await cluster.startNode("node-a")
+        defer { Task { await cluster.shutdown() } }
+        let agent = try await cluster.staff("agent-loss\(TestEnvironment.uniqueID())@example.com", on: a)
+        let chat = try await cluster.startChat(on: a)
+        let agentSocket = try await TestSocket.connect(a.wsURL, token: agent.token, label: "agent")
+        #expect(try await agentSocket.request("PICK", ["conversation_id": chat.id]).event == "ACK")
+        let customer = try await TestSocket.connect(a.wsURL, token: chat.token, label: "customer")
+        #expect(try await customer.request("JOIN_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
+        let hub = a.services.parts.hub
+        let session = try #require(hub.allSessions().first { $0.caller.role == .customer && $0.caller.conversationID == chat.id })
+        #expect(!hub.holdsFrames(of: session, conversationID: chat.id))
+
+        hub.holdLiveMessages()  // what the subscriber's loss handler does
+        #expect(hub.holdsFrames(of: session, conversationID: chat.id))
+        // A JOIN before the RESYNC: its history may end before the gap, so it must not go live.
+        #expect(try await customer.request("JOIN_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
+        #expect(hub.holdsFrames(of: session, conversationID: chat.id))
+
+        hub.resyncAll()  // what the reconnect does once every subscription is confirmed
+        _ = try await customer.next("RESYNC")
+        #expect(try await customer.request("JOIN_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
+        #expect(!hub.holdsFrames(of: session, conversationID: chat.id))
+        #expect(try await agentSocket.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "live again", "client_msg_id": "l"]).event == "ACK")
+        _ = try await customer.next("NEW_MESSAGE") { $0.message?["text"] as? String == "live again" }
+        await customer.close(); await agentSocket.close()
+    }
+
     @Test("Redis restarted during a chat: nodes resubscribe, clients are told to resync, the chat goes on")
     func redisRestart() async throws {
         let redisServer = PrivateRedis(persistent: true)

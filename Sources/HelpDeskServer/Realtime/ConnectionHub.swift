@@ -25,6 +25,10 @@ final class ConnectionHub: Sendable {
         var ipSockets: [String: Int] = [:]
         /// Messages per user on this node, whatever socket they come from (dropped with the user's last socket).
         var userMessages: [String: TokenBucket] = [:]
+        /// Pub/sub losses so far, and whether the last one is not resynced yet: a JOIN that began
+        /// before a loss, or ends before RESYNC, stays held (see `join`).
+        var lossGeneration = 0
+        var lossOutstanding = false
     }
 
     /// Sockets one IP, and one user, may hold on this node (`HELPDESK_MAX_SOCKETS_PER_IP`, `_PER_USER`).
@@ -220,8 +224,10 @@ final class ConnectionHub: Sendable {
     func join(_ session: SocketSession, conversationID: String, lastMessageID: String?, sendHistory: Bool, ref: String? = nil) async throws {
         let after = lastMessageID.flatMap { StreamID($0) }
         let channel = keys.conversationChannel(conversationID)
+        var generation = 0
         let retained: Bool? = state.withLockedValue { state in
             guard state.sessions[session.id] != nil else { return nil }
+            generation = state.lossGeneration
             let already = state.joinedBy[session.id]?.contains(conversationID) ?? false
             state.conversations[conversationID, default: .init()].join(
                 socket: session.id, userID: session.caller.id, role: session.caller.role, followsMessages: sendHistory, after: after)
@@ -246,6 +252,10 @@ final class ConnectionHub: Sendable {
                                                  nextAfter: page.hasMore ? page.messages.last?.id : nil, ref: ref))
             }
             let actions = state.withLockedValue { state -> [ConversationFanout<ByteBuffer>.Action] in
+                // Pub/sub was lost during this JOIN, or is not resynced yet: its history may end
+                // before the gap, so going live would carry the client past it. It stays held; the
+                // RESYNC every socket gets makes its client re-join.
+                if state.lossOutstanding || state.lossGeneration != generation { return [] }
                 if !complete {
                     // Messages after this page come with the next JOIN's HISTORY, not live.
                     state.conversations[conversationID]?.join(socket: session.id, userID: session.caller.id,
@@ -348,8 +358,9 @@ final class ConnectionHub: Sendable {
             let actions = state.withLockedValue { state -> [ConversationFanout<ByteBuffer>.Action] in
                 // Mutated in place (no copy of the members per message).
                 guard let actions = state.conversations[conversation]?.deliver(routed) else { return [] }
-                for case .dropped(let socket) in actions {
-                    state.joinedBy[socket]?.remove(conversation)
+                for action in actions {
+                    if case .dropped(let socket) = action { state.joinedBy[socket]?.remove(conversation) }
+                    if case .overflowed(let socket) = action { state.joinedBy[socket]?.remove(conversation) }
                 }
                 if state.conversations[conversation]?.isEmpty == true {
                     state.conversations.removeValue(forKey: conversation)
@@ -407,6 +418,9 @@ final class ConnectionHub: Sendable {
         for action in actions {
             switch action {
             case .send, .dropped: break
+            case .overflowed(let socket):
+                // Silently gone, its client would wait forever: RESYNC makes it re-join.
+                if let session = state.withLockedValue({ $0.sessions[socket] }) { session.send(ServerFrame.resync()) }
             case .leftQueue: queuePositions.untrack(conversation: conversation)
             case .maybeQueued(let sockets):
                 let sessions = state.withLockedValue { state in sockets.compactMap { state.sessions[$0] } }
@@ -428,10 +442,17 @@ final class ConnectionHub: Sendable {
         }
     }
 
+    /// Whether a socket's live frames of a conversation are held back (tests, diagnostics).
+    func holdsFrames(of session: SocketSession, conversationID: String) -> Bool {
+        state.withLockedValue { $0.conversations[conversationID]?.holds(socket: session.id) ?? false }
+    }
+
     /// The pub/sub connection was lost: live messages are held back until each socket re-joins
     /// (`ConversationFanout.holdLive`).
     func holdLiveMessages() {
         state.withLockedValue { state in
+            state.lossGeneration += 1
+            state.lossOutstanding = true
             for key in Array(state.conversations.keys) { state.conversations[key]?.holdLive() }
         }
     }
@@ -439,6 +460,8 @@ final class ConnectionHub: Sendable {
     /// After the pub/sub connection came back: messages published meanwhile were lost, so every
     /// client re-joins from its last message id.
     func resyncAll() {
+        // JOINs from now on (the re-joins RESYNC asks for) may go live again.
+        state.withLockedValue { $0.lossOutstanding = false }
         refreshCategoryTree()
         let frame = ByteBuffer(string: ServerFrame.resync())
         for session in allSessions() { session.send(frame) }

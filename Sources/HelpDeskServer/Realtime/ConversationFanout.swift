@@ -41,6 +41,9 @@ struct ConversationFanout<Frame> {
         case send(socket: Int, frame: Frame)
         /// This socket no longer follows the conversation (it moved to another agent).
         case dropped(socket: Int)
+        /// This socket held more frames than `pendingLimit` and no longer follows the conversation:
+        /// its client must re-join (RESYNC) to get it back.
+        case overflowed(socket: Int)
         /// The conversation left the queue: stop sending its customers queue positions.
         case leftQueue
         /// The conversation may be back in a queue: its customers' positions matter again.
@@ -98,6 +101,9 @@ struct ConversationFanout<Frame> {
 
     func follows(socket: Int) -> Bool { members[socket] != nil }
 
+    /// True while the socket's live frames are held back (a JOIN under way, or a pub/sub loss).
+    func holds(socket: Int) -> Bool { members[socket]?.pending != nil }
+
     /// One frame published on the conversation's channel.
     mutating func deliver(_ frame: Routed) -> [Action] {
         var actions: [Action] = []
@@ -117,7 +123,7 @@ struct ConversationFanout<Frame> {
         }
         for socket in overLimit {
             members.removeValue(forKey: socket)
-            actions.append(.dropped(socket: socket))
+            actions.append(.overflowed(socket: socket))
         }
         switch frame.kind {
         case .assigned, .closed:
