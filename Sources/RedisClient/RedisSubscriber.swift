@@ -102,8 +102,8 @@ public final class RedisSubscriber: Service, Sendable {
         state.withLockedValue { $0.messageHandler = handler }
     }
 
-    /// Called after the connection was lost, before a new one can deliver anything (once per
-    /// attempt). What was published meanwhile is gone: a reader that cannot tell the gap from the
+    /// Called at each reconnect attempt after a loss (after the backoff wait), before the new
+    /// connection can deliver anything. What was published meanwhile is gone: a reader that cannot tell the gap from the
     /// messages after it (a cursor that only moves forward) must stop delivering here, not at
     /// `.reconnected`, which comes only after the renewed subscriptions already carry messages.
     public func setLossHandler(_ handler: @escaping @Sendable () -> Void) {
