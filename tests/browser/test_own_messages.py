@@ -4,6 +4,8 @@ and an ACK that comes after its request timed out still marks it stored. Only a 
 the agent must not connect before test_pages' first test."""
 from __future__ import annotations
 
+import json
+
 from playwright.sync_api import expect
 
 from test_pages import customer_send, start_chat, wait_for
@@ -45,3 +47,40 @@ def test_own_messages_come_from_their_ack_and_are_not_a_resume_point(cluster, pa
     }""", conv_id)
     assert late == {"inOutbox": False, "lastId": stored_id}
     expect(cust.locator("#messages .msg-text", has_text="Late but stored")).to_have_count(1)
+
+
+def test_a_refused_join_is_retried_and_a_left_conversation_is_not_brought_back(cluster, pages):
+    node_a = cluster.nodes[0]
+    cust = pages.new()
+    sent = []  # every frame the page's sockets send, decoded
+    cust.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append(json.loads(f))))
+    conv_id = start_chat(cust, node_a.url, "Rita Retry", "rita@example.test")
+    wait_for(lambda: cust.evaluate("0") == 0 and any(f["event"] == "JOIN_CONVERSATION" for f in sent), message="the first JOIN")
+
+    # The next JOIN is refused for a passing reason (as after a RESYNC storm): the socket asks
+    # again by itself, within a few seconds.
+    joins_before = sum(f["event"] == "JOIN_CONVERSATION" for f in sent)
+    cust.evaluate("""(id) => {
+        const s = HD.debug.socket, real = s.request.bind(s);
+        let refused = false;
+        s.request = (event, data) => {
+            if (event === 'JOIN_CONVERSATION' && !refused) { refused = true; return Promise.reject({ code: 'unavailable', message: 'briefly' }); }
+            return real(event, data);
+        };
+        s.sendJoin(id);
+    }""", conv_id)
+    # (Playwright hands over frame events only during its own calls: the evaluate lets them in.)
+    wait_for(lambda: cust.evaluate("0") == 0 and sum(f["event"] == "JOIN_CONVERSATION" for f in sent) > joins_before,
+             message="the JOIN asked again")
+
+    # A frame already on its way for a conversation the page let go of does not bring it back (a
+    # later join would have resumed from that frame's id).
+    assert cust.evaluate("""(id) => {
+        const s = HD.debug.socket;
+        s.leave(id);
+        s.conversations.delete(id);
+        s.receive(JSON.stringify({ event: 'NEW_MESSAGE', data: { conversation_id: id, message: {
+            id: '9999999999999-1', sender: { id: '1', role: 'agent', name: 'A' }, text: 'late', sent_at: Date.now(),
+            client_msg_id: 'x', internal: false } } }));
+        return s.conversations.has(id);
+    }""", conv_id) is False
