@@ -453,13 +453,12 @@
         case 'PONG':
           return;
         case 'HISTORY': {
-          const known = this.conversations.get(data.conversation_id);
-          const startedAt = known ? known.lastId : null;
+          const c = this.conversations.get(data.conversation_id);
+          const startedAt = c ? c.lastId : null;
           const messages = (data.messages || []).filter((m) => this.accept(data.conversation_id, m));
           data = Object.assign({}, data, { messages });
           // History comes in pages: ask for the next one from where this page ended (`next_after`:
           // its last message, even one not shown to us, such as an internal note).
-          const c = this.conversations.get(data.conversation_id);
           if (data.has_more && c) {
             if (data.next_after && HD.compareIds(data.next_after, c.lastId) > 0) c.lastId = data.next_after;
             // Nothing moved us on (a node without next_after): asking again would get the same page.

@@ -23,14 +23,6 @@ public struct PubSubEnvelope: Sendable, Equatable {
         case presence
         /// On a user channel.
         case user
-
-        /// Published on a conversation's channel.
-        public var isConversationEvent: Bool {
-            switch self {
-            case .message, .assigned, .closed, .moved, .event: true
-            case .queue, .presence, .user: false
-            }
-        }
     }
 
     public enum Audience: Sendable, Equatable {

@@ -76,27 +76,29 @@ struct ConversationFanoutTests {
         #expect(sent(fanout.deliver(message("8-0"))).sorted() == ["1:m8-0", "2:m8-0", "4:m8-0"])
     }
 
-    @Test("no echo, the sender alone on its node: nothing is sent, only its cursor moves; with anyone else (or a JOIN under way) the full path decides")
+    @Test("no echo, the sender alone on its node: nothing is sent and the frame is never made, only its cursor moves; with anyone else (or a JOIN under way) the frame is made once")
     func senderAlone() {
+        var made = 0
+        /// Delivers message `id` sent by `socket` without echo; `made` counts the frames made.
+        func own(_ fanout: inout Fanout, _ id: String, from socket: Int) -> [String] {
+            let routing = Fanout.Routing(kind: .message, audience: .everyone, key: id, sender: socket)
+            return sent(fanout.deliver(routing) { made += 1; return "m" + id })
+        }
         var fanout = live([(1, "c1", .customer)])
-        let alone1 = fanout.deliverToSenderAlone(socket: 1, messageID: StreamID("5-0")!)
-        #expect(alone1)
+        #expect(own(&fanout, "5-0", from: 1).isEmpty && made == 0)
         #expect(sent(fanout.deliver(message("5-0"))).isEmpty, "the cursor moved past 5-0")
         #expect(sent(fanout.deliver(message("6-0"))) == ["1:m6-0"])
-        let alone2 = fanout.deliverToSenderAlone(socket: 1, messageID: StreamID("5-0")!)
-        #expect(alone2)
+        #expect(own(&fanout, "5-0", from: 1).isEmpty && made == 0)
         #expect(sent(fanout.deliver(message("6-0"))).isEmpty, "an older id does not move the cursor back")
         #expect(sent(fanout.deliver(message("7-0"))) == ["1:m7-0"])
-        let alone3 = fanout.deliverToSenderAlone(socket: 2, messageID: StreamID("8-0")!)
-        #expect(!alone3, "not a member")
+        #expect(own(&fanout, "8-0", from: 2) == ["1:m8-0"] && made == 1, "not a member: the member gets it")
         fanout.join(socket: 2, userID: "7", role: .agent, followsMessages: true, after: nil)
         _ = fanout.goLive(socket: 2, historyEnd: nil)
-        let alone4 = fanout.deliverToSenderAlone(socket: 1, messageID: StreamID("8-0")!)
-        #expect(!alone4, "someone else follows")
+        #expect(own(&fanout, "9-0", from: 1) == ["2:m9-0"] && made == 2, "someone else follows: made once, for it")
         var joining = Fanout()
         joining.join(socket: 1, userID: "c1", role: .customer, followsMessages: true, after: nil)
-        let alone5 = joining.deliverToSenderAlone(socket: 1, messageID: StreamID("1-0")!)
-        #expect(!alone5, "its JOIN holds frames back")
+        #expect(own(&joining, "1-0", from: 1).isEmpty && made == 3, "its JOIN holds frames back: made and held")
+        #expect(sent(joining.goLive(socket: 1, historyEnd: nil)).isEmpty, "and skipped when it goes live")
     }
 
     @Test("pub/sub lost: live members hold every frame until their client re-joins; the re-join's history fills the gap and nothing jumps it")

@@ -336,31 +336,29 @@ final class ConnectionHub: Sendable {
             return
         }
         let key: String? = header.key == "-" || header.key.isEmpty ? nil : header.key
-        let sender = header.kind == .message ? header.origin.flatMap { localSocket(origin: UnsafeRawBufferPointer(rebasing: payload[$0])) } : nil
-        var conversation = ""
-        if header.kind.isConversationEvent {
-            guard rawChannel.starts(with: conversationPrefix.utf8) else { return }
-            conversation = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[conversationPrefix.utf8.count...]), as: UTF8.self)
-            // The sender's node, where often only the sender follows: no frame to copy at all.
-            if let sender, header.audience == .everyone, let id = key.flatMap({ StreamID($0) }),
-               state.withLockedValue({ $0.conversations[conversation]?.deliverToSenderAlone(socket: sender, messageID: id) ?? false }) {
-                return
-            }
+        /// The frame in the buffer every recipient's socket writes, copied from the reader's bytes.
+        func copyFrame() -> ByteBuffer {
+            let bytes = UnsafeRawBufferPointer(rebasing: payload[header.frameStart...])
+            var frame = ByteBufferAllocator().buffer(capacity: bytes.count)
+            frame.writeBytes(bytes)
+            return frame
         }
-        let frameBytes = UnsafeRawBufferPointer(rebasing: payload[header.frameStart...])
-        var frame = ByteBufferAllocator().buffer(capacity: frameBytes.count)
-        frame.writeBytes(frameBytes)
         switch header.kind {
         case .message, .assigned, .closed, .moved, .event:
-            var routed = ConversationFanout<ByteBuffer>.Routed(kind: header.kind, audience: header.audience, key: key, frame: frame)
-            routed.sender = sender
+            guard rawChannel.starts(with: conversationPrefix.utf8) else { return }
+            let conversation = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[conversationPrefix.utf8.count...]), as: UTF8.self)
+            let sender = header.kind == .message ? header.origin.flatMap { localSocket(origin: UnsafeRawBufferPointer(rebasing: payload[$0])) } : nil
+            let routing = ConversationFanout<ByteBuffer>.Routing(kind: header.kind, audience: header.audience, key: key, sender: sender)
             var unsubscribe: [String] = []
             let actions = state.withLockedValue { state -> [ConversationFanout<ByteBuffer>.Action] in
-                // Mutated in place (no copy of the members per message).
-                guard let actions = state.conversations[conversation]?.deliver(routed) else { return [] }
+                // Mutated in place (no copy of the members per message); the frame is copied only
+                // if some member needs it.
+                guard let actions = state.conversations[conversation]?.deliver(routing, frame: copyFrame) else { return [] }
                 for action in actions {
-                    if case .dropped(let socket) = action { state.joinedBy[socket]?.remove(conversation) }
-                    if case .overflowed(let socket) = action { state.joinedBy[socket]?.remove(conversation) }
+                    switch action {
+                    case .dropped(let socket), .overflowed(let socket): state.joinedBy[socket]?.remove(conversation)
+                    default: break
+                    }
                 }
                 if state.conversations[conversation]?.isEmpty == true {
                     state.conversations.removeValue(forKey: conversation)
@@ -374,8 +372,12 @@ final class ConnectionHub: Sendable {
         case .user:
             guard rawChannel.starts(with: userPrefix.utf8) else { return }
             let user = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[userPrefix.utf8.count...]), as: UTF8.self)
-            for session in sessions(ofUser: user) { session.send(frame) }
+            let sessions = sessions(ofUser: user)
+            guard !sessions.isEmpty else { return }
+            let frame = copyFrame()
+            for session in sessions { session.send(frame) }
         case .queue:
+            let frame = copyFrame()
             guard let key else {
                 // CATEGORIES_UPDATED: the tree changed (routing, wrap-up, parents); every staff page may care
                 refreshCategoryTree()
@@ -395,6 +397,7 @@ final class ConnectionHub: Sendable {
             for session in recipients { session.sendSoon(frame) }
             queuePositions.schedule()
         case .presence:
+            let frame = copyFrame()
             // key = the agent's supervisor: supervisors see their own agents, admins everyone.
             let recipients = state.withLockedValue { state in
                 state.staffSockets.compactMap { state.sessions[$0] }.filter {

@@ -24,6 +24,17 @@ struct ConversationFanout<Frame> {
         var isStaff: Bool { role != .customer }
     }
 
+    /// The header fields that decide where a frame goes.
+    struct Routing: Sendable {
+        var kind: PubSubEnvelope.Kind
+        var audience: PubSubEnvelope.Audience
+        /// The header's key; nil for `-`.
+        var key: String?
+        /// The local socket that sent this message and got it in its ACK (the header's origin,
+        /// when it names this node): it is not sent again, but counts as given to that socket.
+        var sender: Int? = nil
+    }
+
     /// A frame with the header fields that decide where it goes.
     struct Routed {
         var kind: PubSubEnvelope.Kind
@@ -31,9 +42,10 @@ struct ConversationFanout<Frame> {
         /// The header's key; nil for `-`.
         var key: String?
         var frame: Frame
-        /// The local socket that sent this message and got it in its ACK (the header's origin,
-        /// when it names this node): it is not sent again, but counts as given to that socket.
+        /// See `Routing.sender`.
         var sender: Int? = nil
+
+        var routing: Routing { Routing(kind: kind, audience: audience, key: key, sender: sender) }
     }
 
     enum Action {
@@ -73,8 +85,8 @@ struct ConversationFanout<Frame> {
         let held = member.pending ?? []
         member.pending = nil
         var actions: [Action] = []
-        for frame in held {
-            if let action = Self.route(frame, messageID: Self.messageID(of: frame), to: &member) { actions.append(action) }
+        for frame in held where Self.route(frame.routing, messageID: Self.messageID(of: frame.routing), to: &member) {
+            actions.append(.send(socket: socket, frame: frame.frame))
         }
         members[socket] = member
         return actions
@@ -106,18 +118,29 @@ struct ConversationFanout<Frame> {
 
     /// One frame published on the conversation's channel.
     mutating func deliver(_ frame: Routed) -> [Action] {
+        deliver(frame.routing) { frame.frame }
+    }
+
+    /// The same, with the frame made by `make` the first time a member needs it (to be sent or
+    /// held), at most once: where nobody does, it is never made. So the sender's node, where often
+    /// only the sender follows, does not copy the frame of a message sent without echo.
+    mutating func deliver(_ routing: Routing, frame make: () -> Frame) -> [Action] {
         var actions: [Action] = []
-        let messageID = Self.messageID(of: frame)
+        let messageID = Self.messageID(of: routing)
         var overLimit: [Int] = []
+        var made: Frame?
         // Members are updated in place, by position: this runs for every message, and neither a
         // copy of the keys nor a lookup per member is needed.
         var index = members.startIndex
         while index != members.endIndex {
             if members.values[index].pending != nil {
-                members.values[index].pending!.append(frame)
+                if made == nil { made = make() }
+                members.values[index].pending!.append(Routed(kind: routing.kind, audience: routing.audience, key: routing.key,
+                                                              frame: made!, sender: routing.sender))
                 if members.values[index].pending!.count > Self.pendingLimit { overLimit.append(members.keys[index]) }
-            } else if let action = Self.route(frame, messageID: messageID, to: &members.values[index]) {
-                actions.append(action)
+            } else if Self.route(routing, messageID: messageID, to: &members.values[index]) {
+                if made == nil { made = make() }
+                actions.append(.send(socket: members.keys[index], frame: made!))
             }
             members.formIndex(after: &index)
         }
@@ -125,13 +148,13 @@ struct ConversationFanout<Frame> {
             members.removeValue(forKey: socket)
             actions.append(.overflowed(socket: socket))
         }
-        switch frame.kind {
+        switch routing.kind {
         case .assigned, .closed:
             actions.append(.leftQueue)
         case .moved:
             // An agent's access was checked when it joined; once the conversation moves to
             // someone else (or back to the queue) its sockets stop following it.
-            for (socket, member) in members where member.role == .agent && member.userID != frame.key {
+            for (socket, member) in members where member.role == .agent && member.userID != routing.key {
                 members.removeValue(forKey: socket)
                 actions.append(.dropped(socket: socket))
             }
@@ -143,42 +166,30 @@ struct ConversationFanout<Frame> {
         return actions
     }
 
-    /// A message to everyone whose only follower on this node is the socket that sent it without
-    /// echo: it goes nowhere, and only that socket's cursor moves, as `deliver` would move it.
-    /// Lets the sender's node skip copying the frame. False (and nothing changed) in any other case.
-    mutating func deliverToSenderAlone(socket: Int, messageID: StreamID) -> Bool {
-        guard members.count == 1, let index = members.index(forKey: socket), members.values[index].pending == nil else { return false }
-        if members.values[index].followsMessages, members.values[index].lastDelivered.map({ $0 < messageID }) ?? true {
-            members.values[index].lastDelivered = messageID
-        }
-        return true
-    }
-
     /// A message's stream id (its header's key), read once for all members' cursors.
-    private static func messageID(of frame: Routed) -> StreamID? {
-        frame.kind == .message ? frame.key.flatMap { StreamID($0) } : nil
+    private static func messageID(of routing: Routing) -> StreamID? {
+        routing.kind == .message ? routing.key.flatMap { StreamID($0) } : nil
     }
 
-    /// Whether (and what) one live member gets; advances its cursor for messages.
-    private static func route(_ frame: Routed, messageID: StreamID?, to member: inout Member) -> Action? {
-        switch frame.audience {
+    /// Whether one live member gets the frame; advances its cursor for messages.
+    private static func route(_ routing: Routing, messageID: StreamID?, to member: inout Member) -> Bool {
+        switch routing.audience {
         case .staff:
-            guard member.isStaff else { return nil }
+            guard member.isStaff else { return false }
         case .user:
-            guard member.userID == frame.key else { return nil }
-            return .send(socket: member.socket, frame: frame.frame)
+            return member.userID == routing.key
         case .everyone:
             break
         }
-        if frame.kind == .message {
-            guard member.followsMessages else { return nil }
+        if routing.kind == .message {
+            guard member.followsMessages else { return false }
             if let messageID {
-                if let last = member.lastDelivered, messageID <= last { return nil }
+                if let last = member.lastDelivered, messageID <= last { return false }
                 member.lastDelivered = messageID
             }
-            if member.socket == frame.sender { return nil }
+            if member.socket == routing.sender { return false }
         }
-        return .send(socket: member.socket, frame: frame.frame)
+        return true
     }
 }
 

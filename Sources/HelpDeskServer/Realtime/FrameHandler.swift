@@ -22,8 +22,8 @@ struct FrameHandler {
     private var limits: SocketLimits
     /// send.lua's keys and limits for the conversation this socket last sent to (`sendWithoutTask`).
     private var sendTemplate: LiveStore.SendTemplate?
-    /// This socket's origin for messages sent without echo (`ConnectionHub.origin(of:)`), made once.
-    private var origin: String?
+    /// This socket's origin for messages sent without echo (`ConnectionHub.origin(of:)`).
+    private let origin: String
     /// The wall clock in seconds since the epoch, for the token's expiry.
     var now: @Sendable () -> Int = { Int(Date().timeIntervalSince1970) }
 
@@ -33,6 +33,7 @@ struct FrameHandler {
         self.hub = hub
         self.store = store
         self.logger = logger
+        self.origin = hub.origin(of: session.id)
     }
 
     var shouldClose: Bool { errors.exceeded }
@@ -126,7 +127,6 @@ struct FrameHandler {
             let message = try Self.validMessage(frame, caller: caller)
             try ConversationRules.requireOwnConversation(caller, id)
             if sendTemplate?.conversationID != id { sendTemplate = store.sendTemplate(conversationID: id) }
-            if origin == nil { origin = hub.origin(of: session.id) }
             let call = store.sendCall(sendTemplate!, sender: caller, text: message.text, clientMsgID: message.clientMsgID,
                                       isInternal: message.isInternal, origin: try origin(unlessEcho: frame))
             let command = try store.scripts.command("send", keys: call.keys, arguments: call.arguments)
@@ -186,7 +186,7 @@ struct FrameHandler {
     /// as NEW_MESSAGE on this socket (its other sockets still get it). One frame less per message
     /// for the sender's node. Returns the origin send.lua then names in the pub/sub header.
     private func origin(unlessEcho frame: ClientFrame) throws -> String {
-        try frame.optionalBool("echo") == false ? origin ?? hub.origin(of: session.id) : ""
+        try frame.optionalBool("echo") == false ? origin : ""
     }
 
     private func fail(_ error: HelpDeskError, ref: String?) {
