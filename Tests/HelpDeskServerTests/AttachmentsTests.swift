@@ -38,21 +38,9 @@ enum RawHTTP {
 
 @Suite("attachments", .serialized)
 struct AttachmentsTests {
+    // `cluster.activeChat(startedOn: a, customerOn: b, agentOn: b)`: uploads go to node A, the
+    // customer's socket is on the node they did not go to.
     static let png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + (0..<600).map { UInt8(truncatingIfNeeded: $0 &* 7) }
-
-    /// Two nodes, an agent on B who picked a chat started on A; both sockets joined.
-    static func activeChat(_ cluster: TestCluster, _ a: TestCluster.Node, _ b: TestCluster.Node)
-        async throws -> (id: String, customerToken: String, agent: (id: String, token: String), customer: TestSocket, agentSocket: TestSocket) {
-        let agent = try await cluster.staff("agent\(TestEnvironment.uniqueID())@example.com", on: b)
-        let chat = try await cluster.startChat(on: a)
-        let agentSocket = try await TestSocket.connect(b.wsURL, token: agent.token, label: "agent")
-        #expect(try await agentSocket.request("PICK", ["conversation_id": chat.id]).event == "ACK")
-        // the customer's socket is on the node the upload did not go to
-        let customer = try await TestSocket.connect(b.wsURL, token: chat.token, label: "customer")
-        #expect(try await customer.request("JOIN_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
-        #expect(try await agentSocket.request("JOIN_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
-        return (chat.id, chat.token, agent, customer, agentSocket)
-    }
 
     @Test("upload on node A → message with it sent on node B → the agent gets it in NEW_MESSAGE and HISTORY and downloads the same bytes with safe headers; archived with the message")
     func uploadSendDownload() async throws {
@@ -60,7 +48,7 @@ struct AttachmentsTests {
         let a = try await cluster.startNode("node-a")
         let b = try await cluster.startNode("node-b")
         defer { Task { await cluster.shutdown() } }
-        let chat = try await Self.activeChat(cluster, a, b)
+        let chat = try await cluster.activeChat(startedOn: a, customerOn: b, agentOn: b)
 
         let name = "Screen shot \"1\"; ü.png"
         let up = try await RawHTTP.upload(a, chat.id, token: chat.customerToken, name: name, type: "image/png", bytes: Self.png)
@@ -133,7 +121,7 @@ struct AttachmentsTests {
         let a = try await cluster.startNode("node-a")
         let b = try await cluster.startNode("node-b")
         defer { Task { await cluster.shutdown() } }
-        let chat = try await Self.activeChat(cluster, a, b)
+        let chat = try await cluster.activeChat(startedOn: a, customerOn: b, agentOn: b)
         let pg = cluster.postgres()
         defer { Task { await pg.shutdown() } }
         func stored() async throws -> Int { try await pg.query("SELECT count(*) AS n FROM attachments").first?.decode("n", as: Int.self) ?? -1 }
@@ -211,7 +199,7 @@ struct AttachmentsTests {
         let a = try await cluster.startNode()
         let b = try await cluster.startNode()
         defer { Task { await cluster.shutdown() } }
-        let chat = try await Self.activeChat(cluster, a, b)
+        let chat = try await cluster.activeChat(startedOn: a, customerOn: b, agentOn: b)
         func chunked(_ bytes: [UInt8]) async throws -> (status: Int, body: [String: Any]) {
             var request = URLRequest(url: URL(string: a.url + "/api/v1/conversations/\(chat.id)/attachments?name=s.txt")!)
             request.httpMethod = "POST"
@@ -233,7 +221,7 @@ struct AttachmentsTests {
         let a = try await cluster.startNode()
         let b = try await cluster.startNode()
         defer { Task { await cluster.shutdown() } }
-        let chat = try await Self.activeChat(cluster, a, b)
+        let chat = try await cluster.activeChat(startedOn: a, customerOn: b, agentOn: b)
         var ids: [String] = []
         for i in 0..<AttachmentRules.maxUnsentPerUploader {
             let r = try await RawHTTP.upload(a, chat.id, token: chat.customerToken, name: "f\(i).txt", type: "text/plain", bytes: Array("file \(i)".utf8))

@@ -93,13 +93,8 @@ struct ResilienceTests {
         let a = try await cluster.startNode("node-a")
         let b = try await cluster.startNode("node-b")
         defer { Task { await cluster.shutdown() } }
-        let agent = try await cluster.staff("agent-gap\(TestEnvironment.uniqueID())@example.com", on: b)
-        let chat = try await cluster.startChat(on: a)
-        let customer = try await TestSocket.connect(a.wsURL, token: chat.token, label: "customer")
-        let agentSocket = try await TestSocket.connect(b.wsURL, token: agent.token, label: "agent")
-        #expect(try await agentSocket.request("PICK", ["conversation_id": chat.id]).event == "ACK")
-        #expect(try await agentSocket.request("JOIN_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
-        #expect(try await customer.request("JOIN_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
+        let chat = try await cluster.activeChat(customerOn: a, agentOn: b)
+        let (customer, agentSocket) = (chat.customer, chat.agentSocket)
         _ = try await agentSocket.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "before", "client_msg_id": "m0"])
         let before = try await customer.next("NEW_MESSAGE") { $0.message?["text"] as? String == "before" }
         let beforeID = try #require((before.message?["id"] as? String).flatMap { StreamID($0) })
@@ -138,12 +133,8 @@ struct ResilienceTests {
         let cluster = try await TestCluster()
         let a = try await cluster.startNode("node-a")
         defer { Task { await cluster.shutdown() } }
-        let agent = try await cluster.staff("agent-loss\(TestEnvironment.uniqueID())@example.com", on: a)
-        let chat = try await cluster.startChat(on: a)
-        let agentSocket = try await TestSocket.connect(a.wsURL, token: agent.token, label: "agent")
-        #expect(try await agentSocket.request("PICK", ["conversation_id": chat.id]).event == "ACK")
-        let customer = try await TestSocket.connect(a.wsURL, token: chat.token, label: "customer")
-        #expect(try await customer.request("JOIN_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
+        let chat = try await cluster.activeChat(customerOn: a, agentOn: a)
+        let (customer, agentSocket) = (chat.customer, chat.agentSocket)
         let hub = a.services.parts.hub
         let session = try #require(hub.allSessions().first { $0.caller.role == .customer && $0.caller.conversationID == chat.id })
         #expect(!hub.holdsFrames(of: session, conversationID: chat.id))

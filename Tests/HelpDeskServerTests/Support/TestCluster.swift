@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import HelpDeskCore
 import Hummingbird
 import Logging
@@ -114,6 +115,20 @@ final class TestCluster: @unchecked Sendable {
         let now = Int(Date().timeIntervalSince1970)
         let token = node.services.tokens.sign(TokenClaims(sub: String(created.id), role: role.rawValue, iat: now, exp: now + 3600, name: email.components(separatedBy: "@")[0]))
         return (String(created.id), token)
+    }
+
+    /// An active chat: started over REST on `startedOn`, picked by a new agent whose socket is on
+    /// `agentOn`, the customer's socket on `customerOn`; both sockets joined.
+    func activeChat(startedOn: Node? = nil, customerOn: Node, agentOn: Node)
+        async throws -> (id: String, customerToken: String, agent: (id: String, token: String), customer: TestSocket, agentSocket: TestSocket) {
+        let agent = try await staff("agent\(TestEnvironment.uniqueID())@example.com", on: agentOn)
+        let chat = try await startChat(on: startedOn ?? customerOn)
+        let agentSocket = try await TestSocket.connect(agentOn.wsURL, token: agent.token, label: "agent")
+        #expect(try await agentSocket.request("PICK", ["conversation_id": chat.id]).event == "ACK")
+        let customer = try await TestSocket.connect(customerOn.wsURL, token: chat.token, label: "customer")
+        #expect(try await customer.request("JOIN_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
+        #expect(try await agentSocket.request("JOIN_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
+        return (chat.id, chat.token, agent, customer, agentSocket)
     }
 
     /// Starts a chat as a customer through REST; returns (conversation id, customer token).
