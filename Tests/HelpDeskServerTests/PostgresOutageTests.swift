@@ -24,7 +24,7 @@ struct PostgresOutageTests {
         // Every stale connection is found and replaced before use: no call fails.
         for i in 0..<6 {
             #expect(try await pool.query("SELECT $1::int AS v", [i]).first?.decode("v", as: Int.self) == i)
-            try await pool.transaction { try $0.query("INSERT INTO t (v) VALUES ($1)", [i]) }
+            _ = try await pool.transaction { try $0.query("INSERT INTO t (v) VALUES ($1)", [i]) }
         }
         #expect(try await pool.query("SELECT count(*) AS n FROM t").first?.decode("n", as: Int.self) == 6)
     }
