@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// One request on the wire: `count` encoded commands and the promise for their replies, in order.
 struct RedisRequest {
@@ -253,6 +254,21 @@ public final class RedisConnection: Sendable {
         return promise.futureResult
     }
 
+    /// One call of a function whose calls Redis takes in batches (lua/send.lua): the calls made on
+    /// this connection within one event-loop tick, with the same function and `shared` leading
+    /// arguments, go out as one `FCALL` (at most `CallBatch.maximum` calls each): its keys are each
+    /// call's keys in turn, its arguments `shared` then each call's arguments in turn, and its reply
+    /// the list of the calls' replies, in order. Redis then pays the call's own cost once per batch
+    /// instead of once per call (BENCHMARKS.md). Every call of a function must have as many keys
+    /// and arguments as the others, which the function checks. The future holds this call's reply
+    /// (on this connection's event loop); an error reply to the whole batch (the function is
+    /// missing, or raised an error) is every call's reply, as `.error`.
+    public func submitBatched(function: String, shared: [String], keys: [String], arguments: [String]) -> EventLoopFuture<RESPValue> {
+        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
+        writes.enqueue(BatchedCall(keys: keys, arguments: arguments, promise: promise), function: function, shared: shared, on: channel)
+        return promise.futureResult
+    }
+
     /// Closes the connection; commands still in flight fail.
     public func close() async {
         try? await channel.close()
@@ -267,13 +283,17 @@ extension TimeAmount {
 }
 
 /// Requests from many tasks within one event-loop tick go out in one flush (one syscall), instead
-/// of one `writeAndFlush` each: under load, dozens of EVALSHA share a write.
+/// of one `writeAndFlush` each: under load, dozens of EVALSHA share a write. Batched calls
+/// (`submitBatched`) of the same tick become one request each batch, written after the tick's
+/// other requests.
 final class CoalescedWrites: @unchecked Sendable {
     private let lock = NIOLock()
     private var pending: [RedisRequest] = []
-    /// The batch being written, swapped with `pending` so that neither array is reallocated per tick.
-    /// Only the event loop's write task touches it.
+    private var batches: [CallBatch] = []
+    /// The batch being written, swapped with `pending` (and `batches`) so that neither array is
+    /// reallocated per tick. Only the event loop's write task touches them.
     private var writing: [RedisRequest] = []
+    private var writingBatches: [CallBatch] = []
     private var scheduled = false
 
     func enqueue(_ request: RedisRequest, on channel: any Channel) {
@@ -282,23 +302,117 @@ final class CoalescedWrites: @unchecked Sendable {
             defer { scheduled = true }
             return !scheduled
         }
-        guard schedule else { return }
+        if schedule { scheduleWrite(on: channel) }
+    }
+
+    func enqueue(_ call: BatchedCall, function: String, shared: [String], on channel: any Channel) {
+        let schedule: Bool = lock.withLock {
+            if let index = batches.lastIndex(where: { $0.function == function && $0.shared == shared }), batches[index].calls.count < CallBatch.maximum {
+                batches[index].calls.append(call)
+            } else {
+                batches.append(CallBatch(function: function, shared: shared, calls: [call]))
+            }
+            defer { scheduled = true }
+            return !scheduled
+        }
+        if schedule { scheduleWrite(on: channel) }
+    }
+
+    private func scheduleWrite(on channel: any Channel) {
         channel.eventLoop.execute {
             self.lock.withLock {
                 self.scheduled = false
                 swap(&self.pending, &self.writing)
+                swap(&self.batches, &self.writingBatches)
             }
-            defer { self.writing.removeAll(keepingCapacity: true) }
+            defer {
+                self.writing.removeAll(keepingCapacity: true)
+                self.writingBatches.removeAll(keepingCapacity: true)
+            }
             // While the channel is active, a write reaches the command handler, which fails the
             // request itself if the connection then closes; before that nothing would answer it.
             guard channel.isActive else {
-                for request in self.writing { request.promise.fail(RedisError(.connectionClosed, "connection to Redis closed")) }
+                let closed = RedisError(.connectionClosed, "connection to Redis closed")
+                for request in self.writing { request.promise.fail(closed) }
+                for batch in self.writingBatches { for call in batch.calls { call.promise.fail(closed) } }
                 return
             }
             for request in self.writing {
                 channel.write(request, promise: nil)
             }
+            for batch in self.writingBatches {
+                channel.write(batch.request(on: channel), promise: nil)
+            }
             channel.flush()
         }
+    }
+}
+
+/// One call of a batch (`RedisConnection.submitBatched`).
+struct BatchedCall {
+    let keys: [String]
+    let arguments: [String]
+    let promise: EventLoopPromise<RESPValue>
+}
+
+/// Calls of one function with the same leading arguments, from one event-loop tick.
+public struct CallBatch {
+    /// Calls per `FCALL`: Redis runs one call at a time, so a batch of chat messages (~40 µs of
+    /// Redis each) holds every other client back ~1 ms at most.
+    public static let maximum = 32
+
+    let function: String
+    let shared: [String]
+    var calls: [BatchedCall]
+
+    init(function: String, shared: [String], calls: [BatchedCall]) {
+        self.function = function
+        self.shared = shared
+        self.calls = calls
+    }
+
+    /// FCALLs written for batches, and the calls they carried, since the process started (tests;
+    /// their ratio is the mean batch size).
+    public static let written = Atomic<Int>(0)
+    public static let callsWritten = Atomic<Int>(0)
+
+    /// The batch's one `FCALL`, whose reply is split among the calls' promises.
+    func request(on channel: any Channel) -> RedisRequest {
+        Self.written.wrappingAdd(1, ordering: .relaxed)
+        Self.callsWritten.wrappingAdd(calls.count, ordering: .relaxed)
+        var keyCount = 0, argumentCount = 0
+        for call in calls {
+            keyCount += call.keys.count
+            argumentCount += call.arguments.count
+        }
+        var command: [String] = []
+        command.reserveCapacity(3 + keyCount + shared.count + argumentCount)
+        command.append("FCALL")
+        command.append(function)
+        command.append(String(keyCount))
+        for call in calls { command.append(contentsOf: call.keys) }
+        command.append(contentsOf: shared)
+        for call in calls { command.append(contentsOf: call.arguments) }
+        var bytes = channel.allocator.buffer(capacity: RESPCommandEncoder.encodedLength(command))
+        RESPCommandEncoder.encode(command, into: &bytes)
+        let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
+        let calls = self.calls, function = self.function
+        promise.futureResult.whenComplete { result in
+            switch result {
+            case .success(let replies):
+                let reply = replies.first ?? .null
+                if case .error = reply {
+                    for call in calls { call.promise.succeed(reply) }
+                } else if let each = reply.array, each.count == calls.count {
+                    for (call, reply) in zip(calls, each) { call.promise.succeed(reply) }
+                } else {
+                    let error = RedisError(.unexpectedReply, "\(function): \(calls.count) calls in one batch, a reply that is not a list of \(calls.count)")
+                    for call in calls { call.promise.fail(error) }
+                }
+            case .failure(let error):
+                for call in calls { call.promise.fail(error) }
+            }
+        }
+        return RedisRequest(bytes: bytes, count: 1, promise: promise)
     }
 }

@@ -76,7 +76,7 @@ public final class RedisScripts: Sendable {
     }
 
     /// The function Redis knows a script by.
-    public func functionName(_ name: String) -> String { Self.functionName(name, version: version) }
+    public func functionName(_ name: String) -> String { functionNames[name] ?? Self.functionName(name, version: version) }
 
     /// A script's function name in the library of one version: what `FCALL` names.
     private static func functionName(_ name: String, version: String) -> String { name + "_" + version }

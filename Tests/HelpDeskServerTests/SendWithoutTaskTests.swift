@@ -84,6 +84,24 @@ struct SendWithoutTaskTests {
         #expect(try await chat.stored() == (0...100).map { "m\($0)" })
     }
 
+    @Test("a burst that reaches the node in one write goes to Redis in shared calls; a client_msg_id repeated within one call is stored once")
+    func burstInSharedCalls() async throws {
+        let chat = try await Chat.open()
+        defer { Task { await chat.close() } }
+        let before = (CallBatch.written.load(ordering: .relaxed), CallBatch.callsWritten.load(ordering: .relaxed))
+        let again = #"{"event":"SEND_MESSAGE","ref":"again","data":{"conversation_id":"\#(chat.id)","text":"m5","client_msg_id":"k5"}}"#
+        #expect(chat.raw.sendBytes(chat.messages(1...20) + RawWebSocket.frame(opcode: 0x1, payload: Array(again.utf8))))
+        let answers = try chat.answers(21)
+        #expect(answers.map(\.ref) == (1...20).map { "r\($0)" } + ["again"])
+        #expect(answers.allSatisfy { $0.event == "ACK" }, "\(answers.filter { $0.event == "ERROR" }.map(\.data))")
+        #expect(answers[20].data["duplicate"] as? Bool == true)
+        #expect(answers[20].data["message_id"] as? String == answers[4].data["message_id"] as? String)
+        #expect(try await chat.stored() == (0...20).map { "m\($0)" })
+        let calls = CallBatch.written.load(ordering: .relaxed) - before.0, messages = CallBatch.callsWritten.load(ordering: .relaxed) - before.1
+        #expect(messages == 21, "every message went out batched")
+        #expect(calls < messages, "messages shared an FCALL: \(calls) calls for \(messages) messages")
+    }
+
     @Test("a frame for the task path after messages in flight acts after them (leaving the queue does not overtake them)")
     func taskWaitsForMessagesInFlight() async throws {
         let chat = try await Chat.open()

@@ -85,10 +85,10 @@ struct FrameHandler {
 
     /// A chat message handed to Redis by `sendWithoutTask`, waiting for its reply.
     struct PendingSend: Sendable {
-        let reply: EventLoopFuture<[RESPValue]>
-        /// send.lua's call, to run again through the registry if Redis lost the function library.
-        let keys: [String]
-        let arguments: [String]
+        let reply: EventLoopFuture<RESPValue>
+        /// The message's part of send.lua's call, to run again through the registry if Redis lost
+        /// the function library.
+        let call: LiveStore.SendCall
         let ref: String?
         let conversationID: String
         let clientMsgID: String
@@ -129,8 +129,10 @@ struct FrameHandler {
             if sendTemplate?.conversationID != id { sendTemplate = store.sendTemplate(conversationID: id) }
             let call = store.sendCall(sendTemplate!, sender: caller, text: message.text, clientMsgID: message.clientMsgID,
                                       isInternal: message.isInternal, origin: try origin(unlessEcho: frame))
-            let command = try store.scripts.command("send", keys: call.keys, arguments: call.arguments)
-            return .sent(PendingSend(reply: connection.submit([command]), keys: call.keys, arguments: call.arguments, ref: frame.ref,
+            // Batched with the other messages this connection takes within this tick: one FCALL.
+            let reply = connection.submitBatched(function: store.scripts.functionName("send"), shared: [store.nowOverride],
+                                                 keys: call.keys, arguments: call.arguments)
+            return .sent(PendingSend(reply: reply, call: call, ref: frame.ref,
                                      conversationID: id, clientMsgID: message.clientMsgID, isInternal: message.isInternal, errors: errors))
         } catch let error as HelpDeskError {
             fail(error, ref: frame.ref)

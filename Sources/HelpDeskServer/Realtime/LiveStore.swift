@@ -234,9 +234,9 @@ struct LiveStore: Sendable {
         }
         let sent: Sent
         do {
-            let (keys, arguments) = sendCall(sendTemplate(conversationID: id), sender: sender, text: text, clientMsgID: clientMsgID,
-                                             isInternal: isInternal, attachmentsJSON: attachmentsJSON, origin: origin)
-            sent = try Self.sent(try await scripts.run("send", keys: keys, arguments: arguments, on: redis), isInternal: isInternal)
+            let call = sendCall(sendTemplate(conversationID: id), sender: sender, text: text, clientMsgID: clientMsgID,
+                                isInternal: isInternal, attachmentsJSON: attachmentsJSON, origin: origin)
+            sent = try Self.sent(try await runSend(call), isInternal: isInternal)
         } catch {
             if let attachments, !attachmentIDs.isEmpty { try? await attachments.release(ids: attachmentIDs, clientMsgID: clientMsgID) }
             throw error
@@ -264,12 +264,27 @@ struct LiveStore: Sendable {
                             maxMessages: String(maxMessagesPerConversation), interval: budget.interval, tolerance: budget.tolerance)
     }
 
+    /// One message's part of a send.lua call: its 4 keys and 12 arguments. A call is ARGV[1] (the
+    /// clock override) and then the parts of one or more messages.
+    struct SendCall: Sendable {
+        let keys: [String]
+        let arguments: [String]
+    }
+
     /// send.lua's keys and arguments for one message.
     func sendCall(_ template: SendTemplate, sender: Caller, text: String, clientMsgID: String, isInternal: Bool,
-                  attachmentsJSON: String = "", origin: String = "") -> (keys: [String], arguments: [String]) {
-        (template.keys,
-         [nowOverride, template.conversationID, sender.id, sender.role.rawValue, sender.name, text, clientMsgID, isInternal ? "1" : "0",
-          template.maxMessages, template.interval, template.tolerance, attachmentsJSON, origin])
+                  attachmentsJSON: String = "", origin: String = "") -> SendCall {
+        SendCall(keys: template.keys,
+                 arguments: [template.conversationID, sender.id, sender.role.rawValue, sender.name, text, clientMsgID, isInternal ? "1" : "0",
+                             template.maxMessages, template.interval, template.tolerance, attachmentsJSON, origin])
+    }
+
+    /// send.lua for one message through the registry (which loads the library if Redis lost it):
+    /// the message's reply. The hot path batches messages instead (`FrameHandler.sendWithoutTask`).
+    func runSend(_ call: SendCall) async throws -> RESPValue {
+        let replies = try await scripts.run("send", keys: call.keys, arguments: [nowOverride] + call.arguments, on: redis)
+        guard let list = replies.array, list.count == 1 else { throw RedisError(.unexpectedReply, "send: not one reply for one message") }
+        return list[0]
     }
 
     /// send.lua's answer: the message's id, or the error it refused with (counted in the node's metrics).

@@ -209,7 +209,7 @@ final class SocketConnection: @unchecked Sendable {
         case .sent(let pending):
             Self.sentWithoutTask.wrappingAdd(1, ordering: .relaxed)
             pending.reply.whenComplete { result in
-                self.answered(pending, result.map { $0.first ?? .null }, session: session)
+                self.answered(pending, result, session: session)
             }
             return true
         }
@@ -231,7 +231,7 @@ final class SocketConnection: @unchecked Sendable {
                 Self.resentAfterMissingLibrary.wrappingAdd(1, ordering: .relaxed)
                 let result: Result<RESPValue, any Error>
                 do {
-                    result = .success(try await store.scripts.run("send", keys: pending.keys, arguments: pending.arguments, on: store.redis))
+                    result = .success(try await store.runSend(pending.call))
                 } catch {
                     result = .failure(error)
                 }
