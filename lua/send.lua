@@ -90,5 +90,15 @@ local function send(k, a)
 end
 
 local replies = {}
-for i = 0, #KEYS / 4 - 1 do replies[i + 1] = send(4 * i, 1 + FIELDS * i) end
+for i = 0, #KEYS / 4 - 1 do
+  -- A Lua error in one message (a bug, a key of the wrong type) refuses that message alone: the
+  -- call's other messages are other senders', and those before it are stored and published already
+  -- (Redis does not undo a function's writes when it fails).
+  local ok, reply = pcall(send, 4 * i, 1 + FIELDS * i)
+  if not ok then
+    redis.log(redis.LOG_WARNING, 'send: message ' .. (i + 1) .. ' of the call failed: ' .. tostring(type(reply) == 'table' and reply.err or reply))
+    reply = {'err', 'internal'}
+  end
+  replies[i + 1] = reply
+end
 return replies

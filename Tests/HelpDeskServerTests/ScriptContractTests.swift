@@ -235,6 +235,36 @@ struct ScriptContractTests {
         #expect(try await f.redis.send("XLEN", f.keys.outbox).int == 1)
     }
 
+    @Test("send.lua with several messages: each is answered on its own, a Lua error in one (a key of the wrong type) refuses only that one")
+    func sendBatch() async throws {
+        let f = try await ScriptFixture()
+        defer { Task { await f.finish() } }
+        let (first, cleo) = try await Self.activeChat(f)
+        let (second, dora) = try await Self.activeChat(f, email: "dora@example.com")
+        // the first conversation's dedupe key is a string: HGET on it raises WRONGTYPE inside send
+        _ = try await f.redis.send("SET", f.keys.dedupe(first), "not a hash")
+        let a = f.store.sendCall(f.store.sendTemplate(conversationID: first), sender: cleo, text: "one", clientMsgID: UUID().uuidString, isInternal: false)
+        let b = f.store.sendCall(f.store.sendTemplate(conversationID: second), sender: dora, text: "two", clientMsgID: UUID().uuidString, isInternal: false)
+        let repeated = f.store.sendCall(f.store.sendTemplate(conversationID: second), sender: dora, text: "two", clientMsgID: b.arguments[5], isInternal: false)
+        let reply = try await f.store.scripts.run("send", keys: a.keys + b.keys + repeated.keys,
+                                                  arguments: [""] + a.arguments + b.arguments + repeated.arguments, on: f.redis)
+        let replies = try #require(reply.array)
+        #expect(replies.count == 3)
+        #expect(replies[0].array?.compactMap(\.string) == ["err", "internal"])
+        #expect(throws: HelpDeskError.self) { try LiveStore.sent(replies[0], isInternal: false) }
+        let stored = try LiveStore.sent(replies[1], isInternal: false)
+        #expect(!stored.duplicate)
+        // a repeat within the same call sees the message stored before it
+        let again = try LiveStore.sent(replies[2], isInternal: false)
+        #expect(again.duplicate && again.messageID == stored.messageID)
+        #expect(try await f.store.messages(second, after: nil).map(\.text) == ["two"])
+        #expect(try await f.store.messages(first, after: nil).isEmpty)
+        // the layout is checked: arguments that do not match the keys are refused as a whole
+        await #expect(throws: RedisError.self) {
+            try await f.store.scripts.run("send", keys: b.keys, arguments: [""] + b.arguments.dropLast(), on: f.redis)
+        }
+    }
+
     @Test("issue 10 #12: times come from Redis's clock, not from a node whose clock is an hour ahead")
     func redisClock() async throws {
         let ahead: @Sendable () -> Date = { Date().addingTimeInterval(3600) }

@@ -133,6 +133,27 @@ struct SendWithoutTaskTests {
         #expect(try await chat.stored() == (0...30).map { "m\($0)" })
     }
 
+    @Test("the server's own failures (a script that failed on a message) do not count against the socket's error budget")
+    func serverFailuresDoNotCount() async throws {
+        let chat = try await Chat.open()
+        defer { Task { await chat.close() } }
+        // The conversation's dedupe key is no longer a hash: send.lua fails on every message.
+        let dedupe = chat.node.services.keys.dedupe(chat.id)
+        _ = try await chat.redis.send("DEL", dedupe)
+        _ = try await chat.redis.send("SET", dedupe, "not a hash")
+        let count = WebSocketController.errorBudgetPerMinute + 10
+        #expect(chat.raw.sendBytes(chat.messages(1...count)))
+        let answers = try chat.answers(count)
+        #expect(answers.allSatisfy { $0.event == "ERROR" && $0.data["code"] as? String == "internal_error" }, "\(answers.prefix(3).map(\.data))")
+        // still open: a PING after them is answered (a socket past its budget would be closed with 1008)
+        #expect(chat.raw.sendEvent("PING", [:], ref: "marker"))
+        var pong = false
+        while let frame = chat.raw.readFrame(), frame.opcode == 0x1 {
+            if String(decoding: frame.payload, as: UTF8.self).contains(#""event":"PONG""#) { pong = true; break }
+        }
+        #expect(pong, "the socket answered the PING after \(count) failures")
+    }
+
     @Test("messages Redis refuses count against the error budget: a client that keeps sending into a closed chat is closed (1008)")
     func refusalsCountAgainstTheBudget() async throws {
         let chat = try await Chat.open()

@@ -165,10 +165,12 @@ struct FrameHandler {
         return true
     }
 
-    /// The ERROR to a message sent without a task; past the budget the socket is closed.
+    /// The ERROR to a message sent without a task; past the budget the socket is closed. The
+    /// server's own failures (5xx: Redis away, a script that failed) are not the client's and do not
+    /// count: one bad message in a batch must not close the sockets of the others.
     static func refuse(_ send: PendingSend, _ error: HelpDeskError, session: SocketSession) {
         session.send(ServerFrame.error(error, ref: send.ref))
-        if send.errors.note() { session.close(.policyViolation, "too many invalid frames") }
+        if error.code.httpStatus < 500, send.errors.note() { session.close(.policyViolation, "too many invalid frames") }
     }
 
     /// SEND_MESSAGE's ACK: the message's id, and whether it was a retry of one already stored;
@@ -191,8 +193,9 @@ struct FrameHandler {
         try frame.optionalBool("echo") == false ? origin : ""
     }
 
+    /// An ERROR; a client's fault (not a 5xx: the server's own failures) counts against its budget.
     private func fail(_ error: HelpDeskError, ref: String?) {
-        _ = errors.note()
+        if error.code.httpStatus < 500 { _ = errors.note() }
         session.send(ServerFrame.error(error, ref: ref))
     }
 

@@ -555,6 +555,7 @@ struct LiveStore: Sendable {
         case "offer_routing": return HelpDeskError(.conflict, "customers of this category are offered to agents, not picked")
         case "no_offer": return HelpDeskError(.conflict, "this offer is no longer open (answered, withdrawn or run out)")
         case "offer_expired": return HelpDeskError(.conflict, "this offer ran out")
+        case "internal": return HelpDeskError(.internalError, "the script failed (Redis's log says why)")
         default: return HelpDeskError(.internalError, "unexpected script reply \(code ?? "nil")")
         }
     }
