@@ -462,7 +462,9 @@
           if (data.has_more && c) {
             if (data.next_after && HD.compareIds(data.next_after, c.lastId) > 0) c.lastId = data.next_after;
             // Nothing moved us on (a node without next_after): asking again would get the same page.
-            if (c.joined && c.lastId !== startedAt) this.sendFrame('JOIN_CONVERSATION', { conversation_id: data.conversation_id, last_message_id: c.lastId });
+            // As a request (sendJoin), so that a page refused for a passing reason (a long
+            // conversation's pages outrun the socket's JOIN budget) is asked for again.
+            if (c.joined && c.lastId !== startedAt) this.sendJoin(data.conversation_id);
           }
           break;
         }
