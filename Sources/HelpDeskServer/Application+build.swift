@@ -28,7 +28,8 @@ public struct NodeServices: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.clock = clock
-        let redisConfiguration = try RedisConfiguration(url: configuration.redisURL)
+        var redisConfiguration = try RedisConfiguration(url: configuration.redisURL)
+        redisConfiguration.maxBatchCalls = configuration.redisMaxBatch
         self.redis = RedisClient(configuration: redisConfiguration, poolSize: configuration.redisPoolSize, logger: logger)
         self.subscriber = RedisSubscriber(configuration: redisConfiguration, logger: logger)
         self.scripts = try RedisScripts(directory: configuration.luaDirectory)

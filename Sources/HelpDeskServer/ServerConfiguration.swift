@@ -1,5 +1,6 @@
 import Foundation
 import HelpDeskCore
+import RedisClient
 
 /// Everything a node needs to start, from `HELPDESK_*` environment variables; `helpdesk serve`
 /// flags override single fields. README keeps the table of names and defaults.
@@ -35,6 +36,8 @@ public struct ServerConfiguration: Sendable {
     public var logLevel: String
     public var postgresPoolSize: Int
     public var redisPoolSize: Int
+    /// Chat messages one `FCALL send` may carry (`HELPDESK_REDIS_MAX_BATCH`; 1: each on its own).
+    public var redisMaxBatch: Int
     /// Chats a single IP may start per window.
     public var startLimitPerIP: Int
     public var startWindowSeconds: Int
@@ -145,6 +148,7 @@ public struct ServerConfiguration: Sendable {
             logLevel: env["HELPDESK_LOG_LEVEL"] ?? "info",
             postgresPoolSize: try int("HELPDESK_PG_POOL_SIZE", 4),
             redisPoolSize: try int("HELPDESK_REDIS_POOL_SIZE", 4),
+            redisMaxBatch: try positive("HELPDESK_REDIS_MAX_BATCH", RedisConfiguration.defaultMaxBatchCalls),
             startLimitPerIP: try int("HELPDESK_START_LIMIT_PER_IP", 20),
             startWindowSeconds: try int("HELPDESK_START_WINDOW", 600),
             customerTokenTTL: try int("HELPDESK_CUSTOMER_TOKEN_TTL", 86400),

@@ -256,7 +256,7 @@ public final class RedisConnection: Sendable {
 
     /// One call of a function whose calls Redis takes in batches (lua/send.lua): the calls made on
     /// this connection within one event-loop tick, with the same function and `shared` leading
-    /// arguments, go out as one `FCALL` (at most `CallBatch.maximum` calls each): its keys are each
+    /// arguments, go out as one `FCALL` (at most `maxBatchCalls` of its configuration each): its keys are each
     /// call's keys in turn, its arguments `shared` then each call's arguments in turn, and its reply
     /// the list of the calls' replies, in order. Redis then pays the call's own cost once per batch
     /// instead of once per call (BENCHMARKS.md). Every call of a function must have as many keys
@@ -265,7 +265,8 @@ public final class RedisConnection: Sendable {
     /// missing, or raised an error) is every call's reply, as `.error`.
     public func submitBatched(function: String, shared: [String], keys: [String], arguments: [String]) -> EventLoopFuture<RESPValue> {
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        writes.enqueue(BatchedCall(keys: keys, arguments: arguments, promise: promise), function: function, shared: shared, on: channel)
+        writes.enqueue(BatchedCall(keys: keys, arguments: arguments, promise: promise), function: function, shared: shared,
+                       maximum: configuration.maxBatchCalls, on: channel)
         return promise.futureResult
     }
 
@@ -305,12 +306,12 @@ final class CoalescedWrites: @unchecked Sendable {
         if schedule { scheduleWrite(on: channel) }
     }
 
-    func enqueue(_ call: BatchedCall, function: String, shared: [String], on channel: any Channel) {
+    func enqueue(_ call: BatchedCall, function: String, shared: [String], maximum: Int, on channel: any Channel) {
         let schedule: Bool = lock.withLock {
             // Only the newest batch takes more calls: joining an older one would run this call
             // before calls enqueued ahead of it.
             if let last = batches.indices.last, batches[last].function == function, batches[last].shared == shared,
-               batches[last].calls.count < CallBatch.maximum {
+               batches[last].calls.count < maximum {
                 batches[last].calls.append(call)
             } else {
                 batches.append(CallBatch(function: function, shared: shared, calls: [call]))
@@ -360,11 +361,6 @@ struct BatchedCall {
 
 /// Calls of one function with the same leading arguments, from one event-loop tick.
 public struct CallBatch {
-    /// Calls per `FCALL`: Redis runs one call at a time, so a batch holds every other client back
-    /// for all of its calls: for chat messages (~45 µs of Redis each at the relay bench's size) ~1.5
-    /// ms, more for 32 of the longest texts allowed.
-    public static let maximum = 32
-
     let function: String
     let shared: [String]
     var calls: [BatchedCall]

@@ -15,10 +15,12 @@ struct RedisBatchTests {
         let function: String
         let connection: RedisConnection
 
-        static func load() async throws -> Library {
+        static func load(maxBatchCalls: Int = RedisConfiguration.defaultMaxBatchCalls) async throws -> Library {
             let tag = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+            var configuration = try testConfiguration()
+            configuration.maxBatchCalls = maxBatchCalls
             let library = Library(name: "batchtest_" + tag, function: "batch_" + tag,
-                                  connection: try await RedisConnection.connect(configuration: testConfiguration()))
+                                  connection: try await RedisConnection.connect(configuration: configuration))
             let code = """
                 #!lua name=\(library.name)
                 redis.register_function('\(library.function)', function(KEYS, ARGV)
@@ -78,13 +80,24 @@ struct RedisBatchTests {
     func overTheMaximum() async throws {
         let library = try await Library.load()
         defer { Task { await library.unload() } }
-        let count = CallBatch.maximum + 8
+        let count = RedisConfiguration.defaultMaxBatchCalls + 8
         let replies = try await library.submitInOneTick((1...count).map { (shared: "s", key: "k\($0)", argument: "a\($0)") }).map(Self.parts)
         for n in 1...count {
             let reply = try #require(replies[n - 1])
-            let place = n <= CallBatch.maximum ? n : n - CallBatch.maximum
-            let size = n <= CallBatch.maximum ? CallBatch.maximum : 8
+            let place = n <= RedisConfiguration.defaultMaxBatchCalls ? n : n - RedisConfiguration.defaultMaxBatchCalls
+            let size = n <= RedisConfiguration.defaultMaxBatchCalls ? RedisConfiguration.defaultMaxBatchCalls : 8
             #expect(reply == (place, size, "s", "k\(n)", "a\(n)"))
+        }
+    }
+
+    @Test("a connection configured for batches of 1 sends each call alone")
+    func batchesOfOne() async throws {
+        let library = try await Library.load(maxBatchCalls: 1)
+        defer { Task { await library.unload() } }
+        let replies = try await library.submitInOneTick((1...3).map { (shared: "s", key: "k\($0)", argument: "a\($0)") }).map(Self.parts)
+        for n in 1...3 {
+            let reply = try #require(replies[n - 1])
+            #expect(reply == (1, 1, "s", "k\(n)", "a\(n)"))
         }
     }
 
