@@ -59,6 +59,9 @@ local function send(k, a)
     budget_at = tat + interval
   end
   local attachments_json = ARGV[a + 11]
+  -- decoded before anything is written: past the XADD nothing may fail (the message would be
+  -- stored but not published)
+  local attachments = attachments_json ~= '' and cjson.decode(attachments_json) or nil
   local msg_id
   if attachments_json ~= '' then
     msg_id = redis.call('XADD', msgs_key, '*',
@@ -79,8 +82,7 @@ local function send(k, a)
   if role == 'agent' and internal ~= '1' and (not c[4] or c[4] == '') then
     redis.call('HSET', conv_key, 'first_response_at', now)
   end
-  local message = hd.message(msg_id, sender, role, name, text, now, client_id, internal == '1',
-    attachments_json ~= '' and cjson.decode(attachments_json) or nil)
+  local message = hd.message(msg_id, sender, role, name, text, now, client_id, internal == '1', attachments)
   local message_json = cjson.encode(message)
   -- internal notes reach staff sockets only
   hd.publish_frame(channel, 'msg', internal == '1' and 's' or 'a', msg_id, hd.new_message_frame(id, message_json), origin)
@@ -97,7 +99,10 @@ for i = 0, #KEYS / 4 - 1 do
   local ok, reply = pcall(send, 4 * i, 1 + FIELDS * i)
   if not ok then
     redis.log(redis.LOG_WARNING, 'send: message ' .. (i + 1) .. ' of the call failed: ' .. tostring(type(reply) == 'table' and reply.err or reply))
-    reply = {'err', 'internal'}
+    -- stored before it failed: say so, or the sender would send it again under a new id
+    local a = 1 + FIELDS * i
+    local read, seen = pcall(redis.call, 'HGET', KEYS[4 * i + 3], ARGV[a + 2] .. '|' .. ARGV[a + 6])
+    reply = (read and seen) and {'ok', seen, 1} or {'err', 'internal'}
   end
   replies[i + 1] = reply
 end
