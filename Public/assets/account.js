@@ -157,7 +157,7 @@
       let after = null;
       for (;;) {
         const reply = await api.get('/conversations/' + encodeURIComponent(conversation.id) + '/messages' + (after ? '?after=' + encodeURIComponent(after) : ''));
-        for (const m of reply.messages) view.add(m);
+        view.addAll(reply.messages);
         if (!reply.has_more || !reply.next_after) break;
         after = reply.next_after;
       }

@@ -453,7 +453,7 @@
       let after = '';
       for (;;) {
         const reply = await api.get('/conversations/' + conv.id + '/messages' + (after ? '?after=' + encodeURIComponent(after) : ''));
-        for (const m of reply.messages) c.view.add(m);
+        c.view.addAll(reply.messages);
         if (!reply.has_more || !reply.next_after) break;
         after = reply.next_after;
       }
@@ -519,7 +519,7 @@
       }
       case 'HISTORY': {
         const c = chats.get(data.conversation_id);
-        if (c) for (const m of data.messages) c.view.add(m);
+        if (c) c.view.addAll(data.messages);
         break;
       }
       case 'NEW_MESSAGE': {
@@ -619,6 +619,7 @@
       mount: $('#call-slot'),
     });
     HD.debug.calls = calls;
+    HD.debug.socket = socket;
     offers = new HD.Offers({ socket, mount: $('#offer-slot'), presence: el.presence, categoryName, onAccepted: (conv) => openChat(conv, true) });
     socket.start();
     loadHistory();

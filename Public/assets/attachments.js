@@ -81,8 +81,8 @@
     return li;
   };
   const add = HD.ChatView.prototype.add;
-  HD.ChatView.prototype.add = function (message) {
-    const added = add.call(this, message);
+  HD.ChatView.prototype.add = function (message, quiet) {
+    const added = add.call(this, message, quiet);
     if (added) decorate(this.byId.get(message.id), message);
     return added;
   };

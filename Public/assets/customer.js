@@ -153,7 +153,7 @@
       label: (m) => (m.sender.role === 'customer' ? state.name : m.sender.name || 'Agent'),
       now: () => (socket ? socket.now() : Date.now()),
     });
-    for (const m of state.messages || []) chat.add(m);
+    chat.addAll(state.messages || []);
     for (const n of state.notices || []) chat.notice(n.text, n.kind, n.at);
     typing = HD.typingIndicator(el.typing);
     renderStatus();
@@ -217,7 +217,7 @@
         const q = after ? '?after=' + encodeURIComponent(after) : '';
         const reply = await api.get('/conversations/' + state.conversation_id + '/messages' + q);
         const messages = reply.messages || [];
-        for (const m of messages) chat.add(m);
+        chat.addAll(messages);
         // next_after: where the page ended, even on a page of internal notes we are not shown
         if (!reply.has_more || !reply.next_after) break;
         after = reply.next_after;
@@ -234,7 +234,7 @@
         chat.me.id = data.user.id;
         break;
       case 'HISTORY':
-        for (const m of data.messages) chat.add(m);
+        chat.addAll(data.messages);
         save();
         break;
       case 'NEW_MESSAGE':

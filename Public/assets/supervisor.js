@@ -451,7 +451,7 @@
         break;
       }
       case 'HISTORY':
-        if (inMonitor) for (const m of data.messages) monitored.view.add(m);
+        if (inMonitor) monitored.view.addAll(data.messages);
         break;
       case 'NEW_MESSAGE':
         if (inMonitor) { monitored.view.add(data.message); monitored.typing.hide(); }

@@ -124,10 +124,11 @@
       if (st) st.textContent = STATE_TEXT[state];
     }
 
-    /** A message from the server (HISTORY or NEW_MESSAGE). Returns true when it was new. */
-    add(message) {
+    /** A message from the server (HISTORY or NEW_MESSAGE). Returns true when it was new.
+     * `quiet` (addAll): no layout read and no scroll, the caller does them once for all. */
+    add(message, quiet) {
       if (this.byId.has(message.id)) return false;
-      this.stick = this.nearBottom();
+      if (!quiet) this.stick = this.nearBottom();
       const mine = this.isMine(message);
       let li = message.client_msg_id ? this.byClient.get(message.client_msg_id) : null;
       if (li) {
@@ -147,8 +148,20 @@
       this.byId.set(message.id, li);
       if (message.client_msg_id) this.byClient.set(message.client_msg_id, li);
       this.messages.push(message);
-      this.scroll(mine);
+      if (!quiet) this.scroll(mine);
       return true;
+    }
+
+    /** Several messages (a page of history): one layout read and one scroll for all of them. */
+    addAll(messages) {
+      if (!messages.length) return 0;
+      this.stick = this.nearBottom();
+      let added = 0, mine = false;
+      for (const m of messages) {
+        if (this.add(m, true)) { added++; mine = mine || this.isMine(m); }
+      }
+      if (added) this.scroll(mine);
+      return added;
     }
 
     /**
