@@ -581,7 +581,11 @@
       }
       case 'JOIN_FAILED': {
         const c = chats.get(data.conversation_id);
-        if (c && !c.closed) markClosed(c, 'This chat is no longer yours (' + data.message + ').');
+        // Only a final refusal: a passing one (rate_limited, unavailable, timeout) is asked again
+        // by the socket, and a lost connection joins again when it is back.
+        if (c && !c.closed && (data.code === 'forbidden' || data.code === 'not_found')) {
+          markClosed(c, 'This chat is no longer yours (' + data.message + ').');
+        }
         break;
       }
       default:

@@ -181,6 +181,11 @@
       this.outbox = new Map(); // client_msg_id -> {conversation_id, text, internal}
       this.serverOffset = 0; // server clock minus ours, ms
       this.hello = null;
+      // History pages (one JOIN each) after this socket's JOIN budget ran out once: no faster
+      // than the server refills it (2 a second), so a long history does not collect refusals
+      // (each counts against the socket's error budget; 20 a minute close it).
+      this.pagesPaced = false;
+      this.nextPageAt = 0;
     }
 
     start() {
@@ -328,6 +333,7 @@
       return this.request('JOIN_CONVERSATION', data).catch((e) => {
         // Passing trouble (Redis back a moment ago, too many JOINs at once after a RESYNC): the
         // server holds this conversation's messages until we join, so try again.
+        if (e.code === 'rate_limited') this.pagesPaced = true;
         if (['unavailable', 'rate_limited', 'timeout'].includes(e.code)) {
           setTimeout(() => {
             const c = this.conversations.get(conversationId);
@@ -337,6 +343,19 @@
         this.onEvent('JOIN_FAILED', { conversation_id: conversationId, code: e.code, message: e.message }, null);
         return null;
       });
+    }
+
+    /** The JOIN for a conversation's next history page: at once, or paced (`pagesPaced`). */
+    nextPage(conversationId) {
+      const now = Date.now();
+      if (!this.pagesPaced) return this.sendJoin(conversationId);
+      const at = Math.max(now, this.nextPageAt);
+      this.nextPageAt = at + 600;
+      setTimeout(() => {
+        const c = this.conversations.get(conversationId);
+        if (c && c.joined && this.isOpen) this.sendJoin(conversationId);
+      }, at - now);
+      return null;
     }
 
     leave(conversationId) {
@@ -464,7 +483,7 @@
             // Nothing moved us on (a node without next_after): asking again would get the same page.
             // As a request (sendJoin), so that a page refused for a passing reason (a long
             // conversation's pages outrun the socket's JOIN budget) is asked for again.
-            if (c.joined && c.lastId !== startedAt) this.sendJoin(data.conversation_id);
+            if (c.joined && c.lastId !== startedAt) this.nextPage(data.conversation_id);
           }
           break;
         }

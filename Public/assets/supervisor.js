@@ -490,7 +490,10 @@
         scheduleLive();
         break;
       case 'JOIN_FAILED':
-        if (inMonitor) { monitored.view.notice('Cannot monitor: ' + data.message); el.noteForm.hidden = true; monitored.open = false; paintMonitor(); }
+        // Only a final refusal: a passing one is asked again by the socket.
+        if (inMonitor && (data.code === 'forbidden' || data.code === 'not_found')) {
+          monitored.view.notice('Cannot monitor: ' + data.message); el.noteForm.hidden = true; monitored.open = false; paintMonitor();
+        }
         break;
       default:
         break;

@@ -119,6 +119,12 @@ def test_chat_between_customer_on_node_a_and_agent_on_node_b(cluster, pages):
     expect(cust.locator("#messages li.theirs .msg-who").last).to_have_text("Alice Agent")
     expect(panel.locator("ol.messages li.mine .msg-state").last).to_have_text("Delivered")
 
+    # A JOIN refused for a passing reason (rate_limited: many chats' histories loading at once)
+    # does not end the chat on the agent's page; the socket asks again by itself.
+    agent.evaluate("(id) => HD.debug.socket.onEvent('JOIN_FAILED', { conversation_id: id, code: 'rate_limited', message: 'slow down' }, null)",
+                   conv_id)
+    expect(panel.locator("textarea")).to_be_visible()
+
     # Markup in a message is text, on both sides, and runs nothing.
     customer_send(cust, XSS)
     expect(panel.locator("ol.messages .msg-text", has_text=XSS)).to_have_text(XSS)
