@@ -120,6 +120,11 @@ public struct ServerConfiguration: Sendable {
             guard value > 0 else { throw HelpDeskError(.validationFailed, "\(name) must be a positive integer, got \(value)") }
             return value
         }
+        func bounded(_ name: String, _ fallback: Int, max: Int) throws -> Int {
+            let value = try positive(name, fallback)
+            guard value <= max else { throw HelpDeskError(.validationFailed, "\(name) must be at most \(max), got \(value)") }
+            return value
+        }
         func double(_ name: String, _ fallback: Double) throws -> Double {
             guard let text = env[name] else { return fallback }
             guard let value = Double(text), value > 0 else { throw HelpDeskError(.validationFailed, "\(name) must be a positive number, got \(text)") }
@@ -148,7 +153,7 @@ public struct ServerConfiguration: Sendable {
             logLevel: env["HELPDESK_LOG_LEVEL"] ?? "info",
             postgresPoolSize: try int("HELPDESK_PG_POOL_SIZE", 4),
             redisPoolSize: try int("HELPDESK_REDIS_POOL_SIZE", 4),
-            redisMaxBatch: try positive("HELPDESK_REDIS_MAX_BATCH", RedisConfiguration.defaultMaxBatchCalls),
+            redisMaxBatch: try bounded("HELPDESK_REDIS_MAX_BATCH", RedisConfiguration.defaultMaxBatchCalls, max: 1_000),
             startLimitPerIP: try int("HELPDESK_START_LIMIT_PER_IP", 20),
             startWindowSeconds: try int("HELPDESK_START_WINDOW", 600),
             customerTokenTTL: try int("HELPDESK_CUSTOMER_TOKEN_TTL", 86400),

@@ -102,12 +102,13 @@ struct SendWithoutTaskTests {
         #expect(calls < messages, "messages shared an FCALL: \(calls) calls for \(messages) messages")
     }
 
-    @Test("HELPDESK_REDIS_MAX_BATCH sets the messages one FCALL may carry: 32 unless set, at least 1")
+    @Test("HELPDESK_REDIS_MAX_BATCH sets the messages one FCALL may carry: 32 unless set, 1 to 1,000")
     func maxBatchSetting() throws {
         let env = ["HELPDESK_JWT_SECRET": "0123456789abcdef0123"]
         #expect(try ServerConfiguration.fromEnvironment(env).redisMaxBatch == 32)
         #expect(try ServerConfiguration.fromEnvironment(env.merging(["HELPDESK_REDIS_MAX_BATCH": "1"]) { $1 }).redisMaxBatch == 1)
         #expect(throws: HelpDeskError.self) { try ServerConfiguration.fromEnvironment(env.merging(["HELPDESK_REDIS_MAX_BATCH": "0"]) { $1 }) }
+        #expect(throws: HelpDeskError.self) { try ServerConfiguration.fromEnvironment(env.merging(["HELPDESK_REDIS_MAX_BATCH": "1001"]) { $1 }) }
     }
 
     @Test("a frame for the task path after messages in flight acts after them (leaving the queue does not overtake them)")
