@@ -131,15 +131,23 @@ struct SendWithoutTaskTests {
     func libraryGone() async throws {
         let chat = try await Chat.open()
         defer { Task { await chat.close() } }
-        // Every test's library goes; the registry of each loads it again on its next call.
-        #expect(try await chat.redis.send("FUNCTION", "FLUSH") == .simpleString("OK"))
         let resentBefore = SocketConnection.resentAfterMissingLibrary.load(ordering: .relaxed)
-        #expect(chat.raw.sendBytes(chat.messages(1...30)))
-        let answers = try chat.answers(30)
-        #expect(answers.map(\.ref) == (1...30).map { "r\($0)" })
-        #expect(answers.allSatisfy { $0.event == "ACK" }, "\(answers.filter { $0.event == "ERROR" }.map(\.data))")
+        // Every test's library goes; the registry of each loads it again on its next call. Another
+        // node's background call (a heartbeat, the previous test's node shutting down) can load it
+        // again before the burst reaches Redis: then the burst goes through as usual and the next
+        // round tries again.
+        var sent = 0
+        for _ in 1...5 where SocketConnection.resentAfterMissingLibrary.load(ordering: .relaxed) == resentBefore {
+            #expect(try await chat.redis.send("FUNCTION", "FLUSH") == .simpleString("OK"))
+            let burst = (sent + 1)...(sent + 30)
+            #expect(chat.raw.sendBytes(chat.messages(burst)))
+            let answers = try chat.answers(30)
+            #expect(answers.map(\.ref) == burst.map { "r\($0)" })
+            #expect(answers.allSatisfy { $0.event == "ACK" }, "\(answers.filter { $0.event == "ERROR" }.map(\.data))")
+            sent += 30
+        }
         #expect(SocketConnection.resentAfterMissingLibrary.load(ordering: .relaxed) - resentBefore > 0, "the hot path met the missing library")
-        #expect(try await chat.stored() == (0...30).map { "m\($0)" })
+        #expect(try await chat.stored() == (0...sent).map { "m\($0)" })
     }
 
     @Test("the server's own failures (a script that failed on a message) do not count against the socket's error budget")
