@@ -388,7 +388,16 @@
       if (item.attachment_ids && item.attachment_ids.length) data.attachment_ids = item.attachment_ids;
       this.request('SEND_MESSAGE', data).then((ack) => this.sent(item, clientMsgId, ack), (e) => {
         item.inFlight = false;
-        if (e.code === 'offline' || e.code === 'timeout' || e.code === 'unavailable' || e.code === 'stopped') return; // retried on reconnect
+        if (e.code === 'timeout' || e.code === 'unavailable') {
+          // Passing trouble on a connection that stays open (Redis away a moment): send it again,
+          // backing off, rather than wait for a reconnect that may not come. The same
+          // client_msg_id: a message that was stored after all is answered as a duplicate.
+          item.retries = (item.retries || 0) + 1;
+          clearTimeout(item.retryTimer);
+          item.retryTimer = setTimeout(() => this.flushOne(clientMsgId), Math.min(30000, 1000 * 2 ** Math.min(item.retries - 1, 5)) * (0.5 + Math.random()));
+          return;
+        }
+        if (e.code === 'offline' || e.code === 'stopped') return; // sent again on reconnect
         this.outbox.delete(clientMsgId);
         this.onEvent('MESSAGE_FAILED', { conversation_id: item.conversation_id, client_msg_id: clientMsgId, code: e.code, message: e.message }, null);
       });

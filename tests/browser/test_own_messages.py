@@ -1,6 +1,7 @@
 """The customer page's own messages with SEND_MESSAGE {echo: false}: each comes back in its ACK,
 shows once, never becomes the point the page resumes from (an ACK can overtake earlier messages),
-and an ACK that comes after its request timed out still marks it stored. Only a customer page:
+an ACK that comes after its request timed out still marks it stored, and a message refused for a
+passing reason is sent again on the socket that stays open. Only a customer page:
 the agent must not connect before test_pages' first test."""
 from __future__ import annotations
 
@@ -84,3 +85,32 @@ def test_a_refused_join_is_retried_and_a_left_conversation_is_not_brought_back(c
             client_msg_id: 'x', internal: false } } }));
         return s.conversations.has(id);
     }""", conv_id) is False
+
+
+def test_a_message_refused_for_a_passing_reason_is_sent_again_on_the_open_socket(cluster, pages):
+    node_a = cluster.nodes[0]
+    cust = pages.new()
+    received = []
+    cust.on("websocket", lambda ws: ws.on("framereceived", lambda f: received.append(json.loads(f))))
+    start_chat(cust, node_a.url, "Uma Unavailable", "uma@example.test")
+    wait_for(lambda: cust.evaluate("0") == 0 and any(f.get("event") == "HELLO" for f in received), message="HELLO")
+
+    # The first SEND_MESSAGE meets passing trouble (Redis away a moment: ERROR unavailable) on a
+    # connection that stays open: the socket sends it again by itself, with the same client_msg_id.
+    cust.evaluate("""() => {
+        const s = HD.debug.socket, real = s.request.bind(s);
+        window.refusedIds = [];
+        s.request = (event, data) => {
+            if (event === 'SEND_MESSAGE' && window.refusedIds.length === 0) {
+                window.refusedIds.push(data.client_msg_id);
+                return Promise.reject({ code: 'unavailable', message: 'briefly unavailable; retry' });
+            }
+            return real(event, data);
+        };
+    }""")
+    customer_send(cust, "Through a blip")
+    mine = cust.locator("#messages li.mine", has_text="Through a blip")
+    expect(mine.locator(".msg-state")).to_have_text("Delivered")
+    expect(cust.locator("#messages .msg-text", has_text="Through a blip")).to_have_count(1)
+    assert len(cust.evaluate("window.refusedIds")) == 1
+    assert sum(f.get("event") == "HELLO" for f in received) == 1, "no reconnect was needed"
