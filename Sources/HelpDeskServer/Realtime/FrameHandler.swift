@@ -165,12 +165,10 @@ struct FrameHandler {
         return true
     }
 
-    /// The ERROR to a message sent without a task; past the budget the socket is closed. The
-    /// server's own failures (5xx: Redis away, a script that failed) are not the client's and do not
-    /// count: one bad message in a batch must not close the sockets of the others.
+    /// The ERROR to a message sent without a task; past the budget the socket is closed.
     static func refuse(_ send: PendingSend, _ error: HelpDeskError, session: SocketSession) {
         session.send(ServerFrame.error(error, ref: send.ref))
-        if error.code.httpStatus < 500, send.errors.note() { session.close(.policyViolation, "too many invalid frames") }
+        if send.errors.note(error) { session.close(.policyViolation, "too many invalid frames") }
     }
 
     /// SEND_MESSAGE's ACK: the message's id, and whether it was a retry of one already stored;
@@ -193,9 +191,9 @@ struct FrameHandler {
         try frame.optionalBool("echo") == false ? origin : ""
     }
 
-    /// An ERROR; a client's fault (not a 5xx: the server's own failures) counts against its budget.
+    /// An ERROR, counted against the socket's budget when it is the client's fault.
     private func fail(_ error: HelpDeskError, ref: String?) {
-        if error.code.httpStatus < 500 { _ = errors.note() }
+        _ = errors.note(error)
         session.send(ServerFrame.error(error, ref: ref))
     }
 
@@ -415,8 +413,15 @@ final class ErrorBudget: Sendable {
     /// Error times (uptime seconds), at most one past the budget.
     private let times = NIOLockedValueBox<[UInt64]>([])
 
+    /// Counts an ERROR sent to the socket, if it was the client's fault; true when the socket is
+    /// past its budget. The server's own failures (5xx: Redis away, a script that failed) do not
+    /// count: one bad message in a batch must not close the sockets of the others.
+    func note(_ error: HelpDeskError) -> Bool {
+        error.code.httpStatus < 500 && note()
+    }
+
     /// Counts one error now; true when the socket is past its budget.
-    func note() -> Bool {
+    private func note() -> Bool {
         let now = DispatchTime.now().uptimeNanoseconds / 1_000_000_000
         let limit = WebSocketController.errorBudgetPerMinute
         return times.withLockedValue { times in
