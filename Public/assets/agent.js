@@ -581,9 +581,7 @@
       }
       case 'JOIN_FAILED': {
         const c = chats.get(data.conversation_id);
-        // Only a final refusal: a passing one (rate_limited, unavailable, timeout) is asked again
-        // by the socket, and a lost connection joins again when it is back.
-        if (c && !c.closed && (data.code === 'forbidden' || data.code === 'not_found')) {
+        if (c && !c.closed && HD.joinRefusedForGood(data.code)) {
           markClosed(c, 'This chat is no longer yours (' + data.message + ').');
         }
         break;

@@ -35,6 +35,12 @@
     return am !== bm ? (am < bm ? -1 : 1) : (as < bs ? -1 : as > bs ? 1 : 0);
   };
 
+  /** JOIN_FAILED for good (the conversation is gone or not the caller's). Any other code passes:
+   * the socket asks again (rate_limited, unavailable, timeout) or joins again on reconnect. */
+  HD.joinRefusedForGood = function (code) {
+    return code === 'forbidden' || code === 'not_found';
+  };
+
   // ---- REST -----------------------------------------------------------------------------------
   class ApiError extends Error {
     constructor(status, code, message) {

@@ -304,7 +304,7 @@
         }
         break;
       case 'JOIN_FAILED':
-        if (data.code === 'forbidden' || data.code === 'not_found') reset();
+        if (HD.joinRefusedForGood(data.code)) reset();
         break;
       default:
         break;

@@ -490,8 +490,7 @@
         scheduleLive();
         break;
       case 'JOIN_FAILED':
-        // Only a final refusal: a passing one is asked again by the socket.
-        if (inMonitor && (data.code === 'forbidden' || data.code === 'not_found')) {
+        if (inMonitor && HD.joinRefusedForGood(data.code)) {
           monitored.view.notice('Cannot monitor: ' + data.message); el.noteForm.hidden = true; monitored.open = false; paintMonitor();
         }
         break;

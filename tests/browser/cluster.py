@@ -141,6 +141,10 @@ class Cluster:
                              check=True, capture_output=True, text=True)
         return out.stdout.strip()
 
+    def redis(self, *args: str) -> str:
+        """One redis-cli command against the cluster's Redis; its output."""
+        return subprocess.run(self._redis_cli() + list(args), check=True, capture_output=True, text=True).stdout.strip()
+
     def _redis_cli(self) -> list[str]:
         u = urllib.parse.urlparse(self.redis_url)
         return ["redis-cli", "-h", u.hostname or "127.0.0.1", "-p", str(u.port or 6379)]

@@ -5,12 +5,9 @@ refusals (each counts against its error budget, 20 a minute close it). Only a cu
 agent must not connect before test_pages' first test."""
 from __future__ import annotations
 
-import json
-import subprocess
-
 from playwright.sync_api import expect
 
-from test_pages import customer_send, start_chat, wait_for
+from test_pages import customer_send, record_frames, start_chat, wait_for
 
 # 60 pages of 200: 40 past the JOIN burst
 OLD_MESSAGES = 11999
@@ -19,8 +16,7 @@ OLD_MESSAGES = 11999
 def test_a_history_longer_than_the_join_budget_arrives_whole_with_at_most_one_refusal(cluster, pages):
     node_a = cluster.nodes[0]
     cust = pages.new()
-    received = []  # every frame the page's sockets receive, decoded
-    cust.on("websocket", lambda ws: ws.on("framereceived", lambda f: received.append(json.loads(f))))
+    received = record_frames(cust)
     conv_id = start_chat(cust, node_a.url, "Lena Long", "lena@example.test")
     customer_send(cust, "First words")
     expect(cust.locator("#messages li.mine", has_text="First words").locator(".msg-state")).to_have_text("Delivered")
@@ -28,14 +24,12 @@ def test_a_history_longer_than_the_join_budget_arrives_whole_with_at_most_one_re
     # Messages written straight into the conversation's stream (as if sent while this page was
     # away): only a JOIN's HISTORY brings them.
     conv_key = cluster.prefix + "conv:" + conv_id
-    redis = cluster._redis_cli()
-    customer_id = subprocess.run(redis + ["HGET", conv_key, "customer_id"], capture_output=True, text=True, check=True).stdout.strip()
+    customer_id = cluster.redis("HGET", conv_key, "customer_id")
     assert customer_id
     add = ("local id for i = 1, tonumber(ARGV[2]) do id = redis.call('XADD', KEYS[1], '*', 'sender_id', ARGV[1], "
            "'sender_role', 'customer', 'sender_name', 'Lena Long', 'text', 'old ' .. i, 'client_msg_id', 'old-' .. i, "
            "'internal', '0', 'sent_at', '1700000000000') end return id")
-    last = subprocess.run(redis + ["EVAL", add, "1", conv_key + ":msgs", customer_id, str(OLD_MESSAGES)],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    last = cluster.redis("EVAL", add, "1", conv_key + ":msgs", customer_id, str(OLD_MESSAGES))
     assert "-" in last
 
     # As after a RESYNC: the socket joins again and pages through the history.

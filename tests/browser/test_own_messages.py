@@ -5,11 +5,9 @@ passing reason is sent again on the socket that stays open. Only a customer page
 the agent must not connect before test_pages' first test."""
 from __future__ import annotations
 
-import json
-
 from playwright.sync_api import expect
 
-from test_pages import customer_send, start_chat, wait_for
+from test_pages import customer_send, record_frames, refuse_once, start_chat, wait_for
 
 
 def test_own_messages_come_from_their_ack_and_are_not_a_resume_point(cluster, pages):
@@ -53,23 +51,15 @@ def test_own_messages_come_from_their_ack_and_are_not_a_resume_point(cluster, pa
 def test_a_refused_join_is_retried_and_a_left_conversation_is_not_brought_back(cluster, pages):
     node_a = cluster.nodes[0]
     cust = pages.new()
-    sent = []  # every frame the page's sockets send, decoded
-    cust.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append(json.loads(f))))
+    sent = record_frames(cust, "framesent")
     conv_id = start_chat(cust, node_a.url, "Rita Retry", "rita@example.test")
     wait_for(lambda: cust.evaluate("0") == 0 and any(f["event"] == "JOIN_CONVERSATION" for f in sent), message="the first JOIN")
 
     # The next JOIN is refused for a passing reason (as after a RESYNC storm): the socket asks
     # again by itself, within a few seconds.
     joins_before = sum(f["event"] == "JOIN_CONVERSATION" for f in sent)
-    cust.evaluate("""(id) => {
-        const s = HD.debug.socket, real = s.request.bind(s);
-        let refused = false;
-        s.request = (event, data) => {
-            if (event === 'JOIN_CONVERSATION' && !refused) { refused = true; return Promise.reject({ code: 'unavailable', message: 'briefly' }); }
-            return real(event, data);
-        };
-        s.sendJoin(id);
-    }""", conv_id)
+    refuse_once(cust, "JOIN_CONVERSATION", "unavailable")
+    cust.evaluate("(id) => HD.debug.socket.sendJoin(id)", conv_id)
     # (Playwright hands over frame events only during its own calls: the evaluate lets them in.)
     wait_for(lambda: cust.evaluate("0") == 0 and sum(f["event"] == "JOIN_CONVERSATION" for f in sent) > joins_before,
              message="the JOIN asked again")
@@ -90,27 +80,16 @@ def test_a_refused_join_is_retried_and_a_left_conversation_is_not_brought_back(c
 def test_a_message_refused_for_a_passing_reason_is_sent_again_on_the_open_socket(cluster, pages):
     node_a = cluster.nodes[0]
     cust = pages.new()
-    received = []
-    cust.on("websocket", lambda ws: ws.on("framereceived", lambda f: received.append(json.loads(f))))
+    received = record_frames(cust)
     start_chat(cust, node_a.url, "Uma Unavailable", "uma@example.test")
     wait_for(lambda: cust.evaluate("0") == 0 and any(f.get("event") == "HELLO" for f in received), message="HELLO")
 
     # The first SEND_MESSAGE meets passing trouble (Redis away a moment: ERROR unavailable) on a
     # connection that stays open: the socket sends it again by itself, with the same client_msg_id.
-    cust.evaluate("""() => {
-        const s = HD.debug.socket, real = s.request.bind(s);
-        window.refusedIds = [];
-        s.request = (event, data) => {
-            if (event === 'SEND_MESSAGE' && window.refusedIds.length === 0) {
-                window.refusedIds.push(data.client_msg_id);
-                return Promise.reject({ code: 'unavailable', message: 'briefly unavailable; retry' });
-            }
-            return real(event, data);
-        };
-    }""")
+    refuse_once(cust, "SEND_MESSAGE", "unavailable")
     customer_send(cust, "Through a blip")
     mine = cust.locator("#messages li.mine", has_text="Through a blip")
     expect(mine.locator(".msg-state")).to_have_text("Delivered")
     expect(cust.locator("#messages .msg-text", has_text="Through a blip")).to_have_count(1)
-    assert len(cust.evaluate("window.refusedIds")) == 1
+    assert len(cust.evaluate("window.refused")) == 1
     assert sum(f.get("event") == "HELLO" for f in received) == 1, "no reconnect was needed"

@@ -25,6 +25,30 @@ def wait_for(predicate, timeout=10.0, interval=0.2, message="condition"):
     raise AssertionError(f"timed out waiting for {message} (last: {last!r})")
 
 
+def record_frames(page, direction="framereceived"):
+    """Every frame the page's sockets receive ("framesent": send) from now on, decoded, in order.
+    (Playwright hands frame events over only during its own calls, e.g. an evaluate.)"""
+    frames = []
+    page.on("websocket", lambda ws: ws.on(direction, lambda f: frames.append(json.loads(f))))
+    return frames
+
+
+def refuse_once(page, event, code):
+    """The page's socket has its next `event` request refused with `code`, as the server would,
+    without sending it; later ones go through. `window.refused` holds the refused request's data."""
+    page.evaluate("""([event, code]) => {
+        const s = HD.debug.socket, real = s.request.bind(s);
+        window.refused = [];
+        s.request = (e, data) => {
+            if (e === event && window.refused.length === 0) {
+                window.refused.push(data);
+                return Promise.reject({ code, message: 'refused by the test' });
+            }
+            return real(e, data);
+        };
+    }""", [event, code])
+
+
 def start_chat(page, url, name, email, topic=None, subject=None):
     page.goto(url + "/")
     page.fill("#name", name)
