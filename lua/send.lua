@@ -3,7 +3,8 @@
 -- cost and TIME once for all of them. Each message is checked on its own (the sender belongs to
 -- the conversation, a repeated client_msg_id is dropped), appended to its conversation's stream and
 -- published, all in one step.
--- KEYS: 4 per message, in order: conv:<id>  conv:<id>:msgs  conv:<id>:dedupe  ch:conv:<id>
+-- KEYS: 4 per message, in order: conv:<id>  conv:<id>:msgs  conv:<id>:dedupe (the senders' hash:
+--       each client_msg_id's message id, each sender's budget)  ch:conv:<id>
 -- ARGV: 1 now override; then 12 per message, in order: conv_id, sender_id, sender_role,
 --       sender_name, text, client_msg_id, internal (0|1), max messages in the conversation
 --       ('' = no cap), the sender's budget in this conversation as GCRA: ms between messages,
@@ -20,23 +21,27 @@ if #ARGV ~= 1 + FIELDS * (#KEYS / 4) or #KEYS % 4 ~= 0 then
 end
 -- one clock reading for the whole call: its messages arrived within one tick of one node
 local now = hd.now(ARGV[1])
+-- its digits, formatted once: XADD and the frame take the text
+local now_text = string.format('%d', now)
 
 -- message with keys KEYS[k + 1..k + 4] and fields ARGV[a + 1..a + FIELDS]
 local function send(k, a)
   local id, sender, role, name, text, client_id, internal = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
-  local conv_key, msgs_key, dedupe_key, channel = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local conv_key, msgs_key, senders_key, channel = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local origin = ARGV[a + 12]
-  -- the sender's budget lives in the conversation's hash: one budget across every node, no extra key
-  local budget_field = 'budget:' .. sender
-  local c = redis.call('HMGET', conv_key, 'status', 'customer_id', 'agent_id', 'first_response_at', budget_field)
+  local c = redis.call('HMGET', conv_key, 'status', 'customer_id', 'agent_id', 'first_response_at')
   if not c[1] then return {'err', 'not_found'} end
+  -- What a sender has sent in this conversation lives in one hash (conv:<id>:dedupe): the id
+  -- of each client_msg_id, and the sender's budget. A message reads both in one HMGET and writes
+  -- both in one HSET; the conversation's own hash is only read.
+  local dedupe_field, budget_field = sender .. '|' .. client_id, 'budget:' .. sender
+  local s = redis.call('HMGET', senders_key, dedupe_field, budget_field)
   -- a retry of a message this sender already stored gets its id back, even after a close
-  local dedupe_field = sender .. '|' .. client_id
-  local seen = redis.call('HGET', dedupe_key, dedupe_field)
+  local seen = s[1]
   if seen then
     if origin == '' then return {'ok', seen, 1} end
     local entry = redis.call('XRANGE', msgs_key, seen, seen)[1]
-    return {'ok', seen, 1, entry and cjson.encode(hd.stream_message(seen, entry[2])) or ''}
+    return {'ok', seen, 1, entry and hd.stream_message(seen, entry[2]) or ''}
   end
   if c[1] == 'closed' or c[1] == 'abandoned' then return {'err', 'conversation_closed'} end
   if role == 'customer' then
@@ -50,40 +55,43 @@ local function send(k, a)
   local cap = tonumber(ARGV[a + 8])
   if cap and redis.call('XLEN', msgs_key) >= cap then return {'err', 'conversation_full'} end
 
-  -- GCRA: the theoretical arrival time may run ahead of now by at most the burst tolerance
+  -- GCRA: the theoretical arrival time may run ahead of now by at most the burst tolerance. One
+  -- budget per sender and conversation across every node.
   local interval, tolerance = tonumber(ARGV[a + 9]), tonumber(ARGV[a + 10])
   local budget_at = nil
   if interval and tolerance then
-    local tat = math.max(tonumber(c[5] or '') or 0, now)
+    local tat = math.max(tonumber(s[2] or '') or 0, now)
     if tat - now > tolerance then return {'err', 'rate_limited'} end
     budget_at = tat + interval
   end
   local attachments_json = ARGV[a + 11]
-  -- decoded before anything is written: past the XADD nothing may fail (the message would be
-  -- stored but not published)
-  local attachments = attachments_json ~= '' and cjson.decode(attachments_json) or nil
-  local msg_id
-  if attachments_json ~= '' then
-    msg_id = redis.call('XADD', msgs_key, '*',
-      'sender_id', sender, 'sender_role', role, 'sender_name', name, 'text', text,
-      'client_msg_id', client_id, 'internal', internal, 'sent_at', now, 'attachments', attachments_json)
+  if attachments_json == '' then
+    attachments_json = nil
   else
-    msg_id = redis.call('XADD', msgs_key, '*',
-      'sender_id', sender, 'sender_role', role, 'sender_name', name, 'text', text,
-      'client_msg_id', client_id, 'internal', internal, 'sent_at', now)
+    -- checked before anything is written: past the XADD nothing may fail (the message would be
+    -- stored but not published)
+    cjson.decode(attachments_json)
   end
-  redis.call('HSET', dedupe_key, dedupe_field, msg_id)
-  if budget_at then
-    redis.call('HSET', conv_key, 'last_message_id', msg_id, budget_field, budget_at)
+  local msg_id
+  if attachments_json then
+    msg_id = redis.call('XADD', msgs_key, '*',
+      'sender_id', sender, 'sender_role', role, 'sender_name', name, 'text', text,
+      'client_msg_id', client_id, 'internal', internal, 'sent_at', now_text, 'attachments', attachments_json)
   else
-    redis.call('HSET', conv_key, 'last_message_id', msg_id)
+    msg_id = redis.call('XADD', msgs_key, '*',
+      'sender_id', sender, 'sender_role', role, 'sender_name', name, 'text', text,
+      'client_msg_id', client_id, 'internal', internal, 'sent_at', now_text)
+  end
+  if budget_at then
+    redis.call('HSET', senders_key, dedupe_field, msg_id, budget_field, budget_at)
+  else
+    redis.call('HSET', senders_key, dedupe_field, msg_id)
   end
   -- first response = the first reply the customer sees: internal notes do not count
   if role == 'agent' and internal ~= '1' and (not c[4] or c[4] == '') then
     redis.call('HSET', conv_key, 'first_response_at', now)
   end
-  local message = hd.message(msg_id, sender, role, name, text, now, client_id, internal == '1', attachments)
-  local message_json = cjson.encode(message)
+  local message_json = hd.message_json(msg_id, sender, role, name, text, now_text, client_id, internal == '1', attachments_json)
   -- internal notes reach staff sockets only
   hd.publish_frame(channel, 'msg', internal == '1' and 's' or 'a', msg_id, hd.new_message_frame(id, message_json), origin)
   -- the message went out in the frame: the node needs only its id, unless its ACK carries it

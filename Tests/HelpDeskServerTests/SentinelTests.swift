@@ -96,7 +96,8 @@ struct SentinelTests {
         // Asynchronous replication: once the replica has the conversation, lose the primary.
         let replica = RedisClient(configuration: .init(host: "127.0.0.1", port: setup.replicaPort), poolSize: 1)
         try await eventually("replicated") {
-            (try? await replica.send("HGET", cluster.prefix + "conv:\(chat.id)", "last_message_id").string) == lastSeen
+            let newest = try? await replica.send("XREVRANGE", cluster.prefix + "conv:\(chat.id):msgs", "+", "-", "COUNT", "1")
+            return newest?.array?.first?.array?.first?.string == lastSeen
         }
         await setup.kill("primary")
 

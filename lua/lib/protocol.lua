@@ -78,13 +78,16 @@ function hd.conversation(c)
   return view
 end
 
---- the message view (NEW_MESSAGE, send's reply); attachments: a non-empty list of
---- {id, name, size, content_type}, or nil (then the field is absent)
-function hd.message(id, sender, role, name, text, sent_at, client_msg_id, internal, attachments)
-  return {
-    id = id, sender = {id = sender, role = role, name = name}, text = text, sent_at = sent_at,
-    client_msg_id = client_msg_id, internal = internal, attachments = attachments,
-  }
+--- the message view (NEW_MESSAGE, send's reply) as JSON. `sent_at`: ms since the epoch (a number,
+--- or its digits as a string); `attachments_json`: a non-empty JSON array of {id, name, size,
+--- content_type}, or nil (then the field is absent). Built by concatenation, not as a table for
+--- cjson: it runs for every chat message, and the table costs Redis more (BENCHMARKS.md).
+function hd.message_json(id, sender, role, name, text, sent_at, client_msg_id, internal, attachments_json)
+  local enc = cjson.encode
+  return '{"id":' .. enc(id) .. ',"sender":{"id":' .. enc(sender) .. ',"role":' .. enc(role) .. ',"name":' .. enc(name)
+    .. '},"text":' .. enc(text) .. ',"sent_at":' .. sent_at .. ',"client_msg_id":' .. enc(client_msg_id)
+    .. ',"internal":' .. (internal and 'true' or 'false')
+    .. (attachments_json and (',"attachments":' .. attachments_json) or '') .. '}'
 end
 
 --- the presence view (PRESENCE_UPDATED), from the fields of an agent hash. `offers`: offers in
@@ -116,12 +119,12 @@ function hd.new_message_frame(conversation_id, message_json)
   return '{"event":"NEW_MESSAGE","data":{"conversation_id":' .. cjson.encode(conversation_id) .. ',"message":' .. message_json .. '}}'
 end
 
---- the message view of a stream entry (its id and its field/value list as XRANGE gives them)
+--- the message view's JSON of a stream entry (its id and its field/value list as XRANGE gives them)
 function hd.stream_message(id, list)
   local f = {}
   for i = 1, #list, 2 do f[list[i]] = list[i + 1] end
-  return hd.message(id, f.sender_id or '', f.sender_role or '', f.sender_name or '', f.text or '', tonumber(f.sent_at) or 0,
-    f.client_msg_id or '', f.internal == '1', str(f.attachments) and cjson.decode(f.attachments) or nil)
+  return hd.message_json(id, f.sender_id or '', f.sender_role or '', f.sender_name or '', f.text or '',
+    string.format('%d', tonumber(f.sent_at) or 0), f.client_msg_id or '', f.internal == '1', str(f.attachments))
 end
 
 --- one entry of a conversation's event history (archived to PostgreSQL with it)
