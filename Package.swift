@@ -79,7 +79,11 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            // jemalloc (Debian's libjemalloc-dev) as the node's malloc: glibc's malloc and free were
+            // ~10 % of a node's CPU at the relay's maximum; with jemalloc a node delivers ~11 % more
+            // messages per core-second, at the same idle-socket RSS (BENCHMARKS.md, sixth round).
+            linkerSettings: [.linkedLibrary("jemalloc")]
         ),
         .executableTarget(
             name: "helpdesk-bench",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages HelpDesk needs when any is missing (make calls this first).
 set -euo pipefail
-packages=(libhiredis-dev libpq-dev libssl-dev redis-server redis-tools postgresql nginx haproxy docker-compose chromium libjs-chart.js python3-venv)
+packages=(libhiredis-dev libpq-dev libssl-dev libjemalloc-dev redis-server redis-tools postgresql nginx haproxy docker-compose chromium libjs-chart.js python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
