@@ -33,7 +33,8 @@ local function send(k, a)
   if not c[1] then return {'err', 'not_found'} end
   -- What a sender has sent in this conversation lives in one hash (conv:<id>:dedupe): the id
   -- of each client_msg_id, and the sender's budget. A message reads both in one HMGET and writes
-  -- both in one HSET; the conversation's own hash is only read.
+  -- both in one HSET; the conversation's own hash (a listpack that each HSET rewrites) is only
+  -- read, but for first_response_at once.
   local dedupe_field, budget_field = sender .. '|' .. client_id, 'budget:' .. sender
   local s = redis.call('HMGET', senders_key, dedupe_field, budget_field)
   -- a retry of a message this sender already stored gets its id back, even after a close
@@ -89,7 +90,7 @@ local function send(k, a)
   end
   -- first response = the first reply the customer sees: internal notes do not count
   if role == 'agent' and internal ~= '1' and (not c[4] or c[4] == '') then
-    redis.call('HSET', conv_key, 'first_response_at', now)
+    redis.call('HSET', conv_key, 'first_response_at', now_text)
   end
   local message_json = hd.message_json(msg_id, sender, role, name, text, now_text, client_id, internal == '1', attachments_json)
   -- internal notes reach staff sockets only

@@ -473,6 +473,8 @@
             this.serverOffset = Math.abs(offset) < 1000 ? 0 : offset;
           }
           this.attempt = 0;
+          // a new connection has a fresh JOIN budget: pages go at once until it runs out again
+          this.pagesPaced = false;
           this.setState('open');
           this.startHeartbeat();
           this.onEvent('HELLO', data, frame);

@@ -30,7 +30,8 @@ public struct RedisKeys: Sendable {
     public func messages(_ id: String) -> String { prefix + "conv:" + id + ":msgs" }
     /// STREAM: its events (created, assigned, requeued, closed, calls).
     public func events(_ id: String) -> String { prefix + "conv:" + id + ":events" }
-    /// HASH: client_msg_id to message id, for dedupe.
+    /// HASH: what each sender sent here: `<sender>|<client_msg_id>` to message id (dedupe), and
+    /// `budget:<sender>` (send.lua's GCRA budget of that sender in this conversation).
     public func dedupe(_ id: String) -> String { prefix + "conv:" + id + ":dedupe" }
     /// HASH: the conversation's call (call_id, state, media, caller_id, callee_id, started_at, answered_at).
     public func call(_ id: String) -> String { prefix + "conv:" + id + ":call" }

@@ -50,6 +50,9 @@ enum Wire {
 
 @Suite("Lua golden frames", .serialized)
 struct LuaGoldenTests {
+    /// Everything JSON escapes, or might: quotes, a backslash, a slash, control characters,
+    /// U+2028 (a line break to JavaScript), non-ASCII.
+    static let awkwardText = "ü \"q\" \\ / \t\n\u{01}\u{1F} \u{2028} 日本"
     /// Checks one payload's header against the routing rules (lua/lib/protocol.lua) and decodes its frame.
     static func check(_ p: Published, supervisors: [String: String] = [:]) throws {
         #expect(!p.frame.contains("\n"))
@@ -140,11 +143,11 @@ struct LuaGoldenTests {
         #expect(try await store.send(conversationID: id, sender: cleo, text: "hello", clientMsgID: "m1", isInternal: false).duplicate)
         // without echo the reply carries the message view for the ACK; a retry's is read back from
         // the stream (hd.stream_message): one shape, the same message
-        let quiet = try await store.send(conversationID: id, sender: cleo, text: "ü \"q\"\t", clientMsgID: "q1", isInternal: false, origin: "n.1")
+        let quiet = try await store.send(conversationID: id, sender: cleo, text: Self.awkwardText, clientMsgID: "q1", isInternal: false, origin: "n.1")
         let retry = try await store.send(conversationID: id, sender: cleo, text: "other", clientMsgID: "q1", isInternal: false, origin: "n.1")
         let first = try Wire.decoder.decode(MessageView.self, from: Data(try #require(quiet.messageJSON).utf8))
         let resent = try Wire.decoder.decode(MessageView.self, from: Data(try #require(retry.messageJSON).utf8))
-        #expect(retry.duplicate && first == resent && first.id == quiet.messageID && first.text == "ü \"q\"\t" && first.sentAt > 0)
+        #expect(retry.duplicate && first == resent && first.id == quiet.messageID && first.text == Self.awkwardText && first.sentAt > 0)
         try await store.publishTyping(conversationID: id, user: ann, typing: true)
 
         try await store.call("invite", conversationID: id, callID: "c1", caller: cleo, extra: ["audio", "45000"])

@@ -241,7 +241,7 @@ struct ScriptContractTests {
         defer { Task { await f.finish() } }
         let (first, cleo) = try await Self.activeChat(f)
         let (second, dora) = try await Self.activeChat(f, email: "dora@example.com")
-        // the first conversation's dedupe key is a string: HGET on it raises WRONGTYPE inside send
+        // the first conversation's dedupe key is a string: HMGET on it raises WRONGTYPE inside send
         _ = try await f.redis.send("SET", f.keys.dedupe(first), "not a hash")
         let a = f.store.sendCall(f.store.sendTemplate(conversationID: first), sender: cleo, text: "one", clientMsgID: UUID().uuidString, isInternal: false)
         let b = f.store.sendCall(f.store.sendTemplate(conversationID: second), sender: dora, text: "two", clientMsgID: UUID().uuidString, isInternal: false)

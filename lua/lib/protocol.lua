@@ -5,8 +5,8 @@
 -- so each object has one shape whichever script sends it (HelpDeskProtocol has the Swift types).
 --
 -- PUB/SUB PAYLOAD: '<kind>|<audience>|<key>\n<frame JSON>'. One header line, then the frame exactly
--- as sockets get it. cjson never emits a raw newline, so the first '\n' ends the header. Nodes route
--- by the header alone and never search or decode the frame.
+-- as sockets get it. The header's parts are names and ids, never a newline, so the first '\n' ends it.
+-- Nodes route by the header alone and never search or decode the frame.
 --   kind      msg       a chat message (NEW_MESSAGE); key = its stream id
 --             assigned  CONVERSATION_ASSIGNED; key = the new agent's id
 --             closed    CONVERSATION_CLOSED, abandoned included; key '-'
@@ -38,7 +38,12 @@ local hd = {}
 
 --- ms since the epoch by Redis's clock, or the caller's override (tests only)
 function hd.now(override)
-  if override and override ~= '' then return tonumber(override) end
+  if override and override ~= '' then
+    -- whole ms, as Redis's clock gives: frames and stream entries carry it as an integer
+    local ms = tonumber(override)
+    if not ms or ms ~= math.floor(ms) or ms < 0 or ms > 9007199254740992 then error('now override: whole ms expected') end
+    return ms
+  end
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
@@ -123,8 +128,14 @@ end
 function hd.stream_message(id, list)
   local f = {}
   for i = 1, #list, 2 do f[list[i]] = list[i + 1] end
+  -- send.lua checked the attachments before storing them; an entry changed by hand since must not
+  -- put broken JSON into an ACK
+  local attachments = str(f.attachments)
+  if attachments and not pcall(cjson.decode, attachments) then attachments = nil end
+  local sent_at = tonumber(f.sent_at) or 0
+  if sent_at ~= sent_at or sent_at < 0 or sent_at > 9007199254740992 then sent_at = 0 end
   return hd.message_json(id, f.sender_id or '', f.sender_role or '', f.sender_name or '', f.text or '',
-    string.format('%d', tonumber(f.sent_at) or 0), f.client_msg_id or '', f.internal == '1', str(f.attachments))
+    string.format('%d', sent_at), f.client_msg_id or '', f.internal == '1', attachments)
 end
 
 --- one entry of a conversation's event history (archived to PostgreSQL with it)

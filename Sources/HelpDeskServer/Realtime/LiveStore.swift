@@ -21,7 +21,7 @@ struct LiveStore: Sendable {
     /// Messages a conversation may hold (`HELPDESK_MAX_MESSAGES_PER_CONVERSATION`); send.lua refuses more.
     var maxMessagesPerConversation = 10_000
     /// One sender's messages in one conversation, across every node (send.lua keeps the budget in
-    /// the conversation's hash): `HELPDESK_SOCKET_MESSAGE_RATE` a second, bursts of
+    /// the conversation's senders' hash, `RedisKeys.dedupe`): `HELPDESK_SOCKET_MESSAGE_RATE` a second, bursts of
     /// `HELPDESK_SOCKET_MESSAGE_BURST`. The node's own buckets refuse floods before they reach Redis;
     /// this one holds when a client spreads its sockets (or REST calls) over many nodes.
     var senderMessageRate = 20.0
