@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Redis's CPU per chat message for `FCALL send` carrying BATCH messages per call (as a node sends the
+# messages of one event-loop tick), two subscribers on every conversation's channel (as the two
+# nodes of the relay). For A/B runs of send.lua variants: point LUA_DIR at a copy of lua/ and
+# interleave runs, since a single run moves by ±10 % on this box (BENCHMARKS.md, sixth round).
+#   scripts/bench-send.sh REDIS_PORT [LUA_DIR (lua)] [CALLS (10000)] [BATCH (16)]
+# Prints Redis's CPU (utime+stime from /proc) and the time inside FCALL (INFO commandstats), each
+# per message. Runs against a Redis of your own (no persistence needed); leaves no keys behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+port=$1; dir=${2:-lua}; calls=${3:-10000}; batch=${4:-16}
+rc() { redis-cli -p "$port" "$@"; }
+pid=$(rc INFO server | tr -d '\r' | awk -F: '$1 == "process_id" {print $2}')
+bin=${HELPDESK_BIN:-$(swift build -c release --show-bin-path)/helpdesk}
+version=$(HELPDESK_JWT_SECRET=bench-secret-0123456789abcdef HELPDESK_LUA_DIR=$dir HELPDESK_REDIS_URL=redis://127.0.0.1:$port \
+  HELPDESK_LOG_LEVEL=error "$bin" scripts)
+P="hd:{sendbench$(date +%s%N)}:"
+keys=() args=() channels=()
+# BATCH active conversations; each message: a customer's, the relay's limits (cap, a budget it never
+# reaches), no echo (an origin), a fresh client_msg_id per call (redis-benchmark's __rand_int__)
+for i in $(seq "$batch"); do
+  rc HSET "${P}conv:c$i" id "c$i" status active customer_id "cu$i" agent_id "ag$i" first_response_at 1 >/dev/null
+  keys+=("${P}conv:c$i" "${P}conv:c$i:msgs" "${P}conv:c$i:dedupe" "${P}ch:conv:c$i")
+  args+=("c$i" "cu$i" customer "Bench customer" 1234567890123456789 __rand_int__ 0 10000000 0.001 999.999 "" bench.1)
+  channels+=("${P}ch:conv:c$i")
+done
+subs=()
+for _ in 1 2; do redis-cli -p "$port" SUBSCRIBE "${channels[@]}" >/dev/null & subs+=($!); done
+trap 'kill "${subs[@]}" 2>/dev/null || true' EXIT
+sleep 0.3
+ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+rc CONFIG RESETSTAT >/dev/null
+t0=$(ticks)
+redis-benchmark -p "$port" -n "$calls" -c 8 -r 1000000000 --csv FCALL "send_$version" $((4 * batch)) "${keys[@]}" "" "${args[@]}" >/dev/null
+t1=$(ticks)
+inside=$(rc INFO commandstats | tr -d '\r' | awk -F'[=,]' '/^cmdstat_fcall:/ {print $4}')
+awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n=$((calls * batch)) -v u="$inside" -v dir="$dir" -v b="$batch" \
+  'BEGIN {printf "send (%s, %d per call): Redis CPU %.1f us per message, %.1f us inside FCALL\n", dir, b, d * 1e6 / hz / n, u / n}'
+rc EVAL "for _, k in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do redis.call('UNLINK', k) end" 0 "$P" >/dev/null
