@@ -41,3 +41,12 @@ def test_a_history_longer_than_the_join_budget_arrives_whole_with_at_most_one_re
     assert not any(f.get("event") == "HELLO" for f in received[2:]), "the socket was not closed and opened again"
     expect(cust.locator("#messages .msg-text", has_text=f"old {OLD_MESSAGES}")).to_have_count(1)
     expect(cust.locator("#messages li.msg")).to_have_count(OLD_MESSAGES + 1)
+
+    # The pacing belongs to one connection's JOIN budget: a new connection (a fresh budget) pages
+    # at once again.
+    if refusals:
+        assert cust.evaluate("HD.debug.socket.pagesPaced") is True, "the refusal paced the pages"
+    cust.evaluate("HD.debug.socket.pagesPaced = true")
+    cust.evaluate("HD.debug.socket.hello = null; HD.debug.socket.ws.close()")
+    wait_for(lambda: cust.evaluate("HD.debug.socket.hello !== null"), timeout=30, message="a new connection's HELLO")
+    assert cust.evaluate("HD.debug.socket.pagesPaced") is False, "a new connection's pages are not paced"
