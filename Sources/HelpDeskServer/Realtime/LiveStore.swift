@@ -1,6 +1,7 @@
 import Foundation
 import HelpDeskCore
 import RedisClient
+import Logging
 
 /// Live conversations, the queue and presence in Redis. Every change goes through one Lua script
 /// (lua/*.lua, each with the prelude lua/lib/*.lua in front), which keeps its invariant; this type
@@ -556,7 +557,10 @@ struct LiveStore: Sendable {
         case "no_offer": return HelpDeskError(.conflict, "this offer is no longer open (answered, withdrawn or run out)")
         case "offer_expired": return HelpDeskError(.conflict, "this offer ran out")
         case "internal": return HelpDeskError(.internalError, "the script failed (Redis's log says why)")
-        default: return HelpDeskError(.internalError, "unexpected script reply \(code ?? "nil")")
+        default:
+            // a reply this node does not know (a script of another release?): logged, not sent
+            Logger(label: "helpdesk.scripts").error("unexpected script reply", metadata: ["code": "\(code?.prefix(80) ?? "nil")"])
+            return HelpDeskError(.internalError, "internal error")
         }
     }
 }
