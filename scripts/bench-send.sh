@@ -5,7 +5,8 @@
 # interleave runs, since a single run moves by ±10 % on this box (BENCHMARKS.md, sixth round).
 #   scripts/bench-send.sh REDIS_PORT [LUA_DIR (lua)] [CALLS (10000)] [BATCH (16)]
 # Prints Redis's CPU (utime+stime from /proc) and the time inside FCALL (INFO commandstats), each
-# per message. Runs against a Redis of your own (no persistence needed); leaves no keys behind.
+# per message, and a `summary ceiling name=send-batch ...` line (make bench's table). Runs against
+# a Redis of your own (no persistence needed); leaves no keys behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port=$1; dir=${2:-lua}; calls=${3:-10000}; batch=${4:-16}
@@ -35,5 +36,6 @@ redis-benchmark -p "$port" -n "$calls" -c 8 -r 1000000000 --csv FCALL "send_$ver
 t1=$(ticks)
 inside=$(rc INFO commandstats | tr -d '\r' | awk -F'[=,]' '/^cmdstat_fcall:/ {print $4}')
 awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n=$((calls * batch)) -v u="$inside" -v dir="$dir" -v b="$batch" \
-  'BEGIN {printf "send (%s, %d per call): Redis CPU %.1f us per message, %.1f us inside FCALL\n", dir, b, d * 1e6 / hz / n, u / n}'
+  'BEGIN {printf "send (%s, %d per call): Redis CPU %.1f us per message, %.1f us inside FCALL\n", dir, b, d * 1e6 / hz / n, u / n;
+         printf "summary ceiling name=send-batch redis_us_per_op=%.1f fcall_us_per_op=%.1f batch=%d\n", d * 1e6 / hz / n, u / n, b}'
 rc EVAL "for _, k in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do redis.call('UNLINK', k) end" 0 "$P" >/dev/null

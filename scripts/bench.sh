@@ -3,7 +3,7 @@
 # (:8181 customers, :8182 agents), then every bench, each against freshly started nodes with
 # their own key prefix, and a summary table:
 #   relay at its maximum (closed loop), relay at half that rate, conns (idle sockets' RSS),
-#   pick (racing agents), and Redis's own ceilings (scripts/bench-ceilings.sh).
+#   pick (racing agents), and Redis's own ceilings (scripts/bench-ceilings.sh, scripts/bench-send.sh).
 # With arguments, only the relay runs, with those arguments added (CPU pids are passed for you):
 #   scripts/bench.sh --conversations 50 --rate 10 --duration 10
 #   make bench ARGS="--max --conversations 50"
@@ -126,10 +126,13 @@ stop_nodes
 "$bin/helpdesk-bench" flush --conversations 500 --messages 100 | tee -a "$log" || true
 
 scripts/bench-ceilings.sh "$REDIS_PORT" "$redis_pid" | tee -a "$log" || true
+# send.lua as the nodes call it at the maximum: 16 messages per FCALL, measured like the pair above
+HELPDESK_BIN="$bin/helpdesk" scripts/bench-send.sh "$REDIS_PORT" lua 10000 16 | tee -a "$log" || true
 
 send_ceiling=$(field "ceiling name=send.lua" rps)
 pick_ceiling=$(field "ceiling name=pick" rps)
 send_us=$(field "ceiling name=send.lua" redis_us_per_op)
+send_batch_us=$(field "ceiling name=send-batch" redis_us_per_op)
 pick_us=$(field "ceiling name=pick" redis_us_per_op)
 pick_share=$(awk -v p="$(field pick picks_per_s)" -v c="$pick_ceiling" 'BEGIN {if (c > 0) printf "%.0f", 100 * p / c}')
 pair_us=$(awk -v x="$(field "ceiling name=XADD" redis_us_per_op)" -v p="$(field "ceiling name=PUBLISH" redis_us_per_op)" 'BEGIN {printf "%.1f", x + p}')
@@ -140,7 +143,7 @@ echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$log"
   echo
   echo "| bench | figure | Redis ceiling (same run) |"
   echo "| --- | --- | --- |"
-  echo "| relay max, $CONVERSATIONS conversations (median of $RUNS runs; msg per node-core-s $(range_of max msgs_per_node_core_s)) | $(field "relay label=max" delivered_per_s) msg/s delivered, $(field "relay label=max" msgs_per_node_core_s) msg per node-core-s, Redis $(field "relay label=max" redis_us_per_msg) µs/msg, p50 $(field "relay label=max" p50_ms) / p99 $(field "relay label=max" p99_ms) ms, lost $(field "relay label=max" lost) | send.lua $send_ceiling/s at $send_us µs Redis CPU each; XADD+PUBLISH pair $pair_us µs |"
+  echo "| relay max, $CONVERSATIONS conversations (median of $RUNS runs; msg per node-core-s $(range_of max msgs_per_node_core_s)) | $(field "relay label=max" delivered_per_s) msg/s delivered, $(field "relay label=max" msgs_per_node_core_s) msg per node-core-s, Redis $(field "relay label=max" redis_us_per_msg) µs/msg, p50 $(field "relay label=max" p50_ms) / p99 $(field "relay label=max" p99_ms) ms, lost $(field "relay label=max" lost) | send.lua $send_ceiling/s at $send_us µs Redis CPU each (one message per call), $send_batch_us µs per message at 16 per call; XADD+PUBLISH pair $pair_us µs |"
   echo "| relay at half max ($half_rate msg/s × $CONVERSATIONS; median of $RUNS runs; p99 $(range_of half p99_ms) ms) | $(field "relay label=half" delivered_per_s) msg/s, p50 $(field "relay label=half" p50_ms) / p90 $(field "relay label=half" p90_ms) / p99 $(field "relay label=half" p99_ms) / max $(field "relay label=half" max_ms) ms, $(field "relay label=half" msgs_per_node_core_s) msg per node-core-s, Redis $(field "relay label=half" redis_us_per_msg) µs/msg | |"
   echo "| conns | $(field conns sockets) idle sockets: $(field conns kib_per_socket) KiB RSS per socket (RSS $(field conns rss_before_kib) → $(field conns rss_after_kib) KiB) | |"
   echo "| pick, $AGENTS agents × $CUSTOMERS customers | $(field pick picks_per_s) picks/s ($pick_share % of the ceiling), double assignments $(field pick double_acks) (ACKs) / $(field pick double_server) (server), $(field pick frames) frames to agents | a pick's Redis commands alone: $pick_ceiling/s at $pick_us µs Redis CPU each |"
