@@ -62,15 +62,19 @@ struct OfferScriptTests {
 
     @Test("PICK by subtree: an agent of Billing takes Refunds and uncategorised customers, never Technical nor offer-routed ones")
     func pickBySubtree() async throws {
-        let f = try await ScriptFixture()
+        // Redis's clock could give two customers the same ms (then their order is the ids'): each
+        // enqueue gets a later ms of its own.
+        let clock = MovableClock()
+        let f = try await ScriptFixture(scriptClock: { clock.now })
         defer { Task { await f.finish() } }
         try await Self.tree(f)
         _ = try await f.store.agentConnected(agentID: "101", node: "n1", name: "Ann", capacity: "10", categories: "1", supervisorID: "-")
-        let technical = try await Self.enqueue(f, "Tess", category: "3")
-        let sales = try await Self.enqueue(f, "Sam", category: "4")
-        let general = try await Self.enqueue(f, "Gina", category: "0")
-        let refunds = try await Self.enqueue(f, "Rita", category: "2")
-        let billing = try await Self.enqueue(f, "Bill", category: "1")
+        var enqueued: [String] = []
+        for (name, category) in [("Tess", "3"), ("Sam", "4"), ("Gina", "0"), ("Rita", "2"), ("Bill", "1")] {
+            clock.advance(1)
+            enqueued.append(try await Self.enqueue(f, name, category: category))
+        }
+        let (technical, sales, general, refunds, billing) = (enqueued[0], enqueued[1], enqueued[2], enqueued[3], enqueued[4])
         var order: [String] = []
         for _ in 0..<3 { order.append(try await f.store.pick(agentID: "101", conversationID: nil, mode: "pick", actorID: "101").id) }
         #expect(order == [general, refunds, billing], "oldest first over Billing, Refunds and the uncategorised queue")
