@@ -26,15 +26,14 @@ hz=$(getconf CLK_TCK)
 # The library as the node loads it (lua/lib/*.lua once, then every script as a function); prints
 # its version: each script is the function <name>_<version>.
 bin=${HELPDESK_BIN:-$(swift build -c release --show-bin-path)/helpdesk}
-version=$(HELPDESK_REDIS_URL=redis://127.0.0.1:$port HELPDESK_LOG_LEVEL=error "$bin" scripts)
+version=$(HELPDESK_JWT_SECRET=${HELPDESK_JWT_SECRET:-bench-secret-0123456789abcdef} HELPDESK_REDIS_URL=redis://127.0.0.1:$port HELPDESK_LOG_LEVEL=error "$bin" scripts)
 
 frame='{"event":"NEW_MESSAGE","data":{"conversation_id":"c1","message":{"id":"1700000000000-0","sender":{"id":"cu1","role":"customer","name":"Bench customer"},"text":"1234567890123456789","sent_at":1700000000000,"client_msg_id":"b1","internal":false}}}'
 
-# send.lua: a customer's message in an active conversation, one per call; a fresh client_msg_id
-# every time; the message cap, sender budget and no-echo origin that the relay bench's messages have
-# (its nodes run with HELPDESK_SOCKET_MESSAGE_RATE/BURST=1000000).
-send_prepare() { rc HSET "${P}conv:c1" id c1 status active customer_id cu1 agent_id ag1 first_response_at 1 >/dev/null; }
-send_args() { args=(FCALL "send_$version" 4 "${P}conv:c1" "${P}conv:c1:msgs" "${P}conv:c1:dedupe" "${P}ch:conv:c1" "" c1 cu1 customer "Bench customer" 1234567890123456789 __rand_int__ 0 10000000 0.001 999.999 "" bench.1); }
+# send.lua: a customer's message in an active conversation, one per call (scripts/send-message.sh).
+source scripts/send-message.sh
+send_prepare() { send_conversation rc "$P" c1 cu1 ag1; }
+send_args() { message_keys=() message_args=(); send_message "$P" c1 cu1; args=(FCALL "send_$version" 4 "${message_keys[@]}" "" "${message_args[@]}"); }
 summaries=()
 printf '%-28s %12s %18s\n' "Redis ceiling" "ops/s" "Redis CPU µs/op"
 # measure NAME REQUESTS ARGS...: one redis-benchmark run, its ops/s and Redis's CPU per op.

@@ -16,13 +16,12 @@ bin=${HELPDESK_BIN:-$(swift build -c release --show-bin-path)/helpdesk}
 version=$(HELPDESK_JWT_SECRET=bench-secret-0123456789abcdef HELPDESK_LUA_DIR=$dir HELPDESK_REDIS_URL=redis://127.0.0.1:$port \
   HELPDESK_LOG_LEVEL=error "$bin" scripts)
 P="hd:{sendbench$(date +%s%N)}:"
-keys=() args=() channels=()
-# BATCH active conversations; each message: a customer's, the relay's limits (cap, a budget it never
-# reaches), no echo (an origin), a fresh client_msg_id per call (redis-benchmark's __rand_int__)
+# BATCH active conversations, one message to each per call (scripts/send-message.sh)
+source scripts/send-message.sh
+message_keys=() message_args=() channels=()
 for i in $(seq "$batch"); do
-  rc HSET "${P}conv:c$i" id "c$i" status active customer_id "cu$i" agent_id "ag$i" first_response_at 1 >/dev/null
-  keys+=("${P}conv:c$i" "${P}conv:c$i:msgs" "${P}conv:c$i:dedupe" "${P}ch:conv:c$i")
-  args+=("c$i" "cu$i" customer "Bench customer" 1234567890123456789 __rand_int__ 0 10000000 0.001 999.999 "" bench.1)
+  send_conversation rc "$P" "c$i" "cu$i" "ag$i"
+  send_message "$P" "c$i" "cu$i"
   channels+=("${P}ch:conv:c$i")
 done
 subs=()
@@ -32,7 +31,7 @@ sleep 0.3
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 rc CONFIG RESETSTAT >/dev/null
 t0=$(ticks)
-redis-benchmark -p "$port" -n "$calls" -c 8 -r 1000000000 --csv FCALL "send_$version" $((4 * batch)) "${keys[@]}" "" "${args[@]}" >/dev/null
+redis-benchmark -p "$port" -n "$calls" -c 8 -r 1000000000 --csv FCALL "send_$version" $((4 * batch)) "${message_keys[@]}" "" "${message_args[@]}" >/dev/null
 t1=$(ticks)
 inside=$(rc INFO commandstats | tr -d '\r' | awk -F'[=,]' '/^cmdstat_fcall:/ {print $4}')
 awk -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n=$((calls * batch)) -v u="$inside" -v dir="$dir" -v b="$batch" \

@@ -340,12 +340,7 @@
         // Passing trouble (Redis back a moment ago, too many JOINs at once after a RESYNC): the
         // server holds this conversation's messages until we join, so try again.
         if (e.code === 'rate_limited') this.pagesPaced = true;
-        if (['unavailable', 'rate_limited', 'timeout'].includes(e.code)) {
-          setTimeout(() => {
-            const c = this.conversations.get(conversationId);
-            if (c && c.joined && this.isOpen) this.sendJoin(conversationId);
-          }, 1000 + Math.random() * 2000);
-        }
+        if (['unavailable', 'rate_limited', 'timeout'].includes(e.code)) this.joinLater(conversationId, 1000 + Math.random() * 2000);
         this.onEvent('JOIN_FAILED', { conversation_id: conversationId, code: e.code, message: e.message }, null);
         return null;
       });
@@ -357,11 +352,16 @@
       if (!this.pagesPaced) return this.sendJoin(conversationId);
       const at = Math.max(now, this.nextPageAt);
       this.nextPageAt = at + 600;
+      this.joinLater(conversationId, at - now);
+      return null;
+    }
+
+    /** JOIN again after `delay` ms, if the page still follows the conversation and the socket is open. */
+    joinLater(conversationId, delay) {
       setTimeout(() => {
         const c = this.conversations.get(conversationId);
         if (c && c.joined && this.isOpen) this.sendJoin(conversationId);
-      }, at - now);
-      return null;
+      }, delay);
     }
 
     leave(conversationId) {

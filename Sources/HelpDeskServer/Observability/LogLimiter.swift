@@ -5,7 +5,12 @@ import NIOCore
 /// a Redis outage every frame of every socket fails, and a line per frame would flood the log (and
 /// the disk under it) at the rate the sockets' buckets allow. The lines left out are counted and
 /// reported with the next line that goes out.
-public final class LogLimiter: Sendable {
+final class LogLimiter: Sendable {
+    /// The node's lines for what failed on the server's side while serving a client (5xx), shared
+    /// by every socket and request: such failures do not count against a socket's error budget
+    /// (`ErrorBudget`), so only the rate buckets bound them.
+    static let serverFailures = LogLimiter()
+
     private struct Window {
         var start: NIODeadline
         var lines = 0
@@ -13,10 +18,10 @@ public final class LogLimiter: Sendable {
     }
 
     private let window: NIOLockedValueBox<Window>
-    public let limit: Int
-    public let interval: TimeAmount
+    let limit: Int
+    let interval: TimeAmount
 
-    public init(limit: Int = 10, interval: TimeAmount = .seconds(1), now: NIODeadline = .now()) {
+    init(limit: Int = 10, interval: TimeAmount = .seconds(1), now: NIODeadline = .now()) {
         self.limit = limit
         self.interval = interval
         self.window = NIOLockedValueBox(Window(start: now))
@@ -24,7 +29,7 @@ public final class LogLimiter: Sendable {
 
     /// nil: leave this line out. Otherwise log it, with the number of lines left out since the
     /// last one that went out.
-    public func admit(now: NIODeadline = .now()) -> Int? {
+    func admit(now: NIODeadline = .now()) -> Int? {
         window.withLockedValue { w in
             if now - w.start >= interval {
                 w.start = now

@@ -73,22 +73,17 @@ struct FrameHandler {
         } catch let error as HelpDeskError {
             fail(error, ref: frame.ref)
         } catch let error as RedisError {
-            if let left = Self.failureLog.admit() {
+            if let left = LogLimiter.serverFailures.admit() {
                 logger.warning("redis error on socket", metadata: ["error": "\(error)", "lines_left_out": "\(left)"])
             }
             fail(HelpDeskError(.unavailable, "the service is briefly unavailable; retry"), ref: frame.ref)
         } catch {
-            if let left = Self.failureLog.admit() {
+            if let left = LogLimiter.serverFailures.admit() {
                 logger.error("socket event failed", metadata: ["event": "\(frame.eventName.prefix(40))", "error": "\(error)", "lines_left_out": "\(left)"])
             }
             fail(HelpDeskError(.internalError, "internal error"), ref: frame.ref)
         }
     }
-
-    /// The node's log lines for frames that failed on the server's side (5xx), shared by every
-    /// socket: such failures do not count against a socket's error budget (`ErrorBudget`), so
-    /// only the rate buckets bound them, and a line each would flood the log during an outage.
-    static let failureLog = LogLimiter(limit: 10, interval: .seconds(1))
 
     // MARK: the hot path: chat messages without a task
 
@@ -168,7 +163,7 @@ struct FrameHandler {
             return false
         } catch {
             if let error = error as? RedisError { RedisClient.count(error) }
-            if let left = Self.failureLog.admit() {
+            if let left = LogLimiter.serverFailures.admit() {
                 logger.warning("redis error on socket", metadata: ["error": "\(error)", "lines_left_out": "\(left)"])
             }
             refuse(send, HelpDeskError(.unavailable, "the service is briefly unavailable; retry"), session: session)

@@ -22,8 +22,8 @@ struct LiveStore: Sendable {
     /// Messages a conversation may hold (`HELPDESK_MAX_MESSAGES_PER_CONVERSATION`); send.lua refuses more.
     var maxMessagesPerConversation = 10_000
     /// One sender's messages in one conversation, across every node (send.lua keeps the budget in
-    /// the conversation's senders' hash, `RedisKeys.dedupe`): `HELPDESK_SOCKET_MESSAGE_RATE` a second, bursts of
-    /// `HELPDESK_SOCKET_MESSAGE_BURST`. The node's own buckets refuse floods before they reach Redis;
+    /// the conversation's senders' hash, `RedisKeys.dedupe`): `HELPDESK_SOCKET_MESSAGE_RATE` a
+    /// second, bursts of `HELPDESK_SOCKET_MESSAGE_BURST`. The node's own buckets refuse floods before they reach Redis;
     /// this one holds when a client spreads its sockets (or REST calls) over many nodes.
     var senderMessageRate = 20.0
     var senderMessageBurst = 100.0
@@ -559,7 +559,9 @@ struct LiveStore: Sendable {
         case "internal": return HelpDeskError(.internalError, "the script failed (Redis's log says why)")
         default:
             // a reply this node does not know (a script of another release?): logged, not sent
-            Logger(label: "helpdesk.scripts").error("unexpected script reply", metadata: ["code": "\(code?.prefix(80) ?? "nil")"])
+            if let left = LogLimiter.serverFailures.admit() {
+                Logger(label: "helpdesk.scripts").error("unexpected script reply", metadata: ["code": "\(code?.prefix(80) ?? "nil")", "lines_left_out": "\(left)"])
+            }
             return HelpDeskError(.internalError, "internal error")
         }
     }
