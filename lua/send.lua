@@ -5,7 +5,9 @@
 -- published, all in one step.
 -- KEYS: 4 per message, in order: conv:<id>  conv:<id>:msgs  conv:<id>:dedupe (the senders' hash:
 --       each client_msg_id's message id, each sender's budget)  ch:conv:<id>
--- ARGV: 1 now override; then 12 per message, in order: conv_id, sender_id, sender_role,
+-- ARGV: 1 now override; then 12 per message, in order: the NEW_MESSAGE frame up to the message's
+--       id (the node writes the message's view but its id and time: ServerFrame.newMessagePrefix
+--       and MessageView.writeFields in Swift), sender_id, sender_role,
 --       sender_name, text, client_msg_id, internal (0|1), max messages in the conversation
 --       ('' = no cap), the sender's budget in this conversation as GCRA: ms between messages,
 --       burst tolerance in ms ('' = no budget), the message's attachments as a JSON array of
@@ -13,8 +15,8 @@
 --       socket's origin when it asked for no echo ('' = echo; see the prelude's header format)
 -- Returns one reply per message, in order: {'ok', message_id, duplicate 0|1} or {'err', code}
 -- ('conversation_full' past the cap, 'rate_limited' past the sender's budget); with an origin, a
--- 4th element: the message view's JSON, for the ACK (a duplicate's is read back from the stream;
--- '' when it is gone)
+-- 4th element for the ACK's message: the time the message was stored (ms), or for a duplicate its
+-- stream entry as XRANGE gives it ('' when it is gone)
 local FIELDS = 12
 if #ARGV ~= 1 + FIELDS * (#KEYS / 4) or #KEYS % 4 ~= 0 then
   return redis.error_reply('send: 4 keys and ' .. FIELDS .. ' arguments per message, after ARGV[1]')
@@ -26,7 +28,7 @@ local now_text = string.format('%d', now)
 
 -- message with keys KEYS[k + 1..k + 4] and fields ARGV[a + 1..a + FIELDS]
 local function send(k, a)
-  local id, sender, role, name, text, client_id, internal = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+  local frame_start, sender, role, name, text, client_id, internal = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
   local conv_key, msgs_key, senders_key, channel = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local origin = ARGV[a + 12]
   local c = redis.call('HMGET', conv_key, 'status', 'customer_id', 'agent_id', 'first_response_at')
@@ -41,8 +43,7 @@ local function send(k, a)
   local seen = s[1]
   if seen then
     if origin == '' then return {'ok', seen, 1} end
-    local entry = redis.call('XRANGE', msgs_key, seen, seen)[1]
-    return {'ok', seen, 1, entry and hd.stream_message(seen, entry[2]) or ''}
+    return {'ok', seen, 1, redis.call('XRANGE', msgs_key, seen, seen)[1] or ''}
   end
   if c[1] == 'closed' or c[1] == 'abandoned' then return {'err', 'conversation_closed'} end
   if role == 'customer' then
@@ -92,12 +93,15 @@ local function send(k, a)
   if role == 'agent' and internal ~= '1' and (not c[4] or c[4] == '') then
     redis.call('HSET', conv_key, 'first_response_at', now_text)
   end
-  local message_json = hd.message_json(msg_id, sender, role, name, text, now_text, client_id, internal == '1', attachments_json)
+  -- the view's id and time (MessageView.writeIDAndTime in Swift writes the same), then the ends
+  -- of the message, data and frame objects. The id is digits and '-', the time digits: nothing to escape.
+  local frame = frame_start .. ',"id":"' .. msg_id .. '","sent_at":' .. now_text .. '}}}'
   -- internal notes reach staff sockets only
-  hd.publish_frame(channel, 'msg', internal == '1' and 's' or 'a', msg_id, hd.new_message_frame(id, message_json), origin)
-  -- the message went out in the frame: the node needs only its id, unless its ACK carries it
+  hd.publish_frame(channel, 'msg', internal == '1' and 's' or 'a', msg_id, frame, origin)
+  -- the message went out in the frame: the node needs only its id, and its time for an ACK that
+  -- carries the message
   if origin == '' then return {'ok', msg_id, 0} end
-  return {'ok', msg_id, 0, message_json}
+  return {'ok', msg_id, 0, now_text}
 end
 
 local replies = {}

@@ -166,6 +166,19 @@ public enum ServerFrame {
         return w.bytes
     }
 
+    /// NEW_MESSAGE up to its message's fields: `{"event":"NEW_MESSAGE","data":{"conversation_id":…,"message":{`.
+    /// The node follows it with the message's fields (`MessageView.writeFields`) and hands it to
+    /// send.lua, which appends the id and time Redis gave the message and closes the three objects.
+    public static func newMessagePrefix(conversationID: String) -> String {
+        var w = JSONWriter(capacity: 96)
+        w.raw("{\"event\":\"")
+        w.ascii(ServerEventName.newMessage.rawValue)
+        w.raw("\",\"data\":{")
+        w.key("conversation_id"); w.string(conversationID)
+        w.raw(","); w.key("message"); w.raw("{")
+        return w.text
+    }
+
     public static func error(_ error: HelpDeskError, ref: String?) -> String {
         frame(.error, ref: ref) { w in
             w.key("code"); w.string(error.code.rawValue)

@@ -143,6 +143,36 @@ public struct MessageView: Codable, Sendable, Equatable {
         self.isInternal = isInternal
         self.attachments = attachments.flatMap { $0.isEmpty ? nil : $0 }
     }
+
+    /// The view as JSON: HISTORY's messages, and the ACK's message read back for a retry.
+    public func write(to w: inout JSONWriter) {
+        w.raw("{")
+        Self.writeFields(to: &w, sender: sender, text: text, clientMsgId: clientMsgId, isInternal: isInternal, attachments: attachments)
+        Self.writeIDAndTime(to: &w, id: id, sentAt: sentAt)
+        w.raw("}")
+    }
+
+    /// Every field but the two Redis assigns when it stores the message, without braces:
+    /// `"sender":{…},"text":…,"client_msg_id":…,"internal":…[,"attachments":[…]]`. A new message
+    /// is written in two steps: the node writes these into the NEW_MESSAGE frame it hands send.lua
+    /// (`ServerFrame.newMessagePrefix`), and send.lua appends what `writeIDAndTime` writes.
+    public static func writeFields(to w: inout JSONWriter, sender: Sender, text: String, clientMsgId: String, isInternal: Bool,
+                                   attachments: [AttachmentView]?) {
+        w.key("sender"); w.raw("{"); w.key("id"); w.string(sender.id)
+        w.raw(","); w.key("role"); w.string(sender.role)
+        w.raw(","); w.key("name"); w.string(sender.name)
+        w.raw("},"); w.key("text"); w.string(text)
+        w.raw(","); w.key("client_msg_id"); w.string(clientMsgId)
+        w.raw(","); w.key("internal"); w.bool(isInternal)
+        if let attachments, !attachments.isEmpty { w.raw(","); w.key("attachments"); AttachmentView.write(attachments, to: &w) }
+    }
+
+    /// `,"id":"<id>","sent_at":<ms>`, after `writeFields`. send.lua writes the same bytes (its one
+    /// line of the view) into the NEW_MESSAGE frame once Redis has given the message its id.
+    public static func writeIDAndTime(to w: inout JSONWriter, id: String, sentAt: Int64) {
+        w.raw(","); w.key("id"); w.string(id)
+        w.raw(","); w.key("sent_at"); w.int(Int(sentAt))
+    }
 }
 
 /// A file attached to a message (and the reply to its upload): `{id, name, size, content_type}`.
@@ -168,15 +198,20 @@ public struct AttachmentView: Codable, Sendable, Equatable {
         w.raw("}")
     }
 
-    /// A list as the JSON array send.lua stores with the message (no Foundation coder).
-    public static func json(_ list: [AttachmentView]) -> String {
-        var w = JSONWriter()
+    /// A list as a JSON array (no Foundation coder).
+    public static func write(_ list: [AttachmentView], to w: inout JSONWriter) {
         w.raw("[")
         for (i, a) in list.enumerated() {
             if i > 0 { w.raw(",") }
             a.write(to: &w)
         }
         w.raw("]")
+    }
+
+    /// A list as the JSON array send.lua stores with the message.
+    public static func json(_ list: [AttachmentView]) -> String {
+        var w = JSONWriter()
+        write(list, to: &w)
         return w.text
     }
 

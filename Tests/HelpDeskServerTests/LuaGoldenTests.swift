@@ -141,8 +141,8 @@ struct LuaGoldenTests {
         _ = try await store.send(conversationID: id, sender: cleo, text: "hello\nthere \"quoted\"", clientMsgID: "m1", isInternal: false)
         _ = try await store.send(conversationID: id, sender: ann, text: "a note", clientMsgID: "n1", isInternal: true)
         #expect(try await store.send(conversationID: id, sender: cleo, text: "hello", clientMsgID: "m1", isInternal: false).duplicate)
-        // without echo the reply carries the message view for the ACK; a retry's is read back from
-        // the stream (hd.stream_message): one shape, the same message
+        // without echo the ACK carries the message: the node's fields with the time send.lua
+        // answers; a retry's is read back from the stream (MessageView(streamEntry:)): the same message
         let quiet = try await store.send(conversationID: id, sender: cleo, text: Self.awkwardText, clientMsgID: "q1", isInternal: false, origin: "n.1")
         let retry = try await store.send(conversationID: id, sender: cleo, text: "other", clientMsgID: "q1", isInternal: false, origin: "n.1")
         let first = try Wire.decoder.decode(MessageView.self, from: Data(try #require(quiet.messageJSON).utf8))
@@ -201,6 +201,12 @@ struct LuaGoldenTests {
 
         let published = try await f.published().map { try Published(channel: $0.channel, payload: $0.payload) }
         for p in published { try Self.check(p, supervisors: supervisors) }
+        // a chat message has one view whoever writes it: the frame Redis published (the node's
+        // fields, the id and time send.lua appended), the ACK's message and the stream's entry
+        let quietFrame = try #require(published.first { $0.kind == "msg" && $0.key.hasPrefix(quiet.messageID + "/") })
+        let relayed = try Wire.decoder.decode(ServerEnvelope<ServerEventData.NewMessage>.self, from: Data(quietFrame.frame.utf8)).data.message
+        #expect(relayed == first)
+        #expect(try await store.messages(id, after: nil).first { $0.id == quiet.messageID } == first)
         let events = Set(published.map(\.event))
         let expected: Set<String> = ["NEW_MESSAGE", "CONVERSATION_ASSIGNED", "QUEUE_UPDATED", "PRESENCE_UPDATED", "CONVERSATION_CLOSED",
                                      "CONVERSATION_REQUEUED", "CONVERSATION_TRANSFERRED", "CONVERSATION_REOPENED", "CONVERSATION_ESCALATED",

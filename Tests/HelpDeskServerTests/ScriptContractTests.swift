@@ -251,11 +251,11 @@ struct ScriptContractTests {
         let replies = try #require(reply.array)
         #expect(replies.count == 3)
         #expect(replies[0].array?.compactMap(\.string) == ["err", "internal"])
-        #expect(throws: HelpDeskError.self) { try LiveStore.sent(replies[0], isInternal: false) }
-        let stored = try LiveStore.sent(replies[1], isInternal: false)
+        #expect(throws: HelpDeskError.self) { try LiveStore.sent(replies[0], for: a) }
+        let stored = try LiveStore.sent(replies[1], for: b)
         #expect(!stored.duplicate)
         // a repeat within the same call sees the message stored before it
-        let again = try LiveStore.sent(replies[2], isInternal: false)
+        let again = try LiveStore.sent(replies[2], for: repeated)
         #expect(again.duplicate && again.messageID == stored.messageID)
         #expect(try await f.store.messages(second, after: nil).map(\.text) == ["two"])
         #expect(try await f.store.messages(first, after: nil).isEmpty)

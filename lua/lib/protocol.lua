@@ -1,8 +1,10 @@
 -- lua/lib/protocol.lua: the prelude (its table is `hd`). RedisScripts loads lua/lib/*.lua and then
 -- every script of lua/ as one Redis function library: this runs once, when the library loads
 -- (so no redis.call at the top level), and every script's function sees its locals. Every
--- published frame and every shared view (conversation, message, presence, call) is built here,
--- so each object has one shape whichever script sends it (HelpDeskProtocol has the Swift types).
+-- published frame and every shared view (conversation, presence, call) is built here, so each
+-- object has one shape whichever script sends it (HelpDeskProtocol has the Swift types). The one
+-- exception is the chat message: its view is written by the node (MessageView in Swift, which
+-- HISTORY uses too), and send.lua only appends the id and time Redis gave it.
 --
 -- PUB/SUB PAYLOAD: '<kind>|<audience>|<key>\n<frame JSON>'. One header line, then the frame exactly
 -- as sockets get it. The header's parts are names and ids, never a newline, so the first '\n' ends it.
@@ -83,18 +85,6 @@ function hd.conversation(c)
   return view
 end
 
---- the message view (NEW_MESSAGE, send's reply) as JSON. `sent_at`: ms since the epoch (a number,
---- or its digits as a string); `attachments_json`: a non-empty JSON array of {id, name, size,
---- content_type}, or nil (then the field is absent). Built by concatenation, not as a table for
---- cjson: it runs for every chat message, and the table costs Redis more (BENCHMARKS.md).
-function hd.message_json(id, sender, role, name, text, sent_at, client_msg_id, internal, attachments_json)
-  local enc = cjson.encode
-  return '{"id":' .. enc(id) .. ',"sender":{"id":' .. enc(sender) .. ',"role":' .. enc(role) .. ',"name":' .. enc(name)
-    .. '},"text":' .. enc(text) .. ',"sent_at":' .. sent_at .. ',"client_msg_id":' .. enc(client_msg_id)
-    .. ',"internal":' .. (internal and 'true' or 'false')
-    .. (attachments_json and (',"attachments":' .. attachments_json) or '') .. '}'
-end
-
 --- the presence view (PRESENCE_UPDATED), from the fields of an agent hash. `offers`: offers in
 --- flight (they count against capacity); `wrap_up_until`: set while the agent is in wrap-up.
 function hd.presence(agent_id, a)
@@ -117,25 +107,6 @@ function hd.publish_frame(channel, kind, audience, key, frame, origin)
   if origin and origin ~= '' then header = header .. '/' .. origin end
   redis.call('PUBLISH', channel, header .. '\n' .. frame)
   return frame
-end
-
---- NEW_MESSAGE around a message view already encoded (send.lua also returns that JSON alone)
-function hd.new_message_frame(conversation_id, message_json)
-  return '{"event":"NEW_MESSAGE","data":{"conversation_id":' .. cjson.encode(conversation_id) .. ',"message":' .. message_json .. '}}'
-end
-
---- the message view's JSON of a stream entry (its id and its field/value list as XRANGE gives them)
-function hd.stream_message(id, list)
-  local f = {}
-  for i = 1, #list, 2 do f[list[i]] = list[i + 1] end
-  -- send.lua checked the attachments before storing them; an entry changed by hand since must not
-  -- put broken JSON into an ACK
-  local attachments = str(f.attachments)
-  if attachments and not pcall(cjson.decode, attachments) then attachments = nil end
-  local sent_at = tonumber(f.sent_at) or 0
-  if sent_at ~= sent_at or sent_at < 0 or sent_at > 9007199254740992 then sent_at = 0 end
-  return hd.message_json(id, f.sender_id or '', f.sender_role or '', f.sender_name or '', f.text or '',
-    string.format('%d', sent_at), f.client_msg_id or '', f.internal == '1', attachments)
 end
 
 --- one entry of a conversation's event history (archived to PostgreSQL with it)

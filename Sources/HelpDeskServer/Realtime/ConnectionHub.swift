@@ -489,24 +489,7 @@ enum HistoryFrame {
             w.raw(","); w.key("messages"); w.raw("[")
             for (i, m) in messages.enumerated() {
                 if i > 0 { w.raw(",") }
-                w.raw("{"); w.key("id"); w.string(m.id)
-                w.raw(","); w.key("sender"); w.raw("{")
-                w.key("id"); w.string(m.sender.id)
-                w.raw(","); w.key("role"); w.string(m.sender.role)
-                w.raw(","); w.key("name"); w.string(m.sender.name)
-                w.raw("},"); w.key("text"); w.string(m.text)
-                w.raw(","); w.key("sent_at"); w.int(Int(m.sentAt))
-                w.raw(","); w.key("client_msg_id"); w.string(m.clientMsgId)
-                w.raw(","); w.key("internal"); w.bool(m.isInternal)
-                if let attachments = m.attachments {
-                    w.raw(","); w.key("attachments"); w.raw("[")
-                    for (j, a) in attachments.enumerated() {
-                        if j > 0 { w.raw(",") }
-                        a.write(to: &w)
-                    }
-                    w.raw("]")
-                }
-                w.raw("}")
+                m.write(to: &w)
             }
             w.raw("]")
         }

@@ -96,7 +96,6 @@ struct FrameHandler {
         let ref: String?
         let conversationID: String
         let clientMsgID: String
-        let isInternal: Bool
         /// The sending socket's budget: an ERROR to this message counts against it.
         let errors: ErrorBudget
     }
@@ -137,7 +136,7 @@ struct FrameHandler {
             let reply = connection.submitBatched(function: store.scripts.functionName("send"), shared: [store.nowOverride],
                                                  keys: call.keys, arguments: call.arguments)
             return .sent(PendingSend(reply: reply, call: call, ref: frame.ref,
-                                     conversationID: id, clientMsgID: message.clientMsgID, isInternal: message.isInternal, errors: errors))
+                                     conversationID: id, clientMsgID: message.clientMsgID, errors: errors))
         } catch let error as HelpDeskError {
             fail(error, ref: frame.ref)
         } catch {
@@ -154,7 +153,7 @@ struct FrameHandler {
             let reply = try result.get()
             if RedisScripts.isMissingFunction(reply) { return false }
             if case .error(let message) = reply { throw RedisError(.serverError, message) }
-            let sent = try LiveStore.sent(reply, isInternal: send.isInternal)
+            let sent = try LiveStore.sent(reply, for: send.call)
             session.send(bytes: sendAck(ref: send.ref, conversationID: send.conversationID, clientMsgID: send.clientMsgID, sent: sent))
             return true
         } catch let error as HelpDeskError {
@@ -178,7 +177,7 @@ struct FrameHandler {
     }
 
     /// SEND_MESSAGE's ACK: the message's id, and whether it was a retry of one already stored;
-    /// without echo, the message itself (NEW_MESSAGE's `message`, as send.lua built it).
+    /// without echo, the message itself (NEW_MESSAGE's `message`).
     static func sendAck(ref: String?, conversationID: String, clientMsgID: String, sent: LiveStore.Sent) -> [UInt8] {
         let capacity = 128 + conversationID.utf8.count + clientMsgID.utf8.count + (ref?.utf8.count ?? 0) + (sent.messageJSON?.utf8.count ?? 0)
         return ServerFrame.frameBytes(.ack, ref: ref, capacity: capacity) { w in

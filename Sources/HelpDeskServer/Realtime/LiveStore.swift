@@ -216,6 +216,7 @@ struct LiveStore: Sendable {
         var messageID: String
         var duplicate: Bool
         /// The message view's JSON, when the sender asked for no echo (`origin`): its ACK carries it.
+        /// Nil for a retry whose message has left the stream (archived and expired).
         var messageJSON: String? = nil
     }
 
@@ -228,16 +229,16 @@ struct LiveStore: Sendable {
         let id = conversationID
         // a supervisor writes (notes) only into its own team's conversations and the queue's (#16)
         if sender.role == .supervisor { try await requireTeamScope(sender, conversationID: id) }
-        var attachmentsJSON = ""
+        var claimed: [AttachmentView] = []
         if !attachmentIDs.isEmpty {
             guard let attachments else { throw HelpDeskError(.validationFailed, "attachments are not available here") }
-            attachmentsJSON = AttachmentView.json(try await attachments.claim(ids: attachmentIDs, conversationID: id, sender: sender, clientMsgID: clientMsgID))
+            claimed = try await attachments.claim(ids: attachmentIDs, conversationID: id, sender: sender, clientMsgID: clientMsgID)
         }
         let sent: Sent
         do {
             let call = sendCall(sendTemplate(conversationID: id), sender: sender, text: text, clientMsgID: clientMsgID,
-                                isInternal: isInternal, attachmentsJSON: attachmentsJSON, origin: origin)
-            sent = try Self.sent(try await runSend(call), isInternal: isInternal)
+                                isInternal: isInternal, attachments: claimed, origin: origin)
+            sent = try Self.sent(try await runSend(call), for: call)
         } catch {
             if let attachments, !attachmentIDs.isEmpty { try? await attachments.release(ids: attachmentIDs, clientMsgID: clientMsgID) }
             throw error
@@ -250,34 +251,48 @@ struct LiveStore: Sendable {
         return sent
     }
 
-    /// What stays the same in send.lua's calls for one conversation: its keys, and this store's limits.
-    /// A socket keeps the last one it used (`FrameHandler`): built per message, the key strings and
-    /// the limits' decimal text were a tenth of a node's allocations per chat message.
+    /// What stays the same in send.lua's calls for one conversation: its keys, its NEW_MESSAGE
+    /// frame's start, and this store's limits. A socket keeps the last one it used (`FrameHandler`):
+    /// built per message, the key strings and the limits' decimal text were a tenth of a node's
+    /// allocations per chat message.
     struct SendTemplate: Sendable {
         let conversationID: String
         let keys: [String]
+        let newMessagePrefix: String
         let maxMessages: String, interval: String, tolerance: String
     }
 
     func sendTemplate(conversationID id: String) -> SendTemplate {
         let budget = senderBudget
         return SendTemplate(conversationID: id, keys: [keys.conversation(id), keys.messages(id), keys.dedupe(id), keys.conversationChannel(id)],
+                            newMessagePrefix: ServerFrame.newMessagePrefix(conversationID: id),
                             maxMessages: String(maxMessagesPerConversation), interval: budget.interval, tolerance: budget.tolerance)
     }
 
     /// One message's part of a send.lua call: its 4 keys and 12 arguments. A call is ARGV[1] (the
-    /// clock override) and then the parts of one or more messages.
+    /// clock override) and then the parts of one or more messages. `messageFields`: the message
+    /// view but its id and time (`MessageView.writeFields`), for the ACK once Redis gave them.
     struct SendCall: Sendable {
         let keys: [String]
         let arguments: [String]
+        let messageFields: String
+        let isInternal: Bool
     }
 
-    /// send.lua's keys and arguments for one message.
+    /// send.lua's keys and arguments for one message. The node writes the message's view, all but
+    /// its id and time, into the NEW_MESSAGE frame it hands the script: the view is written by
+    /// one code (Swift's), and Redis spends no time escaping JSON.
     func sendCall(_ template: SendTemplate, sender: Caller, text: String, clientMsgID: String, isInternal: Bool,
-                  attachmentsJSON: String = "", origin: String = "") -> SendCall {
-        SendCall(keys: template.keys,
-                 arguments: [template.conversationID, sender.id, sender.role.rawValue, sender.name, text, clientMsgID, isInternal ? "1" : "0",
-                             template.maxMessages, template.interval, template.tolerance, attachmentsJSON, origin])
+                  attachments: [AttachmentView] = [], origin: String = "") -> SendCall {
+        var w = JSONWriter(capacity: 96 + text.utf8.count + sender.name.utf8.count + clientMsgID.utf8.count)
+        MessageView.writeFields(to: &w, sender: MessageView.Sender(id: sender.id, role: sender.role.rawValue, name: sender.name), text: text,
+                                clientMsgId: clientMsgID, isInternal: isInternal, attachments: attachments)
+        let fields = w.text
+        return SendCall(keys: template.keys,
+                        arguments: [template.newMessagePrefix + fields, sender.id, sender.role.rawValue, sender.name, text, clientMsgID,
+                                    isInternal ? "1" : "0", template.maxMessages, template.interval, template.tolerance,
+                                    attachments.isEmpty ? "" : AttachmentView.json(attachments), origin],
+                        messageFields: fields, isInternal: isInternal)
     }
 
     /// send.lua for one message through the registry (which loads the library if Redis lost it):
@@ -288,13 +303,27 @@ struct LiveStore: Sendable {
         return list[0]
     }
 
-    /// send.lua's answer: the message's id, or the error it refused with (counted in the node's metrics).
-    static func sent(_ reply: RESPValue, isInternal: Bool) throws -> Sent {
+    /// send.lua's answer to `call`: the message's id, or the error it refused with (counted in the
+    /// node's metrics). Without echo the reply's 4th element gives the ACK its message: a new
+    /// message's time (its view is `call.messageFields` with id and time), or a retry's stream
+    /// entry ('' when it is gone).
+    static func sent(_ reply: RESPValue, for call: SendCall) throws -> Sent {
         let r = reply.array ?? []
         guard r.first?.string == "ok", r.count == 3 || r.count == 4, let messageID = r[1].string else { throw scriptError(r.count > 1 ? r[1].string : nil) }
-        if r[2].int != 1 { (isInternal ? NodeMetrics.messagesInternal : NodeMetrics.messagesPublic).increment() }
-        let json = r.count == 4 ? r[3].string : nil
-        return Sent(messageID: messageID, duplicate: r[2].int == 1, messageJSON: json?.isEmpty == false ? json : nil)
+        let duplicate = r[2].int == 1
+        if !duplicate { (call.isInternal ? NodeMetrics.messagesInternal : NodeMetrics.messagesPublic).increment() }
+        guard r.count == 4 else { return Sent(messageID: messageID, duplicate: duplicate) }
+        var w = JSONWriter(capacity: 48 + call.messageFields.utf8.count)
+        if duplicate {
+            guard let stored = MessageView(streamEntry: r[3]) else { return Sent(messageID: messageID, duplicate: true) }
+            stored.write(to: &w)
+        } else {
+            guard let sentAt = r[3].string.flatMap({ Int64($0) }) else { throw RedisError(.unexpectedReply, "send: no time for the ACK") }
+            w.raw("{"); w.ascii(call.messageFields)
+            MessageView.writeIDAndTime(to: &w, id: messageID, sentAt: sentAt)
+            w.raw("}")
+        }
+        return Sent(messageID: messageID, duplicate: duplicate, messageJSON: w.text)
     }
 
     /// send.lua's GCRA arguments in ms: the gap between messages and how far ahead a burst may run.
