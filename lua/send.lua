@@ -18,6 +18,8 @@
 -- 4th element for the ACK's message: the time the message was stored (ms), or for a duplicate its
 -- stream entry as XRANGE gives it ('' when it is gone)
 local FIELDS = 12
+-- how the node's frame (the first argument of a message) starts: ServerFrame.newMessagePrefix
+local FRAME_START = '{"event":"NEW_MESSAGE","data":{'
 if #ARGV ~= 1 + FIELDS * (#KEYS / 4) or #KEYS % 4 ~= 0 then
   return redis.error_reply('send: 4 keys and ' .. FIELDS .. ' arguments per message, after ARGV[1]')
 end
@@ -31,6 +33,9 @@ local function send(k, a)
   local frame_start, sender, role, name, text, client_id, internal = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
   local conv_key, msgs_key, senders_key, channel = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local origin = ARGV[a + 12]
+  -- the node's frame is published as given: refuse one that is not a NEW_MESSAGE's start (a node
+  -- and a lua/ directory from different releases), rather than send every socket broken JSON
+  if frame_start:sub(1, #FRAME_START) ~= FRAME_START then return {'err', 'internal'} end
   local c = redis.call('HMGET', conv_key, 'status', 'customer_id', 'agent_id', 'first_response_at')
   if not c[1] then return {'err', 'not_found'} end
   -- What a sender has sent in this conversation lives in one hash (conv:<id>:dedupe): the id
@@ -116,6 +121,11 @@ for i = 0, #KEYS / 4 - 1 do
     local a = 1 + FIELDS * i
     local read, seen = pcall(redis.call, 'HGET', KEYS[4 * i + 3], ARGV[a + 2] .. '|' .. ARGV[a + 6])
     reply = (read and seen) and {'ok', seen, 1} or {'err', 'internal'}
+    if read and seen and ARGV[a + 12] ~= '' then
+      -- without echo the ACK is the sender's only copy of its message: its entry, as for a retry
+      local got, entries = pcall(redis.call, 'XRANGE', KEYS[4 * i + 2], seen, seen)
+      reply[4] = got and entries[1] or ''
+    end
   end
   replies[i + 1] = reply
 end

@@ -2,7 +2,9 @@
 # Redis's CPU per chat message for `FCALL send` carrying BATCH messages per call (as a node sends the
 # messages of one event-loop tick), two subscribers on every conversation's channel (as the two
 # nodes of the relay). For A/B runs of send.lua variants: point LUA_DIR at a copy of lua/ and
-# interleave runs, since a single run moves by ±10 % on this box (BENCHMARKS.md, sixth round).
+# interleave runs, since a single run moves by ±10 % on this box (BENCHMARKS.md, sixth round). The
+# variant must take send.lua's present arguments (scripts/send-message.sh): a copy of lua/ from
+# before 48cfc94 reads the first as the conversation id.
 #   scripts/bench-send.sh REDIS_PORT [LUA_DIR (lua)] [CALLS (10000)] [BATCH (16)]
 # Prints Redis's CPU (utime+stime from /proc) and the time inside FCALL (INFO commandstats), each
 # per message, and a `summary ceiling name=send-batch ...` line (make bench's table). Runs against

@@ -3,7 +3,8 @@
 #   send_conversation RC PREFIX CONV CUSTOMER AGENT   an active conversation for it (RC: redis-cli)
 #   send_message PREFIX CONV CUSTOMER                 appends its 4 keys to `message_keys` and its
 #     12 arguments to `message_args`: the NEW_MESSAGE frame up to the message's id (as a node
-#     writes it), a customer's text, a fresh client_msg_id per call (redis-benchmark's
+#     writes it; redis-benchmark draws its __rand_int__ apart from the stored client_msg_id's, a
+#     difference in digits only), a customer's text, a fresh client_msg_id per call (redis-benchmark's
 #     __rand_int__), the relay bench's limits (a cap and a budget it never reaches: its nodes run
 #     with HELPDESK_SOCKET_MESSAGE_RATE/BURST=1000000), no echo (an origin)
 send_conversation() {

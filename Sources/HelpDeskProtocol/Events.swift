@@ -137,7 +137,8 @@ public struct ClientFrame: Sendable {
 }
 
 /// Server frames the node builds itself. Frames about conversations, the queue and presence are
-/// built by the Lua scripts (lua/lib/protocol.lua) and forwarded as published.
+/// built by the Lua scripts (lua/lib/protocol.lua) and forwarded as published; NEW_MESSAGE is
+/// written here up to the message's id and time (`newMessagePrefix`), which send.lua appends.
 public enum ServerFrame {
     /// `{"event":"ACK","ref":ref,"data":{...}}` with `data` written by `body`.
     public static func ack(ref: String?, _ body: (inout JSONWriter) -> Void) -> String {

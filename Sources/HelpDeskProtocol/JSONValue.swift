@@ -323,7 +323,7 @@ public struct JSONWriter: Sendable {
     /// Trusted text that needs no escaping (event names, ids the server made).
     public mutating func ascii(_ s: String) { bytes.append(contentsOf: s.utf8) }
 
-    /// A value already encoded as JSON by a trusted writer (a view the Lua prelude built).
+    /// A value already encoded as JSON by a trusted writer (this one, earlier).
     public mutating func json(_ encoded: String) { bytes.append(contentsOf: encoded.utf8) }
 
     public mutating func int(_ n: Int) { bytes.append(contentsOf: String(n).utf8) }

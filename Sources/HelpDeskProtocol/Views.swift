@@ -1,6 +1,8 @@
 /// The objects that events and REST replies share. JSON keys are the snake_case forms of these
 /// property names (the server's coders convert); the Lua prelude (lua/lib/protocol.lua) builds the
-/// same shapes for the frames the scripts publish, and the golden test holds the two together.
+/// same shapes for the frames the scripts publish, and the golden test holds the two together. The
+/// chat message is the exception: its view is written here only (`MessageView.write`,
+/// `writeFields`), and send.lua appends the id and time to the frame the node hands it.
 
 /// A conversation. Times are milliseconds since the epoch, live (Redis) and archived (PostgreSQL) alike.
 public struct ConversationView: Codable, Sendable, Equatable {

@@ -148,6 +148,13 @@ struct LuaGoldenTests {
         let first = try Wire.decoder.decode(MessageView.self, from: Data(try #require(quiet.messageJSON).utf8))
         let resent = try Wire.decoder.decode(MessageView.self, from: Data(try #require(retry.messageJSON).utf8))
         #expect(retry.duplicate && first == resent && first.id == quiet.messageID && first.text == Self.awkwardText && first.sentAt > 0)
+        // an internal note with a file, without echo: the node's frame carries both, as the ACK does
+        let file = AttachmentView(id: "f-1", name: "a \"b\"\n.pdf", size: 12, contentType: "application/pdf")
+        let filed = store.sendCall(store.sendTemplate(conversationID: id), sender: ann, text: "see file", clientMsgID: "f1", isInternal: true,
+                                   attachments: [file], origin: "n.2")
+        let filedSent = try LiveStore.sent(try await store.runSend(filed), for: filed)
+        let filedView = try Wire.decoder.decode(MessageView.self, from: Data(try #require(filedSent.messageJSON).utf8))
+        #expect(filedView.attachments == [file] && filedView.isInternal && filedView.id == filedSent.messageID)
         try await store.publishTyping(conversationID: id, user: ann, typing: true)
 
         try await store.call("invite", conversationID: id, callID: "c1", caller: cleo, extra: ["audio", "45000"])
@@ -207,6 +214,10 @@ struct LuaGoldenTests {
         let relayed = try Wire.decoder.decode(ServerEnvelope<ServerEventData.NewMessage>.self, from: Data(quietFrame.frame.utf8)).data.message
         #expect(relayed == first)
         #expect(try await store.messages(id, after: nil).first { $0.id == quiet.messageID } == first)
+        let filedFrame = try #require(published.first { $0.kind == "msg" && $0.key.hasPrefix(filedSent.messageID + "/") })
+        #expect(filedFrame.audience == "s")
+        #expect(try Wire.decoder.decode(ServerEnvelope<ServerEventData.NewMessage>.self, from: Data(filedFrame.frame.utf8)).data.message == filedView)
+        #expect(try await store.messages(id, after: nil).first { $0.id == filedSent.messageID } == filedView)
         let events = Set(published.map(\.event))
         let expected: Set<String> = ["NEW_MESSAGE", "CONVERSATION_ASSIGNED", "QUEUE_UPDATED", "PRESENCE_UPDATED", "CONVERSATION_CLOSED",
                                      "CONVERSATION_REQUEUED", "CONVERSATION_TRANSFERRED", "CONVERSATION_REOPENED", "CONVERSATION_ESCALATED",

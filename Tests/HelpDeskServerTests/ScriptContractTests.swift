@@ -259,6 +259,11 @@ struct ScriptContractTests {
         #expect(again.duplicate && again.messageID == stored.messageID)
         #expect(try await f.store.messages(second, after: nil).map(\.text) == ["two"])
         #expect(try await f.store.messages(first, after: nil).isEmpty)
+        // a frame that is not a NEW_MESSAGE's start (a node of another release) is refused, not published
+        let foreign = f.store.sendCall(f.store.sendTemplate(conversationID: second), sender: dora, text: "three", clientMsgID: UUID().uuidString, isInternal: false)
+        let refused = try await f.store.scripts.run("send", keys: foreign.keys, arguments: [""] + [second] + foreign.arguments.dropFirst(), on: f.redis)
+        #expect(refused.array?.first?.array?.compactMap(\.string) == ["err", "internal"])
+        #expect(try await f.store.messages(second, after: nil).map(\.text) == ["two"])
         // the layout is checked: arguments that do not match the keys are refused as a whole
         await #expect(throws: RedisError.self) {
             try await f.store.scripts.run("send", keys: b.keys, arguments: [""] + b.arguments.dropLast(), on: f.redis)

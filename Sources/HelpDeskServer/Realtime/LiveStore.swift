@@ -313,13 +313,15 @@ struct LiveStore: Sendable {
         let duplicate = r[2].int == 1
         if !duplicate { (call.isInternal ? NodeMetrics.messagesInternal : NodeMetrics.messagesPublic).increment() }
         guard r.count == 4 else { return Sent(messageID: messageID, duplicate: duplicate) }
+        // The message is stored from here on: nothing below throws (a throw would give back its
+        // attachments). An ACK without its message is what a retry whose entry is gone gets too.
         var w = JSONWriter(capacity: 48 + call.messageFields.utf8.count)
         if duplicate {
             guard let stored = MessageView(streamEntry: r[3]) else { return Sent(messageID: messageID, duplicate: true) }
             stored.write(to: &w)
         } else {
-            guard let sentAt = r[3].string.flatMap({ Int64($0) }) else { throw RedisError(.unexpectedReply, "send: no time for the ACK") }
-            w.raw("{"); w.ascii(call.messageFields)
+            guard let sentAt = r[3].string.flatMap({ Int64($0) }) else { return Sent(messageID: messageID, duplicate: false) }
+            w.raw("{"); w.json(call.messageFields)
             MessageView.writeIDAndTime(to: &w, id: messageID, sentAt: sentAt)
             w.raw("}")
         }
