@@ -356,11 +356,16 @@
       return null;
     }
 
-    /** JOIN again after `delay` ms, if the page still follows the conversation and the socket is open. */
+    /** JOIN again after `delay` ms, if the page still follows the conversation and the socket is
+     * open. One such JOIN waits per conversation: a new one replaces it, and a reconnect's
+     * `rejoinAll` (which JOINs at once) cancels it. */
     joinLater(conversationId, delay) {
-      setTimeout(() => {
-        const c = this.conversations.get(conversationId);
-        if (c && c.joined && this.isOpen) this.sendJoin(conversationId);
+      const c = this.conversations.get(conversationId);
+      if (!c) return;
+      clearTimeout(c.joinTimer);
+      c.joinTimer = setTimeout(() => {
+        c.joinTimer = null;
+        if (c.joined && this.isOpen && this.conversations.get(conversationId) === c) this.sendJoin(conversationId);
       }, delay);
     }
 
@@ -372,7 +377,11 @@
     }
 
     rejoinAll() {
-      for (const [id, c] of this.conversations) if (c.joined) this.sendJoin(id);
+      for (const [id, c] of this.conversations) {
+        clearTimeout(c.joinTimer);
+        c.joinTimer = null;
+        if (c.joined) this.sendJoin(id);
+      }
     }
 
     /** Sends a chat message; kept and re-sent after a reconnect until ACKed (same client_msg_id).

@@ -50,3 +50,26 @@ def test_a_history_longer_than_the_join_budget_arrives_whole_with_at_most_one_re
     cust.evaluate("HD.debug.socket.hello = null; HD.debug.socket.ws.close()")
     wait_for(lambda: cust.evaluate("HD.debug.socket.hello !== null"), timeout=30, message="a new connection's HELLO")
     assert cust.evaluate("HD.debug.socket.pagesPaced") is False, "a new connection's pages are not paced"
+
+    # A paced page's JOIN still waiting when the connection is replaced is dropped: the reconnect
+    # JOINs every conversation at once, so this one is joined once, not again when the timer fires.
+    due = cust.evaluate("""(id) => {
+        const s = HD.debug.socket;
+        s.joinsOf = 0;
+        const sendJoin = s.sendJoin.bind(s);
+        s.sendJoin = (c) => { if (c === id) s.joinsOf += 1; return sendJoin(c); };
+        s.pagesPaced = true;
+        const due = Date.now() + 4000;
+        s.nextPageAt = due;
+        s.nextPage(id);
+        return due;
+    }""", conv_id)
+    assert cust.evaluate("HD.debug.socket.joinsOf") == 0, "the page's JOIN waits for its turn"
+    cust.evaluate("HD.debug.socket.hello = null; HD.debug.socket.ws.close()")
+    wait_for(lambda: cust.evaluate("HD.debug.socket.hello !== null"), timeout=30, message="a new connection's HELLO")
+    wait_for(lambda: cust.evaluate("HD.debug.socket.joinsOf") == 1, timeout=10, message="the reconnect's JOIN")
+    assert cust.evaluate("Date.now()") < due, "the new connection came before the paced JOIN was due (else this proves nothing)"
+    # The marker: a timer due after the paced one. Timers fire in order, so once it has fired the
+    # paced JOIN would have been sent.
+    cust.evaluate("(due) => new Promise((done) => setTimeout(done, Math.max(0, due - Date.now()) + 100))", due)
+    assert cust.evaluate("HD.debug.socket.joinsOf") == 1, "the paced JOIN of the old connection was not sent on the new one"
