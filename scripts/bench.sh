@@ -10,7 +10,7 @@
 # Then pick.lua's ceiling (helpdesk-bench pick-ceiling) and the flush (helpdesk-bench flush).
 # Environment: BENCH_REDIS_PORT (6393), BENCH_PG_PORT (5493), BENCH_PORT_A/B (8181/8182),
 #   BENCH_CONVERSATIONS (50), BENCH_DURATION (10), BENCH_SOCKETS (10000), BENCH_CUSTOMERS (2000), BENCH_AGENTS (40),
-#   BENCH_RELAY_RUNS (3: runs of each relay bench; the summary takes the median), BENCH_HELPDESK (below).
+#   BENCH_RELAY_RUNS (3: runs of each relay bench; the summary takes the median), BENCH_HELPDESK and BENCH_LUA_DIR (below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=.data/bench
@@ -28,9 +28,11 @@ RUNS=${BENCH_RELAY_RUNS:-3}
 swift build -c release --product helpdesk
 swift build -c release --product helpdesk-bench
 bin=$(swift build -c release --show-bin-path)
-# BENCH_HELPDESK: another build's `helpdesk` for the nodes (an A/B against a saved binary; give its
-# Lua scripts with HELPDESK_LUA_DIR when they differ from lua/)
+# BENCH_HELPDESK: another build's `helpdesk` for the nodes, BENCH_LUA_DIR: another lua/ for them
+# (an A/B against a saved binary and its scripts, or a Lua variant). Only the nodes take them: the
+# ceilings and the other benches use this build and lua/.
 node_bin=${BENCH_HELPDESK:-$bin/helpdesk}
+node_lua=${BENCH_LUA_DIR:-${HELPDESK_LUA_DIR:-$PWD/lua}}
 mkdir -p "$data"
 # Disposable data: Redis without persistence (a leftover append-only file would make Redis answer
 # LOADING for a while), PostgreSQL without fsync (as the test services).
@@ -56,8 +58,8 @@ pid_a='' pid_b=''
 # Two nodes with a fresh key prefix, so each bench starts from an empty deployment.
 start_nodes() {
   export HELPDESK_KEY_PREFIX="hd:{bench$(date +%s%N)}:"
-  HELPDESK_NODE_ID=bench-a "$node_bin" serve --port "$PORT_A" & pid_a=$!
-  HELPDESK_NODE_ID=bench-b "$node_bin" serve --port "$PORT_B" & pid_b=$!
+  HELPDESK_NODE_ID=bench-a HELPDESK_LUA_DIR=$node_lua "$node_bin" serve --port "$PORT_A" & pid_a=$!
+  HELPDESK_NODE_ID=bench-b HELPDESK_LUA_DIR=$node_lua "$node_bin" serve --port "$PORT_B" & pid_b=$!
   for port in "$PORT_A" "$PORT_B"; do
     for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
   done
