@@ -18,8 +18,9 @@
 -- 4th element for the ACK's message: the time the message was stored (ms), or for a duplicate its
 -- stream entry as XRANGE gives it ('' when it is gone)
 local FIELDS = 12
--- how the node's frame (the first argument of a message) starts: ServerFrame.newMessagePrefix
-local FRAME_START = '{"event":"NEW_MESSAGE","data":{'
+-- how the node's frame head (a message's first argument: the frame up to the message's id) starts;
+-- ServerFrame.newMessagePrefix in Swift
+local NEW_MESSAGE_PREFIX = '{"event":"NEW_MESSAGE","data":{'
 if #ARGV ~= 1 + FIELDS * (#KEYS / 4) or #KEYS % 4 ~= 0 then
   return redis.error_reply('send: 4 keys and ' .. FIELDS .. ' arguments per message, after ARGV[1]')
 end
@@ -30,12 +31,12 @@ local now_text = string.format('%d', now)
 
 -- message with keys KEYS[k + 1..k + 4] and fields ARGV[a + 1..a + FIELDS]
 local function send(k, a)
-  local frame_start, sender, role, name, text, client_id, internal = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+  local frame_head, sender, role, name, text, client_id, internal = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
   local conv_key, msgs_key, senders_key, channel = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local origin = ARGV[a + 12]
   -- the node's frame is published as given: refuse one that is not a NEW_MESSAGE's start (a node
   -- and a lua/ directory from different releases), rather than send every socket broken JSON
-  if frame_start:sub(1, #FRAME_START) ~= FRAME_START then return {'err', 'internal'} end
+  if frame_head:sub(1, #NEW_MESSAGE_PREFIX) ~= NEW_MESSAGE_PREFIX then return {'err', 'internal'} end
   local c = redis.call('HMGET', conv_key, 'status', 'customer_id', 'agent_id', 'first_response_at')
   if not c[1] then return {'err', 'not_found'} end
   -- What a sender has sent in this conversation lives in one hash (conv:<id>:dedupe): the id
@@ -100,7 +101,7 @@ local function send(k, a)
   end
   -- the view's id and time (MessageView.writeIDAndTime in Swift writes the same), then the ends
   -- of the message, data and frame objects. The id is digits and '-', the time digits: nothing to escape.
-  local frame = frame_start .. ',"id":"' .. msg_id .. '","sent_at":' .. now_text .. '}}}'
+  local frame = frame_head .. ',"id":"' .. msg_id .. '","sent_at":' .. now_text .. '}}}'
   -- internal notes reach staff sockets only
   hd.publish_frame(channel, 'msg', internal == '1' and 's' or 'a', msg_id, frame, origin)
   -- the message went out in the frame: the node needs only its id, and its time for an ACK that

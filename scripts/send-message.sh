@@ -12,6 +12,6 @@ send_conversation() {
 }
 send_message() {
   message_keys+=("${1}conv:$2" "${1}conv:$2:msgs" "${1}conv:$2:dedupe" "${1}ch:conv:$2")
-  local frame_start='{"event":"NEW_MESSAGE","data":{"conversation_id":"'$2'","message":{"sender":{"id":"'$3'","role":"customer","name":"Bench customer"},"text":"1234567890123456789","client_msg_id":"__rand_int__","internal":false'
-  message_args+=("$frame_start" "$3" customer "Bench customer" 1234567890123456789 __rand_int__ 0 10000000 0.001 999.999 "" bench.1)
+  local frame_head='{"event":"NEW_MESSAGE","data":{"conversation_id":"'$2'","message":{"sender":{"id":"'$3'","role":"customer","name":"Bench customer"},"text":"1234567890123456789","client_msg_id":"__rand_int__","internal":false'
+  message_args+=("$frame_head" "$3" customer "Bench customer" 1234567890123456789 __rand_int__ 0 10000000 0.001 999.999 "" bench.1)
 }

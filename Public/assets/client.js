@@ -357,8 +357,9 @@
     }
 
     /** JOIN again after `delay` ms, if the page still follows the conversation and the socket is
-     * open. One such JOIN waits per conversation: a new one replaces it, and a reconnect's
-     * `rejoinAll` (which JOINs at once) cancels it. */
+     * open. One such JOIN waits per conversation: a new one replaces it (each JOIN resumes from
+     * the conversation's newest message, so one stands for both), and `rejoinAll` (a reconnect,
+     * a RESYNC: it JOINs at once) and `leave` cancel it. */
     joinLater(conversationId, delay) {
       const c = this.conversations.get(conversationId);
       if (!c) return;
@@ -373,6 +374,8 @@
       const c = this.conversations.get(conversationId);
       if (!c || !c.joined) return;
       c.joined = false;
+      clearTimeout(c.joinTimer);
+      c.joinTimer = null;
       if (this.isOpen) this.sendFrame('LEAVE_CONVERSATION', { conversation_id: conversationId });
     }
 

@@ -270,6 +270,23 @@ struct ScriptContractTests {
         }
     }
 
+    @Test("send.lua's answer without echo: the ACK's message is the node's fields with the stored id and time; an answer without a usable time or entry still acknowledges the stored message, without its view")
+    func sentMessageView() throws {
+        let call = LiveStore.SendCall(keys: [], arguments: [], messageFields: #""sender":{"id":"u1","role":"customer","name":"Cleo"},"text":"hi","client_msg_id":"m1","internal":false"#,
+                                      isInternal: false)
+        func reply(_ parts: RESPValue...) -> RESPValue { .array(parts) }
+        func bulk(_ s: String) -> RESPValue { .bulkString(Array(s.utf8)) }
+        let stored = try LiveStore.sent(reply(bulk("ok"), bulk("5-0"), .integer(0), bulk("1700000000000")), for: call)
+        let view = try Wire.decoder.decode(MessageView.self, from: Data(try #require(stored.messageJSON).utf8))
+        #expect(view == MessageView(id: "5-0", sender: .init(id: "u1", role: "customer", name: "Cleo"), text: "hi", sentAt: 1_700_000_000_000,
+                                    clientMsgId: "m1", isInternal: false))
+        // a time that is not a number, and a retry whose entry is gone: acknowledged, no view
+        let odd = try LiveStore.sent(reply(bulk("ok"), bulk("6-0"), .integer(0), bulk("soon")), for: call)
+        #expect(odd.messageID == "6-0" && !odd.duplicate && odd.messageJSON == nil)
+        let gone = try LiveStore.sent(reply(bulk("ok"), bulk("4-0"), .integer(1), bulk("")), for: call)
+        #expect(gone.messageID == "4-0" && gone.duplicate && gone.messageJSON == nil)
+    }
+
     @Test("issue 10 #12: times come from Redis's clock, not from a node whose clock is an hour ahead")
     func redisClock() async throws {
         let ahead: @Sendable () -> Date = { Date().addingTimeInterval(3600) }

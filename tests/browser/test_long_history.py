@@ -59,7 +59,7 @@ def test_a_history_longer_than_the_join_budget_arrives_whole_with_at_most_one_re
         const sendJoin = s.sendJoin.bind(s);
         s.sendJoin = (c) => { if (c === id) s.joinsOf += 1; return sendJoin(c); };
         s.pagesPaced = true;
-        const due = Date.now() + 4000;
+        const due = Date.now() + 10000;
         s.nextPageAt = due;
         s.nextPage(id);
         return due;
@@ -73,3 +73,9 @@ def test_a_history_longer_than_the_join_budget_arrives_whole_with_at_most_one_re
     # paced JOIN would have been sent.
     cust.evaluate("(due) => new Promise((done) => setTimeout(done, Math.max(0, due - Date.now()) + 100))", due)
     assert cust.evaluate("HD.debug.socket.joinsOf") == 1, "the paced JOIN of the old connection was not sent on the new one"
+
+    # Two JOINs put off for one conversation are one: the second replaces the first.
+    cust.evaluate("""(id) => { const s = HD.debug.socket; s.joinsOf = 0; s.joinLater(id, 200); s.joinLater(id, 300); }""", conv_id)
+    cust.evaluate("() => new Promise((done) => setTimeout(done, 400))")
+    wait_for(lambda: cust.evaluate("HD.debug.socket.joinsOf") >= 1, timeout=5, message="the JOIN put off")
+    assert cust.evaluate("HD.debug.socket.joinsOf") == 1, "one JOIN for the two put off"
