@@ -2,7 +2,8 @@
 # Redis's CPU per chat message for `FCALL send` carrying BATCH messages per call (as a node sends the
 # messages of one event-loop tick), two subscribers on every conversation's channel (as the two
 # nodes of the relay). For A/B runs of send.lua variants: point LUA_DIR at a copy of lua/ and
-# interleave runs, since a single run moves by ±10 % on this box (BENCHMARKS.md, sixth round). The
+# interleave runs, since a single run moves by ±10 % on this box (BENCHMARKS.md, sixth round), and
+# alternate which side runs first (a pair's first run can be favoured: seventh round). The
 # variant must take send.lua's present arguments (scripts/send-message.sh): a copy of lua/ from
 # before 48cfc94 reads the first as the conversation id.
 #   scripts/bench-send.sh REDIS_PORT [LUA_DIR (lua)] [CALLS (10000)] [BATCH (16)]
