@@ -52,13 +52,13 @@ struct ObservabilityTests {
     @Test("server-side failures a client can repeat log at most 10 lines a second; the next line says how many were left out")
     func failureLogIsLimited() {
         let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
-        let log = LogLimiter(limit: 10, interval: .seconds(1), now: start)
+        let log = LogLimiter(limit: 10, now: start)
         let first = (0..<25).map { log.admit(now: start + .milliseconds(Int64($0))) }
         #expect(first.prefix(10).allSatisfy { $0 == 0 } && first.dropFirst(10).allSatisfy { $0 == nil }, "\(first)")
-        // the next window: a line again, carrying the 15 left out
+        // a second later the bucket is full again: a line, carrying the 15 left out
         #expect(log.admit(now: start + .milliseconds(1_000)) == 15)
         #expect(log.admit(now: start + .milliseconds(1_001)) == 0)
-        // a quiet spell does not save lines up: still 10 a window
+        // a quiet spell does not save lines up past the burst: still 10 at once
         let later = (0..<12).map { log.admit(now: start + .seconds(60) + .milliseconds(Int64($0))) }
         #expect(later.compactMap { $0 }.count == 10 && later.last! == nil, "\(later)")
     }

@@ -73,14 +73,10 @@ struct FrameHandler {
         } catch let error as HelpDeskError {
             fail(error, ref: frame.ref)
         } catch let error as RedisError {
-            if let left = LogLimiter.serverFailures.admit() {
-                logger.warning("redis error on socket", metadata: ["error": "\(error)", "lines_left_out": "\(left)"])
-            }
+            LogLimiter.serverFailures.log(logger, .warning, "redis error on socket", ["error": "\(error)"])
             fail(HelpDeskError(.unavailable, "the service is briefly unavailable; retry"), ref: frame.ref)
         } catch {
-            if let left = LogLimiter.serverFailures.admit() {
-                logger.error("socket event failed", metadata: ["event": "\(frame.eventName.prefix(40))", "error": "\(error)", "lines_left_out": "\(left)"])
-            }
+            LogLimiter.serverFailures.log(logger, .error, "socket event failed", ["event": "\(frame.eventName.prefix(40))", "error": "\(error)"])
             fail(HelpDeskError(.internalError, "internal error"), ref: frame.ref)
         }
     }
@@ -162,9 +158,7 @@ struct FrameHandler {
             return false
         } catch {
             if let error = error as? RedisError { RedisClient.count(error) }
-            if let left = LogLimiter.serverFailures.admit() {
-                logger.warning("redis error on socket", metadata: ["error": "\(error)", "lines_left_out": "\(left)"])
-            }
+            LogLimiter.serverFailures.log(logger, .warning, "redis error on socket", ["error": "\(error)"])
             refuse(send, HelpDeskError(.unavailable, "the service is briefly unavailable; retry"), session: session)
         }
         return true

@@ -590,9 +590,7 @@ struct LiveStore: Sendable {
         case "internal": return HelpDeskError(.internalError, "the script failed (Redis's log says why)")
         default:
             // a reply this node does not know (a script of another release?): logged, not sent
-            if let left = LogLimiter.serverFailures.admit() {
-                Logger(label: "helpdesk.scripts").error("unexpected script reply", metadata: ["code": "\(code?.prefix(80) ?? "nil")", "lines_left_out": "\(left)"])
-            }
+            LogLimiter.serverFailures.log(Logger(label: "helpdesk.scripts"), .error, "unexpected script reply", ["code": "\(code?.prefix(80) ?? "nil")"])
             return HelpDeskError(.internalError, "internal error")
         }
     }
