@@ -47,6 +47,9 @@ export HELPDESK_MAX_SOCKETS_PER_USER=1000000
 # The relay at its maximum sends far faster than a person: lift the per-socket message limit.
 export HELPDESK_SOCKET_MESSAGE_RATE=1000000
 export HELPDESK_SOCKET_MESSAGE_BURST=1000000
+# ... and the cap on a conversation's messages: 50 conversations at 30,000 msg/s reach 10,000 each
+# within a run, and the refused sends would stop the closed loop (seen as `lost` and server errors).
+export HELPDESK_MAX_MESSAGES_PER_CONVERSATION=100000000
 export HELPDESK_LOG_LEVEL=warning
 # 10,000 idle sockets on one node, plus its Redis and PostgreSQL connections.
 ulimit -n "$(ulimit -Hn)"
