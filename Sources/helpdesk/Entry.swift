@@ -11,7 +11,13 @@ import NIOPosix
 @main
 enum Entry {
     static func main() {
-        if ProcessInfo.processInfo.environment["HELPDESK_NIO_EXECUTOR"] != "0" {
+        let environment = ProcessInfo.processInfo.environment
+        // HELPDESK_EVENT_LOOPS: the node's event-loop threads (default: one per core). Must be set
+        // before anything touches NIO's singleton group.
+        if let loops = environment["HELPDESK_EVENT_LOOPS"].flatMap(Int.init), loops > 0 {
+            NIOSingletons.groupLoopCountSuggestion = loops
+        }
+        if environment["HELPDESK_NIO_EXECUTOR"] != "0" {
             NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         }
         let done = DispatchSemaphore(value: 0)
