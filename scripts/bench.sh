@@ -47,6 +47,10 @@ export HELPDESK_MAX_SOCKETS_PER_USER=1000000
 # The relay at its maximum sends far faster than a person: lift the per-socket message limit.
 export HELPDESK_SOCKET_MESSAGE_RATE=1000000
 export HELPDESK_SOCKET_MESSAGE_BURST=1000000
+# The pick bench's agents race far faster than a person too: without this, an agent refused as
+# rate_limited 21 times in a minute is closed (1008) and its share of the queue is never picked.
+export HELPDESK_SOCKET_EVENT_RATE=1000000
+export HELPDESK_SOCKET_EVENT_BURST=1000000
 # ... and the cap on a conversation's messages: 50 conversations at 30,000 msg/s reach 10,000 each
 # within a run, and the refused sends would stop the closed loop (seen as `lost` and server errors).
 export HELPDESK_MAX_MESSAGES_PER_CONVERSATION=100000000

@@ -40,7 +40,8 @@ public struct NodeServices: Sendable {
         self.parts = NodeParts(redis: redis, scripts: scripts, keys: keys, postgres: postgres, subscriber: subscriber, clock: clock, logger: logger,
                                socketCaps: .init(perIP: configuration.maxSocketsPerIP, perUser: configuration.maxSocketsPerUser,
                                                  outboundBytes: configuration.socketOutboundBytes,
-                                                 messageRate: configuration.socketMessageRate, messageBurst: configuration.socketMessageBurst),
+                                                 messageRate: configuration.socketMessageRate, messageBurst: configuration.socketMessageBurst,
+                                                 eventRate: configuration.socketEventRate, eventBurst: configuration.socketEventBurst),
                                maxMessagesPerConversation: configuration.maxMessagesPerConversation,
                                offerTimeoutMs: Int(configuration.offerTimeoutSeconds * 1000))
     }

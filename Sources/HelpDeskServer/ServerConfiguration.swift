@@ -77,6 +77,10 @@ public struct ServerConfiguration: Sendable {
     /// Chat messages one socket may send a second, and in one burst.
     public var socketMessageRate: Double = 20
     public var socketMessageBurst: Double = 100
+    /// The other events one socket may send (PICK, ACCEPT_OFFER, CLOSE_CONVERSATION, ...) a second,
+    /// and in one burst; TYPING, JOIN and call signaling have buckets of their own (SocketLimits).
+    public var socketEventRate: Double = 20
+    public var socketEventBurst: Double = 40
     /// WebSocket tickets one user, and one IP, may get per `ticketWindowSeconds`.
     public var ticketLimitPerUser: Int = 30
     public var ticketLimitPerIP: Int = 300
@@ -173,6 +177,8 @@ public struct ServerConfiguration: Sendable {
             socketOutboundBytes: try int("HELPDESK_SOCKET_OUTBOUND_BYTES", 1 << 20),
             socketMessageRate: try double("HELPDESK_SOCKET_MESSAGE_RATE", 20),
             socketMessageBurst: try double("HELPDESK_SOCKET_MESSAGE_BURST", 100),
+            socketEventRate: try double("HELPDESK_SOCKET_EVENT_RATE", 20),
+            socketEventBurst: try double("HELPDESK_SOCKET_EVENT_BURST", 40),
             ticketLimitPerUser: try positive("HELPDESK_TICKET_LIMIT_PER_USER", 30),
             ticketLimitPerIP: try positive("HELPDESK_TICKET_LIMIT_PER_IP", 300),
             ticketWindowSeconds: try positive("HELPDESK_TICKET_WINDOW", 60),

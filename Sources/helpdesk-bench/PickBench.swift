@@ -40,7 +40,10 @@ struct Pick: AsyncParsableCommand {
             let address = addresses[i % addresses.count]
             let picker = Picker(agentID: account.id)
             let socket = try await BenchSocket.connect(on: group.next(), host: address.host, port: address.port, token: account.token,
-                                                       configure: { socket in socket.onFrame = { kind, bytes, _ in picker.frame(kind, bytes) } }).get()
+                                                       configure: { socket in
+                                                           socket.onFrame = { kind, bytes, _ in picker.frame(kind, bytes) }
+                                                           socket.onClose = { picker.closed() }
+                                                       }).get()
             try await socket.hello.get()
             picker.socket = socket
             pickers.append(picker)
@@ -58,11 +61,12 @@ struct Pick: AsyncParsableCommand {
         try await Task.sleep(for: .milliseconds(500))
 
         var winners: [String: [String]] = [:]
-        var frames = 0, errors = 0, retries = 0
+        var frames = 0, errors = 0, retries = 0, closed = 0
         for picker in pickers {
-            let result = try await picker.socket!.loop.submit { (picker.picked, picker.frames, picker.errors, picker.retries) }.get()
+            let result = try await picker.socket!.loop.submit { (picker.picked, picker.frames, picker.errors, picker.retries, picker.closedEarly) }.get()
             for id in result.0 { winners[id, default: []].append(picker.agentID) }
             frames += result.1; errors += result.2; retries += result.3
+            if result.4 { closed += 1 }
         }
         let picks = winners.values.reduce(0) { $0 + $1.count }
         let doubleInAcks = winners.values.filter { $0.count > 1 }.count
@@ -83,17 +87,17 @@ struct Pick: AsyncParsableCommand {
         }
         let perSecond = Double(picks) / elapsed
         print("pick: \(picks) picks in \(fmt(elapsed, 2)) s: \(fmt(perSecond, 0)) picks/s; \(stillWaiting) still waiting")
-        print("pick: double assignments: \(doubleInAcks) in ACKs, \(mismatched) against the server's record; errors \(errors) (retried \(retries))")
+        print("pick: double assignments: \(doubleInAcks) in ACKs, \(mismatched) against the server's record; errors \(errors) (retried \(retries)); sockets the server closed during the race: \(closed)")
         print("pick: frames the agents received meanwhile: \(frames) (\(fmt(Double(frames) / Double(Swift.max(picks, 1)), 1)) per pick)")
         var cpuLine = "pick: CPU s:"
         for pid in nodePids { cpuLine += " node \(pid) \(fmt(before.used(until: after, pid), 2))," }
         if let redisPid { cpuLine += " redis \(fmt(before.used(until: after, redisPid), 2))" }
         print(cpuLine)
         print("summary pick agents=\(agents) customers=\(customers) picks=\(picks) picks_per_s=\(fmt(perSecond, 0)) "
-              + "double_acks=\(doubleInAcks) double_server=\(mismatched) waiting=\(stillWaiting) frames=\(frames)")
+              + "double_acks=\(doubleInAcks) double_server=\(mismatched) waiting=\(stillWaiting) frames=\(frames) closed=\(closed)")
         for picker in pickers { _ = try? await picker.socket?.close().get() }
         try await group.shutdownGracefully()
-        if doubleInAcks > 0 || mismatched > 0 { throw ExitCode(1) }
+        if doubleInAcks > 0 || mismatched > 0 || closed > 0 { throw ExitCode(1) }
     }
 }
 
@@ -115,8 +119,27 @@ final class Picker: @unchecked Sendable {
 
     init(agentID: String) { self.agentID = agentID }
 
+    /// The server closed the socket before the race ended (e.g. past its error budget): this
+    /// agent is done, rather than waiting for an answer that will not come.
+    private(set) var closedEarly = false
+    private var socketGone = false
+
+    func closed() {
+        socketGone = true
+        guard let finished else { return }
+        closedEarly = true
+        counting = false
+        self.finished = nil
+        finished.succeed(.now())
+    }
+
     func start() -> EventLoopFuture<NIODeadline> {
         let promise = socket!.loop.makePromise(of: NIODeadline.self)
+        if socketGone {
+            closedEarly = true
+            promise.succeed(.now())
+            return promise.futureResult
+        }
         finished = promise
         counting = true
         framesAtStart = socket!.framesReceived

@@ -211,6 +211,21 @@ struct HostileClientTests {
 }
 
 extension HostileClientTests {
+    @Test("HELPDESK_SOCKET_EVENT_RATE / _BURST bound the other events a socket sends (PICK, LEAVE, ...); SEND_MESSAGE keeps its own budget")
+    func eventBudget() async throws {
+        let cluster = try await TestCluster(overrides: ["HELPDESK_SOCKET_EVENT_RATE": "0.001", "HELPDESK_SOCKET_EVENT_BURST": "3"])
+        let a = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let chat = try await cluster.startChat(on: a)
+        let socket = try await TestSocket.connect(a.wsURL, token: chat.token)
+        for _ in 0..<3 {
+            #expect(try await socket.request("LEAVE_CONVERSATION", ["conversation_id": chat.id]).event == "ACK")
+        }
+        #expect(try await socket.request("LEAVE_CONVERSATION", ["conversation_id": chat.id]).code == "rate_limited")
+        #expect(try await socket.request("SEND_MESSAGE", ["conversation_id": chat.id, "text": "still", "client_msg_id": "e0"]).event == "ACK")
+        await socket.close()
+    }
+
     @Test("a sender's budget holds across nodes and over REST: spreading sockets over nodes sends no more")
     func messageBudgetAcrossNodes() async throws {
         let cluster = try await TestCluster(overrides: ["HELPDESK_SOCKET_MESSAGE_RATE": "0.001", "HELPDESK_SOCKET_MESSAGE_BURST": "5"])

@@ -40,6 +40,9 @@ final class ConnectionHub: Sendable {
         /// Messages a socket may send a second, and in a burst.
         var messageRate = 20.0
         var messageBurst = 100.0
+        /// The other events (SocketLimits.other) a socket may send a second, and in a burst.
+        var eventRate = 20.0
+        var eventBurst = 40.0
     }
 
     /// HISTORY frames carry at most this many messages, and about this many bytes of text; the

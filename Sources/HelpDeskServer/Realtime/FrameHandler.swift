@@ -28,7 +28,8 @@ struct FrameHandler {
     var now: @Sendable () -> Int = { Int(Date().timeIntervalSince1970) }
 
     init(session: SocketSession, hub: ConnectionHub, store: LiveStore, logger: Logger) {
-        self.limits = SocketLimits(messageRate: hub.caps.messageRate, messageBurst: hub.caps.messageBurst)
+        self.limits = SocketLimits(messageRate: hub.caps.messageRate, messageBurst: hub.caps.messageBurst,
+                                   eventRate: hub.caps.eventRate, eventBurst: hub.caps.eventBurst)
         self.session = session
         self.hub = hub
         self.store = store

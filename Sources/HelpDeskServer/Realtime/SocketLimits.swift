@@ -37,10 +37,13 @@ struct SocketLimits {
     /// JOIN reads history from Redis: the most expensive event a customer can send.
     var joins = TokenBucket(rate: 2, burst: 20)
     var calls = TokenBucket(rate: 50, burst: 200)
-    var other = TokenBucket(rate: 20, burst: 40)
+    /// Everything else: PICK, offers, close, transfer, status (`HELPDESK_SOCKET_EVENT_RATE` /
+    /// `_BURST`, 20 a second, bursts of 40).
+    var other: TokenBucket
 
-    init(messageRate: Double, messageBurst: Double) {
+    init(messageRate: Double, messageBurst: Double, eventRate: Double = 20, eventBurst: Double = 40) {
         messages = TokenBucket(rate: messageRate, burst: messageBurst)
+        other = TokenBucket(rate: eventRate, burst: eventBurst)
     }
 
     mutating func allow(_ event: ClientEventName) -> Bool {
