@@ -32,7 +32,7 @@ public struct NodeServices: Sendable {
         redisConfiguration.maxBatchCalls = configuration.redisMaxBatch
         self.redis = RedisClient(configuration: redisConfiguration, poolSize: configuration.redisPoolSize, logger: logger)
         self.subscriber = RedisSubscriber(configuration: redisConfiguration, logger: logger)
-        self.scripts = try RedisScripts(directory: configuration.luaDirectory)
+        self.scripts = try ScriptLibrary.load(directory: configuration.luaDirectory)
         self.postgres = PostgresPool(url: configuration.databaseURL, size: configuration.postgresPoolSize, logger: logger)
         self.tokens = JWTSigner(keyring: try JWTKeyring(
             currentKeyID: configuration.jwtKeyID, currentSecret: configuration.jwtSecret, previousKeys: configuration.jwtPreviousKeys))

@@ -7,7 +7,7 @@ public struct QueueInspection: Sendable {
 
     public init(configuration: ServerConfiguration) throws {
         let redis = RedisClient(configuration: try RedisConfiguration(url: configuration.redisURL), poolSize: 1)
-        store = LiveStore(redis: redis, scripts: try RedisScripts(directory: configuration.luaDirectory),
+        store = LiveStore(redis: redis, scripts: try ScriptLibrary.load(directory: configuration.luaDirectory),
                           keys: RedisKeys(prefix: configuration.keyPrefix), clock: { Date() })
     }
 

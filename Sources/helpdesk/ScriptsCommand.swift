@@ -12,7 +12,7 @@ struct ScriptsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (configuration, logger) = try loadConfiguration()
-        let scripts = try RedisScripts(directory: configuration.luaDirectory)
+        let scripts = try ScriptLibrary.load(directory: configuration.luaDirectory)
         if !versionOnly {
             let redis = RedisClient(configuration: try RedisConfiguration(url: configuration.redisURL), poolSize: 1, logger: logger)
             try await scripts.loadAll(on: redis)

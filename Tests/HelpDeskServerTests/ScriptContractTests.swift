@@ -270,6 +270,20 @@ struct ScriptContractTests {
         }
     }
 
+    @Test("a node loads only a lua/ of its own layout (lua/LAYOUT): another number, or none, is refused with a clear error")
+    func scriptLayout() throws {
+        #expect(try ScriptLibrary.load(directory: Self.luaDirectory).sources["send"] != nil)
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("lua-layout-\(UUID().uuidString)").path
+        try FileManager.default.copyItem(atPath: Self.luaDirectory, toPath: copy)
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        try "\(ScriptLibrary.layout + 1)\n".write(toFile: copy + "/LAYOUT", atomically: true, encoding: .utf8)
+        #expect { try ScriptLibrary.load(directory: copy) } throws: { error in
+            "\(error)".contains("layout \(ScriptLibrary.layout + 1), this binary calls layout \(ScriptLibrary.layout)")
+        }
+        try FileManager.default.removeItem(atPath: copy + "/LAYOUT")
+        #expect { try ScriptLibrary.load(directory: copy) } throws: { error in "\(error)".contains("LAYOUT is missing") }
+    }
+
     @Test("send.lua's answer without echo: the ACK's message is the node's fields with the stored id and time; an answer without a usable time or entry still acknowledges the stored message, without its view")
     func sentMessageView() throws {
         let call = LiveStore.SendCall(keys: [], arguments: [], messageFields: #""sender":{"id":"u1","role":"customer","name":"Cleo"},"text":"hi","client_msg_id":"m1","internal":false"#,
