@@ -270,6 +270,36 @@ struct ScriptContractTests {
         }
     }
 
+    @Test("send.lua: a message that fails after it was stored (a Lua error past the XADD) is answered as stored, with its entry for an ACK without echo, never refused")
+    func sendFailsAfterStore() async throws {
+        let f = try await ScriptFixture()
+        defer { Task { await f.finish() } }
+        let (id, cleo) = try await Self.activeChat(f)
+        // the repository's send.lua with an error injected right after the message is stored
+        let plain = try RedisScripts(directory: Self.luaDirectory)
+        let publish = "  -- internal notes reach staff sockets only\n"
+        let send = try #require(plain.sources["send"])
+        #expect(send.contains(publish), "send.lua changed: move the injected error")
+        var sources = plain.sources
+        sources["send"] = send.replacingOccurrences(of: publish, with: "  if text == 'fail after store' then error('injected') end\n" + publish)
+        let failing = RedisScripts(sources: sources, prelude: plain.prelude)
+        let template = f.store.sendTemplate(conversationID: id)
+        let withoutEcho = f.store.sendCall(template, sender: cleo, text: "fail after store", clientMsgID: UUID().uuidString, isInternal: false, origin: "n.1")
+        let withEcho = f.store.sendCall(template, sender: cleo, text: "fail after store", clientMsgID: UUID().uuidString, isInternal: false)
+        let replies = try #require(try await failing.run("send", keys: withoutEcho.keys + withEcho.keys,
+                                                         arguments: [""] + withoutEcho.arguments + withEcho.arguments, on: f.redis).array)
+        let stored = try await f.store.messages(id, after: nil)
+        #expect(stored.map(\.text) == ["fail after store", "fail after store"])
+        // answered as a retry would be: the sender must not send it again under a new id
+        let first = try LiveStore.sent(replies[0], for: withoutEcho)
+        #expect(first.duplicate && first.messageID == stored[0].id)
+        let view = try Wire.decoder.decode(MessageView.self, from: Data(try #require(first.messageJSON).utf8))
+        #expect(view.id == stored[0].id && view.text == "fail after store" && view.clientMsgId == withoutEcho.arguments[5])
+        #expect(replies[1].array?.count == 3)
+        let second = try LiveStore.sent(replies[1], for: withEcho)
+        #expect(second.duplicate && second.messageID == stored[1].id && second.messageJSON == nil)
+    }
+
     @Test("a node loads only a lua/ of its own layout (lua/LAYOUT): another number, or none, is refused with a clear error")
     func scriptLayout() throws {
         #expect(try ScriptLibrary.load(directory: Self.luaDirectory).sources["send"] != nil)
