@@ -169,6 +169,12 @@
    * Synthetic events: MESSAGE_SENT {conversation_id, client_msg_id, message_id},
    * MESSAGE_FAILED {conversation_id, client_msg_id, code, message}.
    */
+  /** Cancels a conversation's delayed JOIN (Socket.joinLater), if one waits. */
+  function cancelDelayedJoin(c) {
+    clearTimeout(c.joinTimer);
+    c.joinTimer = null;
+  }
+
   class Socket {
     constructor(options) {
       this.api = options.api;
@@ -363,7 +369,7 @@
     joinLater(conversationId, delay) {
       const c = this.conversations.get(conversationId);
       if (!c) return;
-      clearTimeout(c.joinTimer);
+      cancelDelayedJoin(c);
       c.joinTimer = setTimeout(() => {
         c.joinTimer = null;
         if (c.joined && this.isOpen && this.conversations.get(conversationId) === c) this.sendJoin(conversationId);
@@ -374,15 +380,13 @@
       const c = this.conversations.get(conversationId);
       if (!c || !c.joined) return;
       c.joined = false;
-      clearTimeout(c.joinTimer);
-      c.joinTimer = null;
+      cancelDelayedJoin(c);
       if (this.isOpen) this.sendFrame('LEAVE_CONVERSATION', { conversation_id: conversationId });
     }
 
     rejoinAll() {
       for (const [id, c] of this.conversations) {
-        clearTimeout(c.joinTimer);
-        c.joinTimer = null;
+        cancelDelayedJoin(c);
         if (c.joined) this.sendJoin(id);
       }
     }
