@@ -5,7 +5,8 @@
 # from /proc) is read around each run, giving ops/s and Redis CPU µs per op. Also a plain XADD and
 # a PUBLISH (the reference pair for Redis's cost per chat message).
 #   scripts/bench-ceilings.sh REDIS_PORT [REDIS_PID]
-# Environment: CEILING_REQUESTS (100000), CEILING_CLIENTS (50). pick.lua's ceiling is
+# Environment: CEILING_REQUESTS (100000), CEILING_CLIENTS (50), CEILING_ONLY=pair (only the XADD and
+# PUBLISH: bench.sh measures the pair right after each relay run, on the box as it then is). pick.lua's ceiling is
 # `helpdesk-bench pick-ceiling` (its keys depend on reads just before it; see the end).
 # Prints a table and one `summary ceiling name=... rps=... redis_us_per_op=...` line per run.
 #
@@ -54,9 +55,11 @@ for _ in 1 2; do redis-cli -p "$port" SUBSCRIBE "${P}ch:conv:c1" >/dev/null & su
 trap 'kill "${subs[@]}" 2>/dev/null || true' EXIT
 sleep 0.3
 
-send_prepare
-send_args
-measure send.lua "$N" "${args[@]}"
+if [ "${CEILING_ONLY:-}" != pair ]; then
+  send_prepare
+  send_args
+  measure send.lua "$N" "${args[@]}"
+fi
 measure XADD "$N" XADD "${P}conv:x:msgs" '*' sender_id cu1 sender_role customer sender_name "Bench customer" \
   text 1234567890123456789 client_msg_id __rand_int__ internal 0 sent_at 1700000000000
 measure PUBLISH "$N" PUBLISH "${P}ch:conv:c1" "msg|a|1700000000000-0

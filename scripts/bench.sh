@@ -110,10 +110,22 @@ range_of() { (grep "^summary relay label=$1-" "$log" || true) | tr ' ' '\n' | aw
 # The median of one figure over the runs (Redis's cost per message moves apart from the nodes' figure
 # that picks the median run).
 median_value() { (grep "^summary relay label=$1-" "$log" || true) | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}' | sort -g | awk '{v[NR] = $0} END {print v[int((NR + 1) / 2)]}'; }
+# The XADD + PUBLISH pair (scripts/bench-ceilings.sh) measured right after a relay run, and that run's
+# Redis cost per message against it: the box's speed moves both by ±25 % from hour to hour, so a
+# pair measured minutes apart from the run says little about the run (BENCHMARKS.md, eighth round).
+pair_after() {  # pair_after LABEL
+  local pair relay_us
+  pair=$(CEILING_ONLY=pair HELPDESK_BIN="$bin/helpdesk" scripts/bench-ceilings.sh "$REDIS_PORT" "$redis_pid" \
+    | grep '^summary ceiling' | tr ' ' '\n' | awk -F= '$1 == "redis_us_per_op" {s += $2} END {printf "%.1f", s}')
+  relay_us=$( (grep "^summary relay label=$1 " "$log" || true) | tail -1 | tr ' ' '\n' | awk -F= '$1 == "redis_us_per_msg" {print $2}')
+  echo "summary pair label=$1 pair_us=$pair relay_redis_us=${relay_us:-none} ratio=$(awk -v r="$relay_us" -v p="$pair" 'BEGIN {if (p > 0 && r != "") printf "%.2f", r / p; else print "none"}')" | tee -a "$log"
+}
+pair_ratios() { (grep "^summary pair label=max-" "$log" || true) | tr ' ' '\n' | awk -F= '$1 == "ratio" && $2 != "none" {print $2}' | sort -g; }
 for run in $(seq "$RUNS"); do
   start_nodes
   relay --max --conversations "$CONVERSATIONS" --duration "$DURATION" --label "max-$run" | tee -a "$log" || true
   stop_nodes
+  pair_after "max-$run"
 done
 median_of max msgs_per_node_core_s
 max=$(field "relay label=max" delivered_per_s || true)
@@ -150,6 +162,7 @@ send_us=$(field "ceiling name=send.lua" redis_us_per_op)
 send_batch_us=$(field "ceiling name=send-batch" redis_us_per_op)
 pick_us=$(field "ceiling name=pick" redis_us_per_op)
 pick_share=$(awk -v p="$(field pick picks_per_s)" -v c="$pick_ceiling" 'BEGIN {if (c > 0) printf "%.0f", 100 * p / c}')
+pair_ratio=$(pair_ratios | awk '{v[NR] = $0} END {if (NR) print v[int((NR + 1) / 2)] "× (" v[1] "–" v[NR] ")"; else print "none"}')
 pair_us=$(awk -v x="$(field "ceiling name=XADD" redis_us_per_op)" -v p="$(field "ceiling name=PUBLISH" redis_us_per_op)" 'BEGIN {printf "%.1f", x + p}')
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$log"
 {
@@ -158,7 +171,7 @@ echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$log"
   echo
   echo "| bench | figure | Redis ceiling (same run) |"
   echo "| --- | --- | --- |"
-  echo "| relay max, $CONVERSATIONS conversations (median of $RUNS runs; msg per node-core-s $(range_of max msgs_per_node_core_s)) | $(field "relay label=max" delivered_per_s) msg/s delivered, $(field "relay label=max" msgs_per_node_core_s) msg per node-core-s, Redis $(field "relay label=max" redis_us_per_msg) µs/msg (median of the runs $(median_value max redis_us_per_msg), $(range_of max redis_us_per_msg)), p50 $(field "relay label=max" p50_ms) / p99 $(field "relay label=max" p99_ms) ms, lost $(field "relay label=max" lost) | send.lua $send_ceiling/s at $send_us µs Redis CPU each (one message per call), $send_batch_us µs per message at 16 per call; XADD+PUBLISH pair $pair_us µs |"
+  echo "| relay max, $CONVERSATIONS conversations (median of $RUNS runs; msg per node-core-s $(range_of max msgs_per_node_core_s)) | $(field "relay label=max" delivered_per_s) msg/s delivered, $(field "relay label=max" msgs_per_node_core_s) msg per node-core-s, Redis $(field "relay label=max" redis_us_per_msg) µs/msg (median of the runs $(median_value max redis_us_per_msg), $(range_of max redis_us_per_msg)), p50 $(field "relay label=max" p50_ms) / p99 $(field "relay label=max" p99_ms) ms, lost $(field "relay label=max" lost) | send.lua $send_ceiling/s at $send_us µs Redis CPU each (one message per call), $send_batch_us µs per message at 16 per call; XADD+PUBLISH pair $pair_us µs; each run's Redis µs/msg against the pair measured right after it: $pair_ratio |"
   echo "| relay at half max ($half_rate msg/s × $CONVERSATIONS; median of $RUNS runs; p99 $(range_of half p99_ms) ms) | $(field "relay label=half" delivered_per_s) msg/s, p50 $(field "relay label=half" p50_ms) / p90 $(field "relay label=half" p90_ms) / p99 $(field "relay label=half" p99_ms) / max $(field "relay label=half" max_ms) ms, $(field "relay label=half" msgs_per_node_core_s) msg per node-core-s, Redis $(field "relay label=half" redis_us_per_msg) µs/msg | |"
   echo "| conns | $(field conns sockets) idle sockets: $(field conns kib_per_socket) KiB RSS per socket (RSS $(field conns rss_before_kib) → $(field conns rss_after_kib) KiB) | |"
   echo "| pick, $AGENTS agents × $CUSTOMERS customers | $(field pick picks_per_s) picks/s ($pick_share % of the ceiling), double assignments $(field pick double_acks) (ACKs) / $(field pick double_server) (server), $(field pick frames) frames to agents | a pick's Redis commands alone: $pick_ceiling/s at $pick_us µs Redis CPU each |"
