@@ -77,8 +77,9 @@ public struct ServerConfiguration: Sendable {
     /// Chat messages one socket may send a second, and in one burst.
     public var socketMessageRate: Double = 20
     public var socketMessageBurst: Double = 100
-    /// The other events one socket may send (PICK, ACCEPT_OFFER, CLOSE_CONVERSATION, ...) a second,
-    /// and in one burst; TYPING, JOIN and call signaling have buckets of their own (SocketLimits).
+    /// The other events one socket may send a second, and in one burst (SocketLimits.other: PICK,
+    /// CLOSE_CONVERSATION, SET_STATUS, TAKE_OVER, CANCEL, offers, wrap-up, LEAVE, PING), customers'
+    /// sockets and staff's alike.
     public var socketEventRate: Double = 20
     public var socketEventBurst: Double = 40
     /// WebSocket tickets one user, and one IP, may get per `ticketWindowSeconds`.
@@ -134,6 +135,12 @@ public struct ServerConfiguration: Sendable {
             guard let value = Double(text), value > 0 else { throw HelpDeskError(.validationFailed, "\(name) must be a positive number, got \(text)") }
             return value
         }
+        /// A token bucket's burst: a whole token at least, or the bucket never lets one event through.
+        func burst(_ name: String, _ fallback: Double) throws -> Double {
+            let value = try double(name, fallback)
+            guard value >= 1 else { throw HelpDeskError(.validationFailed, "\(name) must be at least 1, got \(value)") }
+            return value
+        }
         var configuration = ServerConfiguration(
             redisURL: env["HELPDESK_REDIS_URL"] ?? "redis://127.0.0.1:6379",
             databaseURL: env["HELPDESK_DATABASE_URL"] ?? "postgresql://postgres@127.0.0.1:5432/helpdesk",
@@ -176,9 +183,9 @@ public struct ServerConfiguration: Sendable {
             maxSocketsPerUser: try int("HELPDESK_MAX_SOCKETS_PER_USER", 20),
             socketOutboundBytes: try int("HELPDESK_SOCKET_OUTBOUND_BYTES", 1 << 20),
             socketMessageRate: try double("HELPDESK_SOCKET_MESSAGE_RATE", 20),
-            socketMessageBurst: try double("HELPDESK_SOCKET_MESSAGE_BURST", 100),
+            socketMessageBurst: try burst("HELPDESK_SOCKET_MESSAGE_BURST", 100),
             socketEventRate: try double("HELPDESK_SOCKET_EVENT_RATE", 20),
-            socketEventBurst: try double("HELPDESK_SOCKET_EVENT_BURST", 40),
+            socketEventBurst: try burst("HELPDESK_SOCKET_EVENT_BURST", 40),
             ticketLimitPerUser: try positive("HELPDESK_TICKET_LIMIT_PER_USER", 30),
             ticketLimitPerIP: try positive("HELPDESK_TICKET_LIMIT_PER_IP", 300),
             ticketWindowSeconds: try positive("HELPDESK_TICKET_WINDOW", 60),

@@ -13,8 +13,14 @@ enum Entry {
     static func main() {
         let environment = ProcessInfo.processInfo.environment
         // HELPDESK_EVENT_LOOPS: the node's event-loop threads (default: one per core). Must be set
-        // before anything touches NIO's singleton group.
-        if let loops = environment["HELPDESK_EVENT_LOOPS"].flatMap(Int.init), loops > 0 {
+        // before anything touches NIO's singleton group, so it is read here, not with the rest of
+        // the configuration; a bad value stops the process as a bad configuration does.
+        if let text = environment["HELPDESK_EVENT_LOOPS"] {
+            let most = 4 * System.coreCount
+            guard let loops = Int(text), (1...most).contains(loops) else {
+                FileHandle.standardError.write(Data("HELPDESK_EVENT_LOOPS must be an integer from 1 to \(most) (4 per core), got \(text)\n".utf8))
+                exit(2)
+            }
             NIOSingletons.groupLoopCountSuggestion = loops
         }
         if environment["HELPDESK_NIO_EXECUTOR"] != "0" {

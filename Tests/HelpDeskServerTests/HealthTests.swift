@@ -109,6 +109,23 @@ struct HealthTests {
         }
     }
 
+    @Test("HELPDESK_EVENT_LOOPS sets the node's event-loop threads: one here, and the node serves")
+    func eventLoops() async throws {
+        let cluster = try await TestCluster(overrides: ["HELPDESK_EVENT_LOOPS": "1"])
+        defer { Task { await cluster.shutdown() } }
+        let node = try await NodeProcess.start(cluster, nodeID: "one-loop")
+        defer { node.kill() }
+        let tasks = "/proc/\(node.process.processIdentifier)/task"
+        let names = try FileManager.default.contentsOfDirectory(atPath: tasks).compactMap {
+            try? String(contentsOfFile: tasks + "/" + $0 + "/comm", encoding: .utf8)
+        }
+        // NIO's singleton group names its loops NIO-SGLTN-<n>-#<i> (its blocking pool SGLTN-TP-#<i>)
+        #expect(names.filter { $0.hasPrefix("NIO-SGLTN-") }.count == 1, "threads: \(names.sorted())")
+        let (status, body) = try await HTTP.request("POST", node.url + "/api/v1/conversations",
+                                                    body: ["name": "Loop", "email": "loop\(TestEnvironment.uniqueID())@example.com"])
+        #expect(status == 201, "\(body)")
+    }
+
     @Test("unknown routes get a JSON 404")
     func notFound() async throws {
         let node = try await TestNode.make()

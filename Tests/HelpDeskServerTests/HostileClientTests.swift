@@ -226,6 +226,17 @@ extension HostileClientTests {
         await socket.close()
     }
 
+    @Test("a socket bucket's burst must be a whole token at least, or no event would ever pass: the node refuses to start")
+    func burstAtLeastOne() throws {
+        let env = ["HELPDESK_JWT_SECRET": "0123456789abcdef0123"]
+        let configuration = try ServerConfiguration.fromEnvironment(env)
+        #expect(configuration.socketEventRate == 20 && configuration.socketEventBurst == 40)
+        for name in ["HELPDESK_SOCKET_EVENT_BURST", "HELPDESK_SOCKET_MESSAGE_BURST"] {
+            #expect { try ServerConfiguration.fromEnvironment(env.merging([name: "0.5"]) { $1 }) } throws: { "\($0)".contains("\(name) must be at least 1") }
+            _ = try ServerConfiguration.fromEnvironment(env.merging([name: "1"]) { $1 })
+        }
+    }
+
     @Test("a sender's budget holds across nodes and over REST: spreading sockets over nodes sends no more")
     func messageBudgetAcrossNodes() async throws {
         let cluster = try await TestCluster(overrides: ["HELPDESK_SOCKET_MESSAGE_RATE": "0.001", "HELPDESK_SOCKET_MESSAGE_BURST": "5"])

@@ -37,11 +37,11 @@ struct SocketLimits {
     /// JOIN reads history from Redis: the most expensive event a customer can send.
     var joins = TokenBucket(rate: 2, burst: 20)
     var calls = TokenBucket(rate: 50, burst: 200)
-    /// Everything else: PICK, offers, close, transfer, status (`HELPDESK_SOCKET_EVENT_RATE` /
-    /// `_BURST`, 20 a second, bursts of 40).
+    /// Every other event: PICK, CLOSE_CONVERSATION, SET_STATUS, TAKE_OVER, CANCEL, ACCEPT_OFFER,
+    /// DECLINE_OFFER, END_WRAP_UP, LEAVE_CONVERSATION, PING (`HELPDESK_SOCKET_EVENT_RATE` / `_BURST`).
     var other: TokenBucket
 
-    init(messageRate: Double, messageBurst: Double, eventRate: Double = 20, eventBurst: Double = 40) {
+    init(messageRate: Double, messageBurst: Double, eventRate: Double, eventBurst: Double) {
         messages = TokenBucket(rate: messageRate, burst: messageBurst)
         other = TokenBucket(rate: eventRate, burst: eventBurst)
     }
