@@ -22,10 +22,14 @@ public enum ScriptLibrary {
 
     static func checkLayout(of directory: String) throws {
         let path = directory + "/LAYOUT"
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw HelpDeskError(.validationFailed, "\(path) is missing: \(directory) is not the lua/ of this release (layout \(layout)); ship the binary and its lua/ together")
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            let reason = FileManager.default.fileExists(atPath: path) ? "cannot be read (\(error))" : "is missing"
+            throw HelpDeskError(.validationFailed, "\(path) \(reason): \(directory) is not the lua/ of this release (layout \(layout)); ship the binary and its lua/ together")
         }
-        let found = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let found = text.trimmingCharacters(in: CharacterSet.whitespacesAndNewlines.union(CharacterSet(charactersIn: "\u{FEFF}")))
         guard found == String(layout) else {
             throw HelpDeskError(.validationFailed, "\(path) says layout \(found), this binary calls layout \(layout): ship the binary and its lua/ together")
         }

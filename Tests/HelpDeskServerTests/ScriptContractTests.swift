@@ -279,10 +279,11 @@ struct ScriptContractTests {
         let plain = try RedisScripts(directory: Self.luaDirectory)
         let publish = "  -- internal notes reach staff sockets only\n"
         let send = try #require(plain.sources["send"])
-        #expect(send.contains(publish), "send.lua changed: move the injected error")
+        try #require(send.contains(publish), "send.lua changed: move the injected error")
         var sources = plain.sources
         sources["send"] = send.replacingOccurrences(of: publish, with: "  if text == 'fail after store' then error('injected') end\n" + publish)
         let failing = RedisScripts(sources: sources, prelude: plain.prelude)
+        defer { Task { _ = try? await f.redis.send("FUNCTION", "DELETE", failing.libraryName) } }
         let template = f.store.sendTemplate(conversationID: id)
         let withoutEcho = f.store.sendCall(template, sender: cleo, text: "fail after store", clientMsgID: UUID().uuidString, isInternal: false, origin: "n.1")
         let withEcho = f.store.sendCall(template, sender: cleo, text: "fail after store", clientMsgID: UUID().uuidString, isInternal: false)
@@ -300,8 +301,8 @@ struct ScriptContractTests {
         #expect(second.duplicate && second.messageID == stored[1].id && second.messageJSON == nil)
     }
 
-    @Test("a node loads only a lua/ of its own layout (lua/LAYOUT): another number, or none, is refused with a clear error")
-    func scriptLayout() throws {
+    @Test("a node loads only a lua/ of its own layout (lua/LAYOUT): another number, or none, is refused with a clear error, and such a node does not start")
+    func scriptLayout() async throws {
         #expect(try ScriptLibrary.load(directory: Self.luaDirectory).sources["send"] != nil)
         let copy = FileManager.default.temporaryDirectory.appendingPathComponent("lua-layout-\(UUID().uuidString)").path
         try FileManager.default.copyItem(atPath: Self.luaDirectory, toPath: copy)
@@ -312,6 +313,10 @@ struct ScriptContractTests {
         }
         try FileManager.default.removeItem(atPath: copy + "/LAYOUT")
         #expect { try ScriptLibrary.load(directory: copy) } throws: { error in "\(error)".contains("LAYOUT is missing") }
+        // and a node given that lua/ does not start
+        let cluster = try await TestCluster(overrides: ["HELPDESK_LUA_DIR": copy])
+        defer { Task { await cluster.shutdown() } }
+        await #expect { _ = try await cluster.startNode() } throws: { error in "\(error)".contains("LAYOUT is missing") }
     }
 
     @Test("send.lua's answer without echo: the ACK's message is the node's fields with the stored id and time; an answer without a usable time or entry still acknowledges the stored message, without its view")
