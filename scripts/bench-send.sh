@@ -5,7 +5,8 @@
 # interleave runs, since a single run moves by ±10 % on this box (BENCHMARKS.md, sixth round), and
 # alternate which side runs first (a pair's first run can be favoured: seventh round). The
 # variant must take send.lua's present arguments (scripts/send-message.sh): a copy of lua/ from
-# before 48cfc94 reads the first as the conversation id.
+# before 48cfc94 reads the first as the conversation id, and the copy needs lua/LAYOUT with the
+# binary's number (`helpdesk scripts` refuses it otherwise).
 #   scripts/bench-send.sh REDIS_PORT [LUA_DIR (lua)] [CALLS (10000)] [BATCH (16)]
 # Prints Redis's CPU (utime+stime from /proc) and the time inside FCALL (INFO commandstats), each
 # per message, and a `summary ceiling name=send-batch ...` line (make bench's table). Runs against

@@ -29,7 +29,8 @@ swift build -c release --product helpdesk
 swift build -c release --product helpdesk-bench
 bin=$(swift build -c release --show-bin-path)
 # BENCH_HELPDESK: another build's `helpdesk` for the nodes, BENCH_LUA_DIR: another lua/ for them
-# (an A/B against a saved binary and its scripts, or a Lua variant). Only the nodes take them: the
+# (an A/B against a saved binary and its scripts, or a Lua variant: a copy of lua/ whose LAYOUT
+# matches the binary's, or the nodes refuse to start). Only the nodes take them: the
 # ceilings and the other benches use this build and lua/.
 node_bin=${BENCH_HELPDESK:-$bin/helpdesk}
 node_lua=${BENCH_LUA_DIR:-${HELPDESK_LUA_DIR:-$PWD/lua}}
@@ -51,8 +52,9 @@ export HELPDESK_SOCKET_MESSAGE_BURST=1000000
 # rate_limited 21 times in a minute is closed (1008) and its share of the queue is never picked.
 export HELPDESK_SOCKET_EVENT_RATE=1000000
 export HELPDESK_SOCKET_EVENT_BURST=1000000
-# ... and the cap on a conversation's messages: 50 conversations at 30,000 msg/s reach 10,000 each
-# within a run, and the refused sends would stop the closed loop (seen as `lost` and server errors).
+# ... and the cap on a conversation's messages: a relay run by hand (2 s warmup, 15 s window) at
+# 30,000 msg/s over 50 conversations reached 10,000 each, and the refused sends stopped the closed
+# loop (seen as `lost` and server errors).
 export HELPDESK_MAX_MESSAGES_PER_CONVERSATION=100000000
 export HELPDESK_LOG_LEVEL=warning
 # 10,000 idle sockets on one node, plus its Redis and PostgreSQL connections.
@@ -106,26 +108,27 @@ median_of() {  # median_of LABEL KEY: copies the median run's summary line as "l
   [ -n "$line" ] && echo "$line" | sed "s/label=$1-[0-9]*/label=$1/" >> "$log"
   return 0
 }
-range_of() { (grep "^summary relay label=$1-" "$log" || true) | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}' | sort -g | paste -sd' ' | awk '{print $1 "–" $NF}'; }
+# values KIND LABEL KEY: one figure of every run's summary line ("summary KIND label=LABEL-<run> ..."), sorted
+values() { (grep "^summary $1 label=$2-" "$log" || true) | tr ' ' '\n' | awk -F= -v k="$3" '$1 == k && $2 != "none" {print $2}' | sort -g; }
+range_of() { values relay "$1" "$2" | paste -sd' ' | awk '{print $1 "–" $NF}'; }
 # The median of one figure over the runs (Redis's cost per message moves apart from the nodes' figure
 # that picks the median run).
-median_value() { (grep "^summary relay label=$1-" "$log" || true) | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}' | sort -g | awk '{v[NR] = $0} END {print v[int((NR + 1) / 2)]}'; }
+median_value() { values relay "$1" "$2" | awk '{v[NR] = $0} END {print v[int((NR + 1) / 2)]}'; }
 # The XADD + PUBLISH pair (scripts/bench-ceilings.sh) measured right after a relay run, and that run's
 # Redis cost per message against it: the box's speed moves both by ±25 % from hour to hour, so a
 # pair measured minutes apart from the run says little about the run (BENCHMARKS.md, eighth round).
 pair_after() {  # pair_after LABEL
   local pair relay_us
-  pair=$(CEILING_ONLY=pair HELPDESK_BIN="$bin/helpdesk" scripts/bench-ceilings.sh "$REDIS_PORT" "$redis_pid" \
-    | grep '^summary ceiling' | tr ' ' '\n' | awk -F= '$1 == "redis_us_per_op" {s += $2} END {printf "%.1f", s}')
+  pair=$( (CEILING_ONLY=pair HELPDESK_BIN="$bin/helpdesk" scripts/bench-ceilings.sh "$REDIS_PORT" "$redis_pid" || true) \
+    | (grep '^summary ceiling' || true) | tr ' ' '\n' | awk -F= '$1 == "redis_us_per_op" {s += $2; n++} END {if (n == 2) printf "%.1f", s}')
   relay_us=$( (grep "^summary relay label=$1 " "$log" || true) | tail -1 | tr ' ' '\n' | awk -F= '$1 == "redis_us_per_msg" {print $2}')
-  echo "summary pair label=$1 pair_us=$pair relay_redis_us=${relay_us:-none} ratio=$(awk -v r="$relay_us" -v p="$pair" 'BEGIN {if (p > 0 && r != "") printf "%.2f", r / p; else print "none"}')" | tee -a "$log"
+  echo "summary pair label=$1 pair_us=${pair:-none} relay_redis_us=${relay_us:-none} ratio=$(awk -v r="$relay_us" -v p="$pair" 'BEGIN {if (p > 0 && r != "") printf "%.2f", r / p; else print "none"}')" | tee -a "$log"
 }
-pair_ratios() { (grep "^summary pair label=max-" "$log" || true) | tr ' ' '\n' | awk -F= '$1 == "ratio" && $2 != "none" {print $2}' | sort -g; }
 for run in $(seq "$RUNS"); do
   start_nodes
   relay --max --conversations "$CONVERSATIONS" --duration "$DURATION" --label "max-$run" | tee -a "$log" || true
   stop_nodes
-  pair_after "max-$run"
+  pair_after "max-$run" || true
 done
 median_of max msgs_per_node_core_s
 max=$(field "relay label=max" delivered_per_s || true)
@@ -162,7 +165,7 @@ send_us=$(field "ceiling name=send.lua" redis_us_per_op)
 send_batch_us=$(field "ceiling name=send-batch" redis_us_per_op)
 pick_us=$(field "ceiling name=pick" redis_us_per_op)
 pick_share=$(awk -v p="$(field pick picks_per_s)" -v c="$pick_ceiling" 'BEGIN {if (c > 0) printf "%.0f", 100 * p / c}')
-pair_ratio=$(pair_ratios | awk '{v[NR] = $0} END {if (NR) print v[int((NR + 1) / 2)] "× (" v[1] "–" v[NR] ")"; else print "none"}')
+pair_ratio=$(values pair max ratio | awk '{v[NR] = $0} END {if (NR) print v[int((NR + 1) / 2)] "× (" v[1] "–" v[NR] ")"; else print "none"}')
 pair_us=$(awk -v x="$(field "ceiling name=XADD" redis_us_per_op)" -v p="$(field "ceiling name=PUBLISH" redis_us_per_op)" 'BEGIN {printf "%.1f", x + p}')
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$log"
 {
@@ -174,6 +177,6 @@ echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$log"
   echo "| relay max, $CONVERSATIONS conversations (median of $RUNS runs; msg per node-core-s $(range_of max msgs_per_node_core_s)) | $(field "relay label=max" delivered_per_s) msg/s delivered, $(field "relay label=max" msgs_per_node_core_s) msg per node-core-s, Redis $(field "relay label=max" redis_us_per_msg) µs/msg (median of the runs $(median_value max redis_us_per_msg), $(range_of max redis_us_per_msg)), p50 $(field "relay label=max" p50_ms) / p99 $(field "relay label=max" p99_ms) ms, lost $(field "relay label=max" lost) | send.lua $send_ceiling/s at $send_us µs Redis CPU each (one message per call), $send_batch_us µs per message at 16 per call; XADD+PUBLISH pair $pair_us µs; each run's Redis µs/msg against the pair measured right after it: $pair_ratio |"
   echo "| relay at half max ($half_rate msg/s × $CONVERSATIONS; median of $RUNS runs; p99 $(range_of half p99_ms) ms) | $(field "relay label=half" delivered_per_s) msg/s, p50 $(field "relay label=half" p50_ms) / p90 $(field "relay label=half" p90_ms) / p99 $(field "relay label=half" p99_ms) / max $(field "relay label=half" max_ms) ms, $(field "relay label=half" msgs_per_node_core_s) msg per node-core-s, Redis $(field "relay label=half" redis_us_per_msg) µs/msg | |"
   echo "| conns | $(field conns sockets) idle sockets: $(field conns kib_per_socket) KiB RSS per socket (RSS $(field conns rss_before_kib) → $(field conns rss_after_kib) KiB) | |"
-  echo "| pick, $AGENTS agents × $CUSTOMERS customers | $(field pick picks_per_s) picks/s ($pick_share % of the ceiling), double assignments $(field pick double_acks) (ACKs) / $(field pick double_server) (server), $(field pick frames) frames to agents | a pick's Redis commands alone: $pick_ceiling/s at $pick_us µs Redis CPU each |"
+  echo "| pick, $AGENTS agents × $CUSTOMERS customers | $(field pick picks_per_s) picks/s ($pick_share % of the ceiling), double assignments $(field pick double_acks) (ACKs) / $(field pick double_server) (server), $(field pick frames) frames to agents, agents' sockets the server closed $(field pick closed) | a pick's Redis commands alone: $pick_ceiling/s at $pick_us µs Redis CPU each |"
   echo "| flush, 500 conversations × 100 messages | $(field flush messages_per_s) archived messages/s ($(field flush archived_rows) rows for $(field flush messages) messages) | |"
 } | tee -a "$log"

@@ -126,25 +126,28 @@ final class Picker: @unchecked Sendable {
 
     func closed() {
         socketGone = true
-        guard let finished else { return }
-        closedEarly = true
-        counting = false
-        self.finished = nil
-        finished.succeed(.now())
+        if finished != nil { finish(closed: true) }
     }
 
     func start() -> EventLoopFuture<NIODeadline> {
         let promise = socket!.loop.makePromise(of: NIODeadline.self)
-        if socketGone {
-            closedEarly = true
-            promise.succeed(.now())
-            return promise.futureResult
-        }
         finished = promise
-        counting = true
-        framesAtStart = socket!.framesReceived
-        socket!.send(#"{"event":"PICK","data":{},"ref":"p"}"#)
+        if socketGone {
+            finish(closed: true)
+        } else {
+            counting = true
+            framesAtStart = socket!.framesReceived
+            socket!.send(#"{"event":"PICK","data":{},"ref":"p"}"#)
+        }
         return promise.futureResult
+    }
+
+    /// This agent's race is over: an empty queue, a full agent, too many errors, or a closed socket.
+    private func finish(closed: Bool) {
+        if closed { closedEarly = true }
+        counting = false
+        finished?.succeed(.now())
+        finished = nil
     }
 
     /// The data of a PICK's ACK; decoded only for ACKs (one per pick), never for the other frames.
@@ -166,9 +169,7 @@ final class Picker: @unchecked Sendable {
             let code = FrameScan.errorCode(in: bytes)
             // Today's server answers an empty queue with not_found; queue_empty is the script's word.
             if code == "queue_empty" || code == "not_found" || code == "at_capacity" || errors >= 1_000 {
-                counting = false
-                finished?.succeed(.now())
-                finished = nil
+                finish(closed: false)
             } else {
                 errors += 1
                 retries += 1
