@@ -117,7 +117,7 @@ for i = 0, #KEYS / 4 - 1 do
   -- (Redis does not undo a function's writes when it fails).
   local ok, reply = pcall(send, 4 * i, 1 + FIELDS * i)
   if not ok then
-    redis.log(redis.LOG_WARNING, 'send: message ' .. (i + 1) .. ' of the call failed: ' .. tostring(type(reply) == 'table' and reply.err or reply))
+    hd.log_warning(now, 'send: message ' .. (i + 1) .. ' of the call failed: ' .. tostring(type(reply) == 'table' and reply.err or reply))
     -- stored before it failed: say so, or the sender would send it again under a new id
     local a = 1 + FIELDS * i
     local read, seen = pcall(redis.call, 'HGET', KEYS[4 * i + 3], ARGV[a + 2] .. '|' .. ARGV[a + 6])

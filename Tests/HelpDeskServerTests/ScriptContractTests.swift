@@ -301,6 +301,28 @@ struct ScriptContractTests {
         #expect(second.duplicate && second.messageID == stored[1].id && second.messageJSON == nil)
     }
 
+    @Test("the scripts write at most hd.LOG_LINES_PER_SECOND warnings to Redis's log a second, across calls; the next second logs again")
+    func scriptWarningsLimited() async throws {
+        let f = try await ScriptFixture()
+        defer { Task { await f.finish() } }
+        let plain = try RedisScripts(directory: Self.luaDirectory)
+        // ARGV: now (ms), lines to log; answers how many were written
+        let probe = RedisScripts(sources: ["log_probe": """
+            local written = 0
+            for i = 1, tonumber(ARGV[2]) do
+              if hd.log_warning(tonumber(ARGV[1]), 'log probe ' .. i) then written = written + 1 end
+            end
+            return written
+            """], prelude: plain.prelude)
+        _ = try? await f.redis.send("FUNCTION", "DELETE", probe.libraryName)
+        defer { Task { _ = try? await f.redis.send("FUNCTION", "DELETE", probe.libraryName) } }
+        let second = 1_700_000_000_000
+        #expect(try await probe.run("log_probe", keys: [], arguments: [String(second), "25"], on: f.redis).int == 10)
+        // the same second in another call: the budget is spent
+        #expect(try await probe.run("log_probe", keys: [], arguments: [String(second + 999), "3"], on: f.redis).int == 0)
+        #expect(try await probe.run("log_probe", keys: [], arguments: [String(second + 1000), "12"], on: f.redis).int == 10)
+    }
+
     @Test("a node loads only a lua/ of its own layout (lua/LAYOUT): another number, or none, is refused with a clear error, and such a node does not start")
     func scriptLayout() async throws {
         #expect(try ScriptLibrary.load(directory: Self.luaDirectory).sources["send"] != nil)

@@ -95,6 +95,30 @@ function hd.presence(agent_id, a)
   }
 end
 
+--- Redis's log gets at most hd.LOG_LINES_PER_SECOND warnings from the scripts a second (by `now`,
+--- the caller's clock reading): a bug that fails every chat message must not write a line per
+--- message. The first line of the next second that logs says how many were left out. The count
+--- lives in the library's Lua state, so it holds across calls until the library reloads.
+hd.LOG_LINES_PER_SECOND = 10
+local log_second, log_lines, log_left_out = nil, 0, 0
+--- returns whether the line was written
+function hd.log_warning(now, message)
+  local second = math.floor(now / 1000)
+  if second ~= log_second then
+    if log_left_out > 0 then
+      message = message .. ' (' .. log_left_out .. ' earlier warnings left out)'
+    end
+    log_second, log_lines, log_left_out = second, 0, 0
+  end
+  if log_lines >= hd.LOG_LINES_PER_SECOND then
+    log_left_out = log_left_out + 1
+    return false
+  end
+  log_lines = log_lines + 1
+  redis.log(redis.LOG_WARNING, message)
+  return true
+end
+
 --- publishes one frame with its routing header (format above); returns the frame's JSON
 function hd.publish(channel, kind, audience, key, event, data)
   return hd.publish_frame(channel, kind, audience, key, cjson.encode({event = event, data = data}))
