@@ -195,7 +195,9 @@ final class RelayPair: @unchecked Sendable {
     }
 
     /// Open loop: the n-th message is due at start + phase + n × interval; a late loop sends at
-    /// once (the latency then includes the lateness, as a real client's would).
+    /// once, and the ones after it keep their schedule. The latency counts from the write (the
+    /// time is taken right before it), so a send the generator itself made late on the shared
+    /// box is not counted as the server's.
     private func scheduleNext() {
         let due = plan.start + plan.phase + UInt64(sequence) * plan.interval
         guard due < plan.windowEnd else { return }
