@@ -155,6 +155,12 @@
   HD.Api = Api;
 
   // ---- WebSocket ------------------------------------------------------------------------------
+  /** Cancels a conversation's delayed JOIN (Socket.joinLater), if one waits. */
+  function cancelDelayedJoin(c) {
+    clearTimeout(c.joinTimer);
+    c.joinTimer = null;
+  }
+
   /**
    * One reconnecting socket. Each connection takes a fresh single-use ticket (POST /ws-tickets).
    * After every (re)connect and on RESYNC it re-sends JOIN_CONVERSATION for each joined
@@ -169,12 +175,6 @@
    * Synthetic events: MESSAGE_SENT {conversation_id, client_msg_id, message_id},
    * MESSAGE_FAILED {conversation_id, client_msg_id, code, message}.
    */
-  /** Cancels a conversation's delayed JOIN (Socket.joinLater), if one waits. */
-  function cancelDelayedJoin(c) {
-    clearTimeout(c.joinTimer);
-    c.joinTimer = null;
-  }
-
   class Socket {
     constructor(options) {
       this.api = options.api;
