@@ -29,6 +29,9 @@ local now = hd.now(ARGV[1])
 -- its digits, formatted once: XADD and the frame take the text
 local now_text = string.format('%d', now)
 
+-- a sender's client_msg_id in the senders' hash: its field holds the stored message's id
+local function dedupe_field(sender, client_id) return sender .. '|' .. client_id end
+
 -- message with keys KEYS[k + 1..k + 4] and fields ARGV[a + 1..a + FIELDS]
 local function send(k, a)
   local frame_head, sender, role, name, text, client_id, internal = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
@@ -43,8 +46,8 @@ local function send(k, a)
   -- of each client_msg_id, and the sender's budget. A message reads both in one HMGET and writes
   -- both in one HSET; the conversation's own hash (a listpack that each HSET rewrites) is only
   -- read, but for first_response_at once.
-  local dedupe_field, budget_field = sender .. '|' .. client_id, 'budget:' .. sender
-  local s = redis.call('HMGET', senders_key, dedupe_field, budget_field)
+  local dedupe, budget_field = dedupe_field(sender, client_id), 'budget:' .. sender
+  local s = redis.call('HMGET', senders_key, dedupe, budget_field)
   -- a retry of a message this sender already stored gets its id back, even after a close
   local seen = s[1]
   if seen then
@@ -91,9 +94,9 @@ local function send(k, a)
       'client_msg_id', client_id, 'internal', internal, 'sent_at', now_text)
   end
   if budget_at then
-    redis.call('HSET', senders_key, dedupe_field, msg_id, budget_field, budget_at)
+    redis.call('HSET', senders_key, dedupe, msg_id, budget_field, budget_at)
   else
-    redis.call('HSET', senders_key, dedupe_field, msg_id)
+    redis.call('HSET', senders_key, dedupe, msg_id)
   end
   -- first response = the first reply the customer sees: internal notes do not count
   if role == 'agent' and internal ~= '1' and (not c[4] or c[4] == '') then
@@ -120,7 +123,7 @@ for i = 0, #KEYS / 4 - 1 do
     hd.log_warning(now, 'send: message ' .. (i + 1) .. ' of the call failed: ' .. tostring(type(reply) == 'table' and reply.err or reply))
     -- stored before it failed: say so, or the sender would send it again under a new id
     local a = 1 + FIELDS * i
-    local read, seen = pcall(redis.call, 'HGET', KEYS[4 * i + 3], ARGV[a + 2] .. '|' .. ARGV[a + 6])
+    local read, seen = pcall(redis.call, 'HGET', KEYS[4 * i + 3], dedupe_field(ARGV[a + 2], ARGV[a + 6]))
     reply = (read and seen) and {'ok', seen, 1} or {'err', 'internal'}
     if read and seen and ARGV[a + 12] ~= '' then
       -- without echo the ACK is the sender's only copy of its message: its entry, as for a retry
