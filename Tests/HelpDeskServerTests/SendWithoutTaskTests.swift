@@ -102,6 +102,38 @@ struct SendWithoutTaskTests {
         #expect(calls < messages, "messages shared an FCALL: \(calls) calls for \(messages) messages")
     }
 
+    @Test("more messages in one write than may be in flight: the rest wait on the event loop for replies, none goes through the task, all in order")
+    func pastTheInFlightLimit() async throws {
+        let chat = try await Chat.open()
+        defer { Task { await chat.close() } }
+        let count = SocketConnection.maxSendsInFlight * 4
+        let before = (SocketConnection.sentWithoutTask.load(ordering: .relaxed), SocketConnection.handledByTask.load(ordering: .relaxed))
+        #expect(chat.raw.sendBytes(chat.messages(1...count)))
+        let answers = try chat.answers(count)
+        #expect(answers.map(\.ref) == (1...count).map { "r\($0)" })
+        #expect(answers.allSatisfy { $0.event == "ACK" }, "\(answers.filter { $0.event == "ERROR" }.map(\.data))")
+        #expect(SocketConnection.sentWithoutTask.load(ordering: .relaxed) - before.0 == count, "every message went out without awaiting another's reply")
+        #expect(SocketConnection.handledByTask.load(ordering: .relaxed) - before.1 == 0, "the task handled none")
+        #expect(try await chat.stored() == (0...count).map { "m\($0)" })
+    }
+
+    @Test("messages that queued behind another event go out without awaiting each reply once the task reaches them, in order")
+    func messagesBehindAnotherEvent() async throws {
+        let chat = try await Chat.open()
+        defer { Task { await chat.close() } }
+        let before = (SocketConnection.sentWithoutTask.load(ordering: .relaxed), SocketConnection.handledByTask.load(ordering: .relaxed))
+        // More than may be in flight: the task sends until the limit, the event loop the rest.
+        let count = SocketConnection.maxSendsInFlight * 3
+        let ping = #"{"event":"PING","ref":"ping","data":{}}"#
+        #expect(chat.raw.sendBytes(RawWebSocket.frame(opcode: 0x1, payload: Array(ping.utf8)) + chat.messages(1...count)))
+        let answers = try chat.answers(count)
+        #expect(answers.map(\.ref) == (1...count).map { "r\($0)" })
+        #expect(answers.allSatisfy { $0.event == "ACK" }, "\(answers.filter { $0.event == "ERROR" }.map(\.data))")
+        #expect(SocketConnection.handledByTask.load(ordering: .relaxed) - before.1 == 1, "the task handled the PING alone")
+        #expect(SocketConnection.sentWithoutTask.load(ordering: .relaxed) - before.0 == count)
+        #expect(try await chat.stored() == (0...count).map { "m\($0)" })
+    }
+
     @Test("HELPDESK_REDIS_MAX_BATCH sets the messages one FCALL may carry: 32 unless set, 1 to 1,000")
     func maxBatchSetting() throws {
         let env = ["HELPDESK_JWT_SECRET": "0123456789abcdef0123"]

@@ -11,12 +11,14 @@ import Synchronization
 /// Frames arrive on the channel's event loop (`SocketChannelHandler`) and queue here; a task
 /// handles them in order and exists only while there is something to handle, so an idle socket
 /// holds no task. The queue is short: past `pauseAt` frames the handler stops reading the socket
-/// (TCP backpressure on the client) until the task has caught up.
+/// (TCP backpressure on the client) until the queue's owner has caught up.
 ///
-/// Chat messages, the one event sent at volume, skip the task while it is idle: they go to Redis
-/// from the event loop and are answered from the reply's callback (`sendWithoutTask`). Order
-/// holds: a socket's messages share one Redis connection, and the task waits for the messages
-/// in flight before it handles the next frame.
+/// Chat messages, the one event sent at volume, skip the task: they go to Redis from the event
+/// loop and are answered from the reply's callback (`sendWithoutTask`). With `maxSendsInFlight`
+/// unanswered, the next frames queue and the event loop sends them as replies make room (the
+/// socket unread meanwhile), still without a task. Order holds: a socket's messages share one
+/// Redis connection, one owner at a time takes the queue in order (the task or the event loop),
+/// and the task waits for the messages in flight before it handles any other frame.
 final class SocketConnection: @unchecked Sendable {
     enum Job {
         case start
@@ -29,7 +31,7 @@ final class SocketConnection: @unchecked Sendable {
     /// Reading resumes when the queue is down to this.
     static let resumeAt = 2
     /// Chat messages of one socket sent to Redis without a task and not answered yet; past this
-    /// its next frames take the task path, which waits for them (and the queue pauses reading).
+    /// its next frames queue, and the event loop sends them as replies come (`sendQueuedMessages`).
     static let maxSendsInFlight = 32
     /// One readable event may hold many frames (NIO reads up to four buffers of up to 64 KiB
     /// before the pause takes effect). Each queued frame counts its bytes plus `jobOverhead` (its
@@ -54,7 +56,13 @@ final class SocketConnection: @unchecked Sendable {
     private let lock = NIOLock()
     // Guarded by `lock`.
     private var jobs = CircularBuffer<Job>(initialCapacity: 2)
+    /// A task owns the queue (it runs `drain`).
     private var draining = false
+    /// The event loop owns the queue: its first job is a chat message waiting for fewer than
+    /// `maxSendsInFlight` in flight; `settle` has the loop send it (`sendQueuedMessages`).
+    private var waitingForRoom = false
+    /// A `sendQueuedMessages` is on its way to the event loop.
+    private var queuedSendScheduled = false
     private var paused = false
     private var resume: (@Sendable () -> Void)?
     private var queuedBytes = 0
@@ -85,6 +93,9 @@ final class SocketConnection: @unchecked Sendable {
     /// library, in this process (tests check each path is taken).
     static let sentWithoutTask = Atomic<Int>(0)
     static let resentAfterMissingLibrary = Atomic<Int>(0)
+    /// Client frames the task handled itself (`FrameHandler.handle`), in this process: every event
+    /// but a chat message that went out without awaiting its reply (tests check which is which).
+    static let handledByTask = Atomic<Int>(0)
 
     init(upgrade: SocketUpgrade, channel: any Channel, controller: WebSocketController, logger: Logger) {
         self.upgrade = upgrade
@@ -107,7 +118,7 @@ final class SocketConnection: @unchecked Sendable {
     /// Queues a job (`bytes`: its payload's size).
     @discardableResult
     func enqueue(_ job: Job, bytes: Int) -> Enqueued {
-        if case .frame(let data, true) = job, sendWithoutTask(data) { return .accepted }
+        if case .frame(let data, true) = job, sendWithoutTask(data, inOrder: false) == .taken { return .accepted }
         let (start, result): (Bool, Enqueued) = lock.withLock {
             let cost = bytes + Self.jobOverhead
             if case .frame = job, queuedBytes + cost > Self.maxQueuedBytes {
@@ -115,8 +126,9 @@ final class SocketConnection: @unchecked Sendable {
             }
             jobs.append(job)
             queuedBytes += cost
-            let start = !draining
-            draining = true
+            // Nobody owns the queue (no task, and the event loop is not waiting for room): a task.
+            let start = !draining && !waitingForRoom
+            if start { draining = true }
             if jobs.count >= Self.pauseAt { paused = true }
             return (start, paused ? .paused : .accepted)
         }
@@ -132,11 +144,7 @@ final class SocketConnection: @unchecked Sendable {
             }
             let job = jobs.removeFirst()
             queuedBytes -= Self.cost(of: job)
-            if paused, jobs.count <= Self.resumeAt {
-                paused = false
-                return (job, self.resume)
-            }
-            return (job, nil)
+            return (job, resumeIfDrainedLocked())
         }
         resume?()
         return job
@@ -160,10 +168,23 @@ final class SocketConnection: @unchecked Sendable {
                 }
                 lock.withLock { (_session, frames) = (session, handler.map(FrameHandlerSlot.init)) }
             case .frame(let data, let isText):
+                if isText {
+                    switch sendWithoutTask(data, inOrder: true) {
+                    case .taken:
+                        continue
+                    case .full:
+                        // The event loop sends it and what follows as replies make room.
+                        handOverToEventLoop(job)
+                        return
+                    case .notHere:
+                        break
+                    }
+                }
                 // Messages sent before this frame are answered first: its effects come after theirs.
                 await sendsSettled()
                 // A socket the server closed acts no more, whatever its client keeps sending.
                 guard var handler = lock.withLock({ frames?.handler }), !handler.session.isClosed else { continue }
+                Self.handledByTask.wrappingAdd(1, ordering: .relaxed)
                 await handler.handle(data, isText: isText)
                 if handler.shouldClose { handler.session.close(.policyViolation, "too many invalid frames") }
                 lock.withLock { frames?.handler = handler }
@@ -182,17 +203,34 @@ final class SocketConnection: @unchecked Sendable {
 
     // MARK: chat messages without a task
 
-    /// The hot path (on the event loop): while no task is draining, a plain chat message is sent
-    /// to Redis right here (`FrameHandler.sendWithoutTask`) and answered when the reply comes.
-    /// True when the frame was handled; false sends it to the task.
-    private func sendWithoutTask(_ data: ByteBuffer) -> Bool {
-        let taken: FrameHandlerSlot? = lock.withLock {
-            guard !draining, jobs.isEmpty, resending == nil, sendsInFlight < Self.maxSendsInFlight,
-                  let slot = frames, !slot.handler.session.isClosed else { return nil }
+    enum WithoutTask: Equatable {
+        /// Handled: sent, or answered with an ERROR.
+        case taken
+        /// A chat message, with `maxSendsInFlight` in flight: the event loop now owns the queue
+        /// (`waitingForRoom`), and sends the frame, once queued first, when a reply makes room.
+        case full
+        /// For the task: another event, a message while others are resent, a closed socket, or a
+        /// frame that must queue behind the queue's owner.
+        case notHere
+    }
+
+    /// The hot path: a plain chat message is sent to Redis right here (`FrameHandler.sendWithoutTask`)
+    /// and answered when the reply comes. `inOrder`: the caller owns the queue and this is its
+    /// first job (the task, or the event loop sending queued messages); else (a frame just read)
+    /// only while nobody owns it, so the socket's frames keep their order.
+    private func sendWithoutTask(_ data: ByteBuffer, inOrder: Bool) -> WithoutTask {
+        let taken: FrameHandlerSlot?? = lock.withLock {
+            guard inOrder || (!draining && !waitingForRoom && jobs.isEmpty), resending == nil,
+                  let slot = frames, !slot.handler.session.isClosed else { return .some(nil) }
+            guard sendsInFlight < Self.maxSendsInFlight else {
+                waitingForRoom = true
+                return nil
+            }
             frames = nil
             return slot
         }
-        guard let slot = taken else { return false }
+        guard let taken else { return .full }
+        guard let slot = taken else { return .notHere }
         // Used in place: a copy of the handler in and out costs a retain and release of each of its references.
         let outcome = slot.handler.sendWithoutTask(data)
         let session = slot.handler.session
@@ -203,16 +241,88 @@ final class SocketConnection: @unchecked Sendable {
         }
         switch outcome {
         case .needsTask:
-            return false
+            return .notHere
         case .answered:
-            return true
+            return .taken
         case .sent(let pending):
             Self.sentWithoutTask.wrappingAdd(1, ordering: .relaxed)
             pending.reply.whenComplete { result in
                 self.answered(pending, result, session: session)
             }
-            return true
+            return .taken
         }
+    }
+
+    /// The task met a chat message with no room for it: the job goes back to the front of the
+    /// queue, which the event loop now owns (`sendWithoutTask` set `waitingForRoom`).
+    private func handOverToEventLoop(_ job: Job) {
+        let schedule: Bool = lock.withLock {
+            jobs.prepend(job)
+            queuedBytes += Self.cost(of: job)
+            draining = false
+            // A reply that came since made room, and its `settle` saw the task still owning the queue.
+            return scheduleQueuedSendLocked()
+        }
+        if schedule { channel.eventLoop.execute { self.sendQueuedMessages() } }
+    }
+
+    /// Under `lock`: whether to run `sendQueuedMessages` now (the event loop waits for room, there
+    /// is room, and no run is on its way).
+    private func scheduleQueuedSendLocked() -> Bool {
+        guard waitingForRoom, !draining, !queuedSendScheduled, sendsInFlight < Self.maxSendsInFlight else { return false }
+        queuedSendScheduled = true
+        return true
+    }
+
+    /// On the event loop, which owns the queue: sends its chat messages in order while there is
+    /// room. Stops at a message without room (a later reply brings it back here), or hands the rest
+    /// to a task at any other job; reading resumes as the queue empties.
+    private func sendQueuedMessages() {
+        lock.withLock { queuedSendScheduled = false }
+        while true {
+            let first: Job? = lock.withLock {
+                guard waitingForRoom, !draining else { return nil }
+                guard let job = jobs.first else {
+                    waitingForRoom = false
+                    return nil
+                }
+                return job
+            }
+            guard let job = first else { break }
+            if case .frame(let data, true) = job {
+                switch sendWithoutTask(data, inOrder: true) {
+                case .taken:
+                    let resume: (@Sendable () -> Void)? = lock.withLock {
+                        _ = jobs.removeFirst()
+                        queuedBytes -= Self.cost(of: job)
+                        return resumeIfDrainedLocked()
+                    }
+                    resume?()
+                    continue
+                case .full:
+                    return
+                case .notHere:
+                    break
+                }
+            }
+            // Not a chat message it can send: the task takes the queue from here.
+            lock.withLock {
+                waitingForRoom = false
+                draining = true
+            }
+            Task { await self.drain() }
+            return
+        }
+        let resume: (@Sendable () -> Void)? = lock.withLock { resumeIfDrainedLocked() }
+        resume?()
+    }
+
+    /// Under `lock`: unpauses once the queue is short again; the closure to call (outside the lock)
+    /// to read again.
+    private func resumeIfDrainedLocked() -> (@Sendable () -> Void)? {
+        guard paused, jobs.count <= Self.resumeAt else { return nil }
+        paused = false
+        return resume
     }
 
     /// Redis answered a message sent without a task (on the Redis connection's event loop).
@@ -245,13 +355,15 @@ final class SocketConnection: @unchecked Sendable {
 
     /// One message sent without a task is answered.
     private func settle() {
-        let waiters: [CheckedContinuation<Void, Never>] = lock.withLock {
+        let (waiters, sendQueued): ([CheckedContinuation<Void, Never>], Bool) = lock.withLock {
             sendsInFlight -= 1
-            guard sendsInFlight == 0 else { return [] }
+            let sendQueued = scheduleQueuedSendLocked()
+            guard sendsInFlight == 0 else { return ([], sendQueued) }
             resending = nil
             defer { settledWaiters.removeAll() }
-            return settledWaiters
+            return (settledWaiters, sendQueued)
         }
+        if sendQueued { channel.eventLoop.execute { self.sendQueuedMessages() } }
         for waiter in waiters { waiter.resume() }
     }
 
