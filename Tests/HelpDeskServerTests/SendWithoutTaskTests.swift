@@ -102,17 +102,27 @@ struct SendWithoutTaskTests {
         #expect(calls < messages, "messages shared an FCALL: \(calls) calls for \(messages) messages")
     }
 
-    @Test("more messages in one write than may be in flight: the rest wait on the event loop for replies, none goes through the task, all in order")
+    /// Holds Redis's writes (FCALL send among them) for a moment, so that the messages sent meanwhile
+    /// stay unanswered and the socket reaches `maxSendsInFlight` whatever the timing.
+    static func pauseRedisWrites(_ chat: Chat) async throws {
+        #expect(try await chat.redis.send("CLIENT", "PAUSE", "300", "WRITE") == .simpleString("OK"))
+    }
+
+    @Test("more messages in one write than may be in flight: the rest wait on the event loop for replies, the task handles none, all in order")
     func pastTheInFlightLimit() async throws {
         let chat = try await Chat.open()
         defer { Task { await chat.close() } }
         let count = SocketConnection.maxSendsInFlight * 4
-        let before = (SocketConnection.sentWithoutTask.load(ordering: .relaxed), SocketConnection.handledByTask.load(ordering: .relaxed))
+        let before = (SocketConnection.sentWithoutTask.load(ordering: .relaxed), SocketConnection.handledByTask.load(ordering: .relaxed),
+                      SocketConnection.sentAfterWaitingForRoom.load(ordering: .relaxed))
+        try await Self.pauseRedisWrites(chat)
         #expect(chat.raw.sendBytes(chat.messages(1...count)))
         let answers = try chat.answers(count)
         #expect(answers.map(\.ref) == (1...count).map { "r\($0)" })
         #expect(answers.allSatisfy { $0.event == "ACK" }, "\(answers.filter { $0.event == "ERROR" }.map(\.data))")
         #expect(SocketConnection.sentWithoutTask.load(ordering: .relaxed) - before.0 == count, "every message went out without awaiting another's reply")
+        #expect(SocketConnection.sentAfterWaitingForRoom.load(ordering: .relaxed) - before.2 > 0,
+                "the messages past the limit waited, and the event loop sent them as replies came")
         #expect(SocketConnection.handledByTask.load(ordering: .relaxed) - before.1 == 0, "the task handled none")
         #expect(try await chat.stored() == (0...count).map { "m\($0)" })
     }
@@ -121,16 +131,21 @@ struct SendWithoutTaskTests {
     func messagesBehindAnotherEvent() async throws {
         let chat = try await Chat.open()
         defer { Task { await chat.close() } }
-        let before = (SocketConnection.sentWithoutTask.load(ordering: .relaxed), SocketConnection.handledByTask.load(ordering: .relaxed))
-        // More than may be in flight: the task sends until the limit, the event loop the rest.
+        let before = (SocketConnection.sentWithoutTask.load(ordering: .relaxed), SocketConnection.handledByTask.load(ordering: .relaxed),
+                      SocketConnection.sentAfterWaitingForRoom.load(ordering: .relaxed))
+        // More than may be in flight while Redis holds the replies: the task (or the event loop, once
+        // the task found the queue empty) sends until the limit, the event loop the rest.
         let count = SocketConnection.maxSendsInFlight * 3
         let ping = #"{"event":"PING","ref":"ping","data":{}}"#
+        try await Self.pauseRedisWrites(chat)
         #expect(chat.raw.sendBytes(RawWebSocket.frame(opcode: 0x1, payload: Array(ping.utf8)) + chat.messages(1...count)))
         let answers = try chat.answers(count)
         #expect(answers.map(\.ref) == (1...count).map { "r\($0)" })
         #expect(answers.allSatisfy { $0.event == "ACK" }, "\(answers.filter { $0.event == "ERROR" }.map(\.data))")
         #expect(SocketConnection.handledByTask.load(ordering: .relaxed) - before.1 == 1, "the task handled the PING alone")
         #expect(SocketConnection.sentWithoutTask.load(ordering: .relaxed) - before.0 == count)
+        #expect(SocketConnection.sentAfterWaitingForRoom.load(ordering: .relaxed) - before.2 > 0,
+                "the messages past the limit waited, and the event loop sent them as replies came")
         #expect(try await chat.stored() == (0...count).map { "m\($0)" })
     }
 

@@ -106,9 +106,10 @@ struct FrameHandler {
         case sent(PendingSend)
     }
 
-    /// The hot path, on the socket's event loop: a customer's or agent's chat message without
+    /// The hot path, called by whoever takes the socket's frames in order (its event loop, or its
+    /// task for frames queued behind another event): a customer's or agent's chat message without
     /// attachments goes to Redis through the socket's own pooled connection (so a socket's messages
-    /// keep their order) without a task or an await; `answer` writes its ACK when the reply comes.
+    /// keep their order) without an await; `answer` writes its ACK when the reply comes.
     /// The checks are the task path's (`handle`, `dispatch`): same limits, same errors.
     mutating func sendWithoutTask(_ data: ByteBuffer) -> WithoutTask {
         guard caller.role == .customer || caller.role == .agent,

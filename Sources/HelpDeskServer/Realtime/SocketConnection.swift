@@ -6,19 +6,21 @@ import NIOWebSocket
 import RedisClient
 import Synchronization
 
-/// One upgraded socket's life: start (HELLO), its client frames one at a time, the end.
+/// One upgraded socket's life: start (HELLO), its client frames in order, the end.
 ///
 /// Frames arrive on the channel's event loop (`SocketChannelHandler`) and queue here; a task
-/// handles them in order and exists only while there is something to handle, so an idle socket
-/// holds no task. The queue is short: past `pauseAt` frames the handler stops reading the socket
-/// (TCP backpressure on the client) until the queue's owner has caught up.
+/// handles events other than chat messages, in order, and exists only while there is something
+/// to handle, so an idle socket holds no task. The queue is short: past `pauseAt` frames the
+/// handler stops reading the socket (TCP backpressure on the client) until the queue's owner has
+/// caught up.
 ///
 /// Chat messages, the one event sent at volume, skip the task: they go to Redis from the event
-/// loop and are answered from the reply's callback (`sendWithoutTask`). With `maxSendsInFlight`
-/// unanswered, the next frames queue and the event loop sends them as replies make room (the
-/// socket unread meanwhile), still without a task. Order holds: a socket's messages share one
-/// Redis connection, one owner at a time takes the queue in order (the task or the event loop),
-/// and the task waits for the messages in flight before it handles any other frame.
+/// loop and are answered from the reply's callback (`sendWithoutTask`), up to `maxSendsInFlight`
+/// unanswered. Past that the next frames queue, and the event loop sends them as replies make
+/// room, still without a task; messages queued behind another event go out from the task without
+/// awaiting their replies. Order holds: a socket's messages share one Redis connection, one owner
+/// at a time takes the queue in order (the task or the event loop), and the task waits for the
+/// messages in flight before it handles any other frame.
 final class SocketConnection: @unchecked Sendable {
     enum Job {
         case start
@@ -69,8 +71,8 @@ final class SocketConnection: @unchecked Sendable {
     private var _session: SocketSession?
     /// Uptime (ms) when the client last sent anything, pongs included.
     private var lastHeard = NIODeadline.now().uptimeNanoseconds / 1_000_000
-    /// The frame handler, once started. Used by the task while it drains, else by the event loop
-    /// (`sendWithoutTask`): never by both at once.
+    /// The frame handler, once started. Used by the queue's owner (the draining task, or the event
+    /// loop waiting for room), else by the event loop (`sendWithoutTask`): never by two at once.
     private var frames: FrameHandlerSlot?
     /// Messages sent without a task, not answered yet (a resend through the registry included).
     private var sendsInFlight = 0
@@ -89,9 +91,11 @@ final class SocketConnection: @unchecked Sendable {
 
     /// Connections alive in this process (a gauge; tests check none outlives its socket).
     static let alive = NIOLockedValueBox(0)
-    /// Messages sent without a task, and of those sent again after Redis lost the function
-    /// library, in this process (tests check each path is taken).
+    /// Messages sent without awaiting their replies (from the event loop or the task), of those
+    /// the ones the event loop sent after waiting for room, and messages sent again after Redis
+    /// lost the function library, in this process (tests check each path is taken).
     static let sentWithoutTask = Atomic<Int>(0)
+    static let sentAfterWaitingForRoom = Atomic<Int>(0)
     static let resentAfterMissingLibrary = Atomic<Int>(0)
     /// Client frames the task handled itself (`FrameHandler.handle`), in this process: every event
     /// but a chat message that went out without awaiting its reply (tests check which is which).
@@ -206,8 +210,9 @@ final class SocketConnection: @unchecked Sendable {
     enum WithoutTask: Equatable {
         /// Handled: sent, or answered with an ERROR.
         case taken
-        /// A chat message, with `maxSendsInFlight` in flight: the event loop now owns the queue
-        /// (`waitingForRoom`), and sends the frame, once queued first, when a reply makes room.
+        /// A text frame, with `maxSendsInFlight` messages in flight: the frame waits first in the
+        /// queue, for the event loop (`waitingForRoom`) to take it when a reply makes room (the
+        /// task hands the queue over first). Any other event then goes on to the task.
         case full
         /// For the task: another event, a message while others are resent, a closed socket, or a
         /// frame that must queue behind the queue's owner.
@@ -292,6 +297,7 @@ final class SocketConnection: @unchecked Sendable {
             if case .frame(let data, true) = job {
                 switch sendWithoutTask(data, inOrder: true) {
                 case .taken:
+                    Self.sentAfterWaitingForRoom.wrappingAdd(1, ordering: .relaxed)
                     let resume: (@Sendable () -> Void)? = lock.withLock {
                         _ = jobs.removeFirst()
                         queuedBytes -= Self.cost(of: job)
