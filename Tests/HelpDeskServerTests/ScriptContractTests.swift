@@ -341,6 +341,45 @@ struct ScriptContractTests {
         await #expect { _ = try await cluster.startNode() } throws: { error in "\(error)".contains("LAYOUT is missing") }
     }
 
+    /// Every script's contract header (from its `-- KEYS` line to the end of that comment block:
+    /// KEYS, ARGV, what it returns), as of each `ScriptLibrary.layout`. When this test fails, a
+    /// header changed: if the scripts' KEYS or ARGV changed meaning, raise `ScriptLibrary.layout`
+    /// and `lua/LAYOUT` (so a node refuses a `lua/` of the other contract); either way, pin the
+    /// digest the failure names under the layout it belongs to.
+    static let contractDigests: [Int: String] = [
+        1: "82735c5d285ddf7136bb9a121533014bc519839710c89d16070a7142bcdef002",
+    ]
+
+    /// SHA-256 (hex) of every top-level script's name and contract header, in name order.
+    static func contractDigest(of directory: String) throws -> String {
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".lua") }.sorted()
+        var text = ""
+        for name in names {
+            var header: [Substring] = []
+            for line in try String(contentsOfFile: directory + "/" + name, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false) {
+                if header.isEmpty && !line.hasPrefix("-- KEYS") { continue }
+                guard line.hasPrefix("--") else { break }
+                header.append(line)
+            }
+            text += name + "\n" + header.joined(separator: "\n") + "\n"
+        }
+        return Crypto.sha256(Array(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    @Test("every script's KEYS/ARGV header is the one pinned for this binary's layout, so a changed contract cannot ship under the old lua/LAYOUT")
+    func contractPinnedToLayout() throws {
+        let digest = try Self.contractDigest(of: Self.luaDirectory)
+        #expect(Self.contractDigests[ScriptLibrary.layout] == digest,
+                "a script's KEYS/ARGV header changed: if its contract did, raise ScriptLibrary.layout and lua/LAYOUT; then pin \(digest) for that layout in ScriptContractTests.contractDigests")
+        // and an edited header is noticed
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("lua-contract-\(UUID().uuidString)").path
+        try FileManager.default.copyItem(atPath: Self.luaDirectory, toPath: copy)
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        let send = try String(contentsOfFile: copy + "/send.lua", encoding: .utf8)
+        try send.replacingOccurrences(of: "-- ARGV: 1 now override", with: "-- ARGV: 1 clock override").write(toFile: copy + "/send.lua", atomically: true, encoding: .utf8)
+        #expect(try Self.contractDigest(of: copy) != digest)
+    }
+
     @Test("send.lua's answer without echo: the ACK's message is the node's fields with the stored id and time; an answer without a usable time or entry still acknowledges the stored message, without its view")
     func sentMessageView() throws {
         let call = LiveStore.SendCall(keys: [], arguments: [], messageFields: #""sender":{"id":"u1","role":"customer","name":"Cleo"},"text":"hi","client_msg_id":"m1","internal":false"#,
