@@ -207,7 +207,8 @@ final class SocketConnection: @unchecked Sendable {
 
     // MARK: chat messages without a task
 
-    enum WithoutTask: Equatable {
+    /// What became of a frame offered to the hot path (`sendWithoutTask`).
+    enum SendOutcome: Equatable {
         /// Handled: sent, or answered with an ERROR.
         case taken
         /// A text frame, with `maxSendsInFlight` messages in flight: the frame waits first in the
@@ -223,19 +224,18 @@ final class SocketConnection: @unchecked Sendable {
     /// and answered when the reply comes. `inOrder`: the caller owns the queue and this is its
     /// first job (the task, or the event loop sending queued messages); else (a frame just read)
     /// only while nobody owns it, so the socket's frames keep their order.
-    private func sendWithoutTask(_ data: ByteBuffer, inOrder: Bool) -> WithoutTask {
-        let taken: FrameHandlerSlot?? = lock.withLock {
+    private func sendWithoutTask(_ data: ByteBuffer, inOrder: Bool) -> SendOutcome {
+        let (taken, full): (FrameHandlerSlot?, Bool) = lock.withLock {
             guard inOrder || (!draining && !waitingForRoom && jobs.isEmpty), resending == nil,
-                  let slot = frames, !slot.handler.session.isClosed else { return .some(nil) }
+                  let slot = frames, !slot.handler.session.isClosed else { return (nil, false) }
             guard sendsInFlight < Self.maxSendsInFlight else {
                 waitingForRoom = true
-                return nil
+                return (nil, true)
             }
             frames = nil
-            return slot
+            return (slot, false)
         }
-        guard let taken else { return .full }
-        guard let slot = taken else { return .notHere }
+        guard let slot = taken else { return full ? .full : .notHere }
         // Used in place: a copy of the handler in and out costs a retain and release of each of its references.
         let outcome = slot.handler.sendWithoutTask(data)
         let session = slot.handler.session
