@@ -478,6 +478,17 @@
   }
 
   // ---- socket events ------------------------------------------------------------------------
+  /** One QUEUE_UPDATED's data (also each entry of a QUEUE_CHANGES) into the queue list. */
+  function applyQueueChange(data) {
+    const conv = data.conversation || {};
+    if (data.op === 'added' && conv.status !== 'active') {
+      // a closed tab of ours does not hide it (reopened chats come back to the queue)
+      if (serves(conv) && !(chats.has(conv.id) && !chats.get(conv.id).closed)) queue.set(conv.id, conv);
+    } else {
+      queue.delete(conv.id);
+    }
+  }
+
   function onEvent(event, data) {
     if (calls.handleEvent(event, data)) return;
     if (offers.handleEvent(event, data)) return; // offers and wrap-up: offers.js
@@ -491,17 +502,14 @@
       case 'RESYNC':
         loadQueue();
         break;
-      case 'QUEUE_UPDATED': {
-        const conv = data.conversation || {};
-        if (data.op === 'added' && conv.status !== 'active') {
-          // a closed tab of ours does not hide it (reopened chats come back to the queue)
-          if (serves(conv) && !(chats.has(conv.id) && !chats.get(conv.id).closed)) queue.set(conv.id, conv);
-        } else {
-          queue.delete(conv.id);
-        }
+      case 'QUEUE_UPDATED':
+        applyQueueChange(data);
         renderQueue();
         break;
-      }
+      case 'QUEUE_CHANGES': // a window's QUEUE_UPDATEDs, in order: drawn once
+        for (const change of data.changes || []) applyQueueChange(change);
+        renderQueue();
+        break;
       case 'CONVERSATION_ASSIGNED': {
         const conv = data.conversation;
         queue.delete(conv.id);
@@ -606,7 +614,7 @@
     try {
       for (const c of await api.get('/categories')) categories.set(String(c.id), c.name);
     } catch (_) { /* names only */ }
-    socket = new HD.Socket({ api, onEvent, onState: HD.connectionBanner(el.banner) });
+    socket = new HD.Socket({ api, onEvent, onState: HD.connectionBanner(el.banner), batchQueueChanges: true });
     // The agent is the impolite peer: on an offer collision its offer wins.
     calls = new HD.CallManager({
       socket, api, polite: false,

@@ -172,6 +172,8 @@
    * answers on another path), so its id is never a resume point (`lastId`, ChatView.lastId).
    *
    * Page callbacks: onEvent(event, data, frame), onState('connecting'|'open'|'reconnecting'|'stopped').
+   * Option batchQueueChanges: the server sends a window's queue changes as one QUEUE_CHANGES
+   * {changes: [QUEUE_UPDATED data, ...]} instead of one QUEUE_UPDATED each (staff pages).
    * Synthetic events: MESSAGE_SENT {conversation_id, client_msg_id, message_id},
    * MESSAGE_FAILED {conversation_id, client_msg_id, code, message}.
    */
@@ -180,6 +182,7 @@
       this.api = options.api;
       this.onEvent = options.onEvent || function () {};
       this.onState = options.onState || function () {};
+      this.batchQueueChanges = !!options.batchQueueChanges;
       this.state = 'idle';
       this.ws = null;
       this.attempt = 0;
@@ -241,7 +244,8 @@
       const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
       let ws;
       try {
-        ws = new WebSocket(scheme + '//' + location.host + '/ws?ticket=' + encodeURIComponent(ticket));
+        ws = new WebSocket(scheme + '//' + location.host + '/ws?ticket=' + encodeURIComponent(ticket)
+          + (this.batchQueueChanges ? '&queue_changes=batched' : ''));
       } catch (_) {
         this.scheduleRetry();
         return;

@@ -443,13 +443,15 @@
         }
         scheduleLive(); // a pick or a close changes the live list too
         break;
-      case 'QUEUE_UPDATED': {
-        const conv = data.conversation || {};
-        if (data.op === 'added') queue.set(conv.id, conv); else queue.delete(conv.id);
+      case 'QUEUE_UPDATED':
+      case 'QUEUE_CHANGES': // a window's QUEUE_UPDATEDs, in order: drawn once
+        for (const change of event === 'QUEUE_CHANGES' ? data.changes || [] : [data]) {
+          const conv = change.conversation || {};
+          if (change.op === 'added') queue.set(conv.id, conv); else queue.delete(conv.id);
+        }
         renderQueue();
         scheduleLive();
         break;
-      }
       case 'HISTORY':
         if (inMonitor) monitored.view.addAll(data.messages);
         break;
@@ -523,7 +525,7 @@
       for (const c of await api.get('/categories')) categories.set(String(c.id), c.name);
     } catch (_) { /* names only */ }
     if (HD.analytics) HD.analytics.mountTeam(document.getElementById('team-analytics'), api, {}); // assets/analytics.js
-    socket = new HD.Socket({ api, onEvent, onState: HD.connectionBanner(el.banner) });
+    socket = new HD.Socket({ api, onEvent, onState: HD.connectionBanner(el.banner), batchQueueChanges: true });
     socket.start();
     setInterval(tick, 1000);
     // Events keep the board live; a slow full refresh repairs anything missed meanwhile.

@@ -38,6 +38,9 @@ public enum ServerEventName: String, Sendable, CaseIterable {
     case typing = "TYPING"
     case queueStatus = "QUEUE_STATUS"
     case queueUpdated = "QUEUE_UPDATED"
+    /// The QUEUE_UPDATEDs of one batch window in one frame, for sockets that asked for it
+    /// (`/ws?queue_changes=batched`): `QueueChangesFrame`.
+    case queueChanges = "QUEUE_CHANGES"
     case conversationAssigned = "CONVERSATION_ASSIGNED"
     case conversationClosed = "CONVERSATION_CLOSED"
     case conversationRequeued = "CONVERSATION_REQUEUED"
@@ -189,4 +192,45 @@ public enum ServerFrame {
 
     public static func pong(ref: String?) -> String { frame(.pong, ref: ref) { _ in } }
     public static func resync() -> String { frame(.resync) { _ in } }
+}
+
+/// `QUEUE_CHANGES {changes: [...]}`: the `data` of each `QUEUE_UPDATED` a socket would have got
+/// within one batch window, in order, in one frame. Under a burst of picks every staff socket gets
+/// every queue change; one frame per window instead of one per change is what keeps that fan-out
+/// cheap for the node and for the client. A socket asks for it with `/ws?queue_changes=batched`
+/// (the pages do); any other socket gets one `QUEUE_UPDATED` per change.
+///
+/// The node builds it from the published frames' bytes, without decoding them: lua/lib/protocol.lua
+/// writes every frame as `{"event":"NAME","data":{...}}`, so a QUEUE_UPDATED's data is the bytes
+/// between `updatedPrefix` and the closing brace.
+public enum QueueChangesFrame {
+    /// The query parameter and value that ask for this form.
+    public static let parameter = "queue_changes"
+    public static let batched = "batched"
+    /// A frame's bytes before its first change, between two changes, and after the last.
+    public static let prefix: [UInt8] = Array(#"{"event":"QUEUE_CHANGES","data":{"changes":["#.utf8)
+    public static let separator = UInt8(ascii: ",")
+    public static let suffix: [UInt8] = Array("]}}".utf8)
+    /// A QUEUE_UPDATED frame as the Lua prelude writes it, up to its data object.
+    static let updatedPrefix: [UInt8] = Array(#"{"event":"QUEUE_UPDATED","data":{"#.utf8)
+
+    /// Where a QUEUE_UPDATED frame's `data` object is within it; nil for a frame of another event
+    /// or shape (sent as it is, on its own).
+    public static func changeRange(in frame: UnsafeRawBufferPointer) -> Range<Int>? {
+        let head = updatedPrefix.count - 1  // the data object starts at its own brace
+        guard frame.count > updatedPrefix.count, frame.last == UInt8(ascii: "}"),
+              frame.starts(with: updatedPrefix) else { return nil }
+        return head..<(frame.count - 1)
+    }
+
+    /// A whole frame of these changes (each a `data` object's bytes): what a socket's outbox
+    /// builds in place, spelled out for tests and clients.
+    public static func frame(_ changes: [[UInt8]]) -> [UInt8] {
+        var bytes = prefix
+        for (i, change) in changes.enumerated() {
+            if i > 0 { bytes.append(separator) }
+            bytes += change
+        }
+        return bytes + suffix
+    }
 }

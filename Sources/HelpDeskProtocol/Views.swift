@@ -285,6 +285,9 @@ public enum ServerEventData {
         public var op: String
         public var conversation: ConversationView
     }
+    public struct QueueChanges: Codable, Sendable {
+        public var changes: [QueueUpdated]
+    }
     public struct Assigned: Codable, Sendable {
         public var conversation: ConversationView
         public var agent: ConversationView.Person

@@ -1,4 +1,5 @@
 import ArgumentParser
+import HelpDeskProtocol
 import Foundation
 import NIOCore
 import NIOPosix
@@ -17,6 +18,8 @@ struct Pick: AsyncParsableCommand {
     @Option(help: "Racing agents.") var agents = 40
     @Option(help: "Each agent's capacity (the server allows 1…50).") var capacity = 50
     @Option(help: "Event-loop threads of the load generator.") var threads = 1
+    @Option(help: "What the agents' sockets ask for: batched (QUEUE_CHANGES, as the pages do) or single (a QUEUE_UPDATED per change).")
+    var queueChanges = QueueChangesFrame.batched
     @Option(name: .customLong("node-pid"), help: "A node process whose CPU to report (repeat).") var nodePids: [Int32] = []
     @Option(help: "The Redis server process whose CPU to report.") var redisPid: Int32?
 
@@ -39,7 +42,8 @@ struct Pick: AsyncParsableCommand {
         for (i, account) in accounts.enumerated() {
             let address = addresses[i % addresses.count]
             let picker = Picker(agentID: account.id)
-            let socket = try await BenchSocket.connect(on: group.next(), host: address.host, port: address.port, token: account.token,
+            let socket = try await BenchSocket.connect(on: group.next(), host: address.host, port: address.port,
+                                                       path: "/ws?\(QueueChangesFrame.parameter)=\(queueChanges)", token: account.token,
                                                        configure: { socket in
                                                            socket.onFrame = { kind, bytes, _ in picker.frame(kind, bytes) }
                                                            socket.onClose = { picker.closed() }
@@ -93,7 +97,7 @@ struct Pick: AsyncParsableCommand {
         for pid in nodePids { cpuLine += " node \(pid) \(fmt(before.used(until: after, pid), 2))," }
         if let redisPid { cpuLine += " redis \(fmt(before.used(until: after, redisPid), 2))" }
         print(cpuLine)
-        print("summary pick agents=\(agents) customers=\(customers) picks=\(picks) picks_per_s=\(fmt(perSecond, 0)) "
+        print("summary pick agents=\(agents) customers=\(customers) queue_changes=\(queueChanges) picks=\(picks) picks_per_s=\(fmt(perSecond, 0)) "
               + "double_acks=\(doubleInAcks) double_server=\(mismatched) waiting=\(stillWaiting) frames=\(frames) closed=\(closed)")
         for picker in pickers { _ = try? await picker.socket?.close().get() }
         try await group.shutdownGracefully()

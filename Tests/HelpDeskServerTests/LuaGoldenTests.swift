@@ -91,6 +91,16 @@ struct LuaGoldenTests {
         } else if p.channel == "ch:queue" {
             #expect(p.kind == "queue" && p.audience == "a" && p.event == "QUEUE_UPDATED", "\(p)")
             #expect((p.data["conversation"] as? [String: Any])?["category_id"] as? String == p.key, "\(p)")
+            // a node batching queue changes takes the data object's bytes as they are: it must find
+            // them, and a QUEUE_CHANGES frame made of them must decode
+            let bytes = Array(p.frame.utf8)
+            let range = bytes.withUnsafeBytes { QueueChangesFrame.changeRange(in: $0) }
+            #expect(range != nil, "QUEUE_UPDATED not in the shape QUEUE_CHANGES needs: \(p)")
+            if let range {
+                let batch = String(decoding: QueueChangesFrame.frame([Array(bytes[range]), Array(bytes[range])]), as: UTF8.self)
+                let changes = try Wire.decoder.decode(ServerEnvelope<ServerEventData.QueueChanges>.self, from: Data(batch.utf8)).data.changes
+                #expect(changes.count == 2 && changes.allSatisfy { $0.conversation.id == (p.data["conversation"] as? [String: Any])?["id"] as? String }, "\(p)")
+            }
         } else if p.channel == "ch:presence" {
             #expect(p.kind == "presence" && p.audience == "a", "\(p)")
             #expect(["PRESENCE_UPDATED", "CONVERSATION_ESCALATED"].contains(p.event), "\(p)")

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import NIOWebSocket
+import HelpDeskProtocol
 import Testing
 @testable import HelpDeskServer
 
@@ -49,6 +50,79 @@ struct SocketOutboxTests {
         let outbox = SocketOutbox(channel: channel, byteLimit: 10)
         #expect(outbox.enqueue(ByteBuffer(string: "12345678"), within: .milliseconds(50)))
         #expect(!outbox.enqueue(ByteBuffer(string: "123"), within: .milliseconds(50)))
+    }
+
+    static func change(_ id: String) -> ByteBuffer { ByteBuffer(string: #"{"op":"added","conversation":{"id":"\#(id)"}}"#) }
+    static func changes(_ ids: [String]) -> String {
+        String(decoding: QueueChangesFrame.frame(ids.map { Array(change($0).readableBytesView) }), as: UTF8.self)
+    }
+
+    @Test("queue changes within a window go out as one QUEUE_CHANGES frame, in order; the next window starts a new one")
+    func queueChangesBatched() throws {
+        let channel = EmbeddedChannel()
+        let outbox = SocketOutbox(channel: channel, byteLimit: 1 << 20)
+        for id in ["1", "2", "3"] { #expect(outbox.enqueueQueueChange(Self.change(id), within: .milliseconds(50))) }
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(49))
+        #expect(try Self.written(channel).isEmpty)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))
+        let frames = try Self.written(channel)
+        #expect(frames == [Self.changes(["1", "2", "3"])])
+        // the frame is the protocol's QUEUE_CHANGES, every change whole
+        let decoded = try JSONValue.parse(frames[0])
+        #expect(decoded["event"]?.string == "QUEUE_CHANGES")
+        #expect(decoded["data"]?["changes"]?.array?.compactMap { $0["conversation"]?["id"]?.string } == ["1", "2", "3"])
+        #expect(outbox.enqueueQueueChange(Self.change("4"), within: .milliseconds(50)))
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(50))
+        #expect(try Self.written(channel) == [Self.changes(["4"])])
+    }
+
+    @Test("another frame queued between queue changes closes the batch: everything goes out in the order queued")
+    func queueChangesKeepOrder() throws {
+        let channel = EmbeddedChannel()
+        let outbox = SocketOutbox(channel: channel, byteLimit: 1 << 20)
+        #expect(outbox.enqueueQueueChange(Self.change("1"), within: .milliseconds(50)))
+        #expect(outbox.enqueueQueueChange(Self.change("2"), within: .milliseconds(50)))
+        #expect(outbox.enqueue(ByteBuffer(string: "ack"), within: .milliseconds(50)))
+        #expect(outbox.enqueueQueueChange(Self.change("3"), within: .milliseconds(50)))
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(50))
+        #expect(try Self.written(channel) == [Self.changes(["1", "2"]), "ack", Self.changes(["3"])])
+        // a frame sent at once takes the open batch with it, before itself
+        #expect(outbox.enqueueQueueChange(Self.change("5"), within: .milliseconds(50)))
+        #expect(outbox.enqueue(ByteBuffer(string: "now")))
+        channel.embeddedEventLoop.run()
+        #expect(try Self.written(channel) == [Self.changes(["5"]), "now"])
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(50))
+        #expect(try Self.written(channel).isEmpty)
+    }
+
+    @Test("a batch stays under maxBatchBytes: more changes make more frames, none lost or split")
+    func queueChangesFrameBound() throws {
+        let channel = EmbeddedChannel()
+        let outbox = SocketOutbox(channel: channel, byteLimit: 1 << 20)
+        let padding = String(repeating: "x", count: 1000)
+        let ids = (0..<200).map { "\($0)-\(padding)" }
+        for id in ids { #expect(outbox.enqueueQueueChange(Self.change(id), within: .milliseconds(50))) }
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(50))
+        let frames = try Self.written(channel)
+        #expect(frames.count > 1)
+        #expect(frames.allSatisfy { $0.utf8.count <= SocketOutbox.maxBatchBytes })
+        let got = try frames.flatMap { frame in
+            try JSONValue.parse(frame)["data"]?["changes"]?.array?.compactMap { $0["conversation"]?["id"]?.string } ?? []
+        }
+        #expect(got == ids)
+    }
+
+    @Test("queue changes count against the byte limit; a dropped socket drops its open batch")
+    func queueChangesBounded() throws {
+        let channel = EmbeddedChannel()
+        let outbox = SocketOutbox(channel: channel, byteLimit: 300)
+        #expect(outbox.enqueueQueueChange(Self.change("1"), within: .milliseconds(50)))
+        #expect(outbox.enqueueQueueChange(Self.change("2"), within: .milliseconds(50)))
+        #expect(outbox.enqueueQueueChange(Self.change("3"), within: .milliseconds(50)))
+        #expect(!outbox.enqueueQueueChange(Self.change(String(repeating: "9", count: 100)), within: .milliseconds(50)))
+        outbox.stopSending()
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(50))
+        #expect(try Self.written(channel).isEmpty)
     }
 
     @Test("a flush entered again from inside the channel's flush (the channel turned writable) writes every frame once, in order")

@@ -119,9 +119,11 @@ function hd.log_warning(now, message)
   return true
 end
 
---- publishes one frame with its routing header (format above); returns the frame's JSON
+--- publishes one frame with its routing header (format above); returns the frame's JSON.
+--- Always written `{"event":"NAME","data":{...}}`, in that order: a node batching QUEUE_UPDATEDs
+--- into one QUEUE_CHANGES frame takes the data object's bytes as they are (QueueChangesFrame).
 function hd.publish(channel, kind, audience, key, event, data)
-  return hd.publish_frame(channel, kind, audience, key, cjson.encode({event = event, data = data}))
+  return hd.publish_frame(channel, kind, audience, key, '{"event":"' .. event .. '","data":' .. cjson.encode(data) .. '}')
 end
 
 --- publishes a frame already encoded; `origin` (chat messages only, '' or nil for none) names

@@ -74,7 +74,9 @@ enum APIDocument {
                        replies: [Reply(status: 200, description: "AsyncAPI 3.0", schema: S.object)]))
         r.append(Route(method: "GET", path: "/ws", auth: .socket, tag: "realtime",
                        summary: "The WebSocket: upgrade with `?ticket=` (POST /api/v1/ws-tickets) or a bearer token; frames in /asyncapi.json",
-                       query: [Query(name: "ticket", schema: S.string, description: "single-use ticket, 30 s")],
+                       query: [Query(name: "ticket", schema: S.string, description: "single-use ticket, 30 s"),
+                               Query(name: "queue_changes", schema: S.enumeration(["batched", "single"]),
+                                     description: "batched: a window's queue changes in one QUEUE_CHANGES frame; single (the default): one QUEUE_UPDATED each")],
                        replies: [Reply(status: 101, description: "switching protocols (an upgrade request)", schema: nil)]))
         // auth
         r.append(Route(method: "POST", path: v1 + "/auth/login", auth: .none, tag: "auth", summary: "Sign in: staff (tokens and the account) or a customer account (an access token, no refresh token)",

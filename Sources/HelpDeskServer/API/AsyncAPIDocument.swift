@@ -67,6 +67,9 @@ enum AsyncAPIDocument {
             ["conversation_id": S.conversationID, "position": S.integer, "estimated_wait_s": S.integer], required: ["conversation_id", "position", "estimated_wait_s"]))
         case .queueUpdated: ("a conversation entered or left a queue the socket watches", S.obj(
             ["op": S.enumeration(["added", "removed"]), "conversation": conversation], required: ["op", "conversation"]))
+        case .queueChanges: ("sockets opened with `?queue_changes=batched`: every QUEUE_UPDATED of one batch window (50 ms), in order, in one frame", S.obj(
+            ["changes": S.array(S.obj(["op": S.enumeration(["added", "removed"]), "conversation": conversation], required: ["op", "conversation"]))],
+            required: ["changes"]))
         case .conversationAssigned: ("an agent has the conversation", S.obj(
             ["conversation": conversation, "agent": person, "transferred_from": S.nullable(S.string), "note": S.nullable(S.string)], required: ["conversation", "agent"]))
         case .conversationClosed: ("the conversation ended", S.obj(

@@ -396,8 +396,12 @@ final class ConnectionHub: Sendable {
                     $0.isSupervisor || tree.picks($0.categories, category: key)
                 }
             }
-            // Every staff socket gets every queue change: batched per socket (`sendSoon`).
-            for session in recipients { session.sendSoon(frame) }
+            // Every staff socket gets every queue change: batched per socket, in one flush per
+            // window (`sendSoon`), or one QUEUE_CHANGES frame per window where the client asked.
+            let change = frame.withUnsafeReadableBytes { QueueChangesFrame.changeRange(in: $0) }.flatMap {
+                frame.getSlice(at: frame.readerIndex + $0.lowerBound, length: $0.count)
+            }
+            for session in recipients { session.sendQueueChange(frame: frame, change: change) }
             queuePositions.schedule()
         case .presence:
             let frame = copyFrame()

@@ -14,6 +14,8 @@ import NIOWebSocket
 struct SocketUpgrade: Sendable {
     let caller: Caller
     let clientIP: String
+    /// `?queue_changes=batched`: QUEUE_CHANGES frames instead of one QUEUE_UPDATED per change.
+    var batchesQueueChanges = false
 }
 
 /// The slot in which the `/ws` route leaves its decision for the upgrade (a reference, so the

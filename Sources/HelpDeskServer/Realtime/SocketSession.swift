@@ -21,6 +21,8 @@ final class SocketSession: Sendable {
     let categories: Set<String>
     /// The client's address (the proxy's `X-Real-IP` when trusted), for the per-IP socket cap.
     let remoteIP: String
+    /// The client asked for queue changes batched into QUEUE_CHANGES (`/ws?queue_changes=batched`).
+    let batchesQueueChanges: Bool
     private let outbox: SocketOutbox
     /// The socket's event loop (nil for a session without a channel, in tests).
     var eventLoop: (any EventLoop)? { outbox.eventLoop }
@@ -30,11 +32,13 @@ final class SocketSession: Sendable {
 
     /// A session writing to `channel` (the upgraded WebSocket channel); `closer` writes the close
     /// frame (on the event loop, after what is queued); `keepalive` pings a quiet client.
-    init(id: Int, caller: Caller, categories: Set<String>, remoteIP: String, channel: any Channel, outboundByteLimit: Int,
+    init(id: Int, caller: Caller, categories: Set<String>, remoteIP: String, batchesQueueChanges: Bool,
+         channel: any Channel, outboundByteLimit: Int,
          closer: @escaping @Sendable (WebSocketErrorCode, String) -> Void,
          keepalive: @escaping @Sendable (_ pingAfter: UInt64, _ closeAfter: UInt64) -> Void) {
         self.id = id
         self.remoteIP = remoteIP
+        self.batchesQueueChanges = batchesQueueChanges
         self.caller = caller
         self.userKey = ConnectionHub.userKey(caller)
         self.categories = categories
@@ -47,6 +51,7 @@ final class SocketSession: Sendable {
     init(id: Int, caller: Caller, categories: Set<String> = [], remoteIP: String = "test") {
         self.id = id
         self.remoteIP = remoteIP
+        self.batchesQueueChanges = false
         self.caller = caller
         self.userKey = ConnectionHub.userKey(caller)
         self.categories = categories
@@ -95,6 +100,16 @@ final class SocketSession: Sendable {
         }
     }
 
+    /// A queue change: a QUEUE_UPDATED `frame` sent soon (`sendSoon`), or, for a socket that
+    /// batches them, its `data` (`change`, a slice of the frame) added to this window's
+    /// QUEUE_CHANGES frame. `change` is nil for a frame not in the shape a batch needs.
+    func sendQueueChange(frame: ByteBuffer, change: ByteBuffer?) {
+        guard batchesQueueChanges, let change else { return sendSoon(frame) }
+        if !outbox.enqueueQueueChange(change, within: Self.batchWindow) {
+            close(.unknown(4008), "too slow: reconnect and resume with last_message_id")
+        }
+    }
+
     /// Closes the socket: nothing more is queued or read; frames already queued go out first,
     /// then the close frame; a client that does not answer it is cut off after `closeGrace`.
     func close(_ code: WebSocketErrorCode, _ reason: String) {
@@ -138,6 +153,13 @@ final class SocketOutbox: @unchecked Sendable {
     /// Queue slots kept between flushes; a queue grown past this by a burst is given back.
     static let keptCapacity = 64
     private var pendingBytes = 0
+    /// The QUEUE_CHANGES frame being filled (`enqueueQueueChange`): its prefix and changes so far,
+    /// not yet closed. It is closed and queued when any other frame is queued (so frames keep
+    /// their order), at the flush, or when another change would take it past `maxBatchBytes`.
+    /// Its bytes count in `pendingBytes`.
+    private var openBatch: ByteBuffer?
+    /// A QUEUE_CHANGES frame stays well under what clients take in one message.
+    static let maxBatchBytes = 64 * 1024
     private var flushScheduled = false
     /// A flush is due within a batch window (`enqueue(_:within:)`).
     private var delayedFlushScheduled = false
@@ -157,7 +179,6 @@ final class SocketOutbox: @unchecked Sendable {
     /// `within`: the frame may wait that long for others before it is flushed (nil: this tick).
     /// Frames go out in the order queued either way: a flush writes everything queued.
     func enqueue(_ frame: ByteBuffer, within delay: TimeAmount?) -> Bool {
-        var schedule = false, scheduleDelayed = false
         lock.lock()
         if closed {
             lock.unlock()
@@ -167,8 +188,61 @@ final class SocketOutbox: @unchecked Sendable {
             lock.unlock()
             return false
         }
+        closeBatchLocked()
         pending.append(frame)
         pendingBytes += frame.readableBytes
+        let (schedule, scheduleDelayed) = scheduleLocked(within: delay)
+        lock.unlock()
+        startFlush(schedule: schedule, scheduleDelayed: scheduleDelayed, delay: delay)
+        return true
+    }
+
+    /// Adds one QUEUE_UPDATED's `data` object (`change`) to the QUEUE_CHANGES frame being filled,
+    /// flushed within `delay` like `enqueue(_:within:)`. False past the byte limit.
+    func enqueueQueueChange(_ change: ByteBuffer, within delay: TimeAmount) -> Bool {
+        lock.lock()
+        if closed {
+            lock.unlock()
+            return true
+        }
+        let cost = change.readableBytes + 1 + QueueChangesFrame.prefix.count + QueueChangesFrame.suffix.count
+        if pendingBytes + cost > byteLimit {
+            lock.unlock()
+            return false
+        }
+        if let open = openBatch, open.readableBytes + change.readableBytes + 1 + QueueChangesFrame.suffix.count > Self.maxBatchBytes {
+            closeBatchLocked()
+        }
+        if openBatch == nil {
+            var batch = ByteBufferAllocator().buffer(capacity: QueueChangesFrame.prefix.count + change.readableBytes * 4)
+            batch.writeBytes(QueueChangesFrame.prefix)
+            pendingBytes += QueueChangesFrame.prefix.count
+            openBatch = batch
+        } else {
+            openBatch!.writeInteger(QueueChangesFrame.separator)
+            pendingBytes += 1
+        }
+        openBatch!.writeImmutableBuffer(change)
+        pendingBytes += change.readableBytes
+        let (schedule, scheduleDelayed) = scheduleLocked(within: delay)
+        lock.unlock()
+        startFlush(schedule: schedule, scheduleDelayed: scheduleDelayed, delay: delay)
+        return true
+    }
+
+    /// Closes the QUEUE_CHANGES frame being filled, if any, and queues it. Under `lock`.
+    private func closeBatchLocked() {
+        guard var batch = openBatch else { return }
+        openBatch = nil
+        batch.writeBytes(QueueChangesFrame.suffix)
+        pendingBytes += QueueChangesFrame.suffix.count
+        pending.append(batch)
+    }
+
+    /// Which flush a frame just queued needs: this tick's, or one at the end of its window (nil
+    /// `delay`: this tick). Under `lock`.
+    private func scheduleLocked(within delay: TimeAmount?) -> (now: Bool, delayed: Bool) {
+        var schedule = false, scheduleDelayed = false
         if delay == nil {
             schedule = !flushScheduled
             if schedule { flushScheduled = true }
@@ -176,8 +250,11 @@ final class SocketOutbox: @unchecked Sendable {
             scheduleDelayed = true
             delayedFlushScheduled = true
         }
-        lock.unlock()
-        guard let channel else { return true }
+        return (schedule, scheduleDelayed)
+    }
+
+    private func startFlush(schedule: Bool, scheduleDelayed: Bool, delay: TimeAmount?) {
+        guard let channel else { return }
         if schedule {
             channel.eventLoop.execute { self.flush() }
         } else if scheduleDelayed, let delay {
@@ -186,7 +263,6 @@ final class SocketOutbox: @unchecked Sendable {
                 self.flush()
             }
         }
-        return true
     }
 
     /// Writes what is queued, once per tick, as long as the channel takes it.
@@ -204,6 +280,7 @@ final class SocketOutbox: @unchecked Sendable {
         let taken: Bool = lock.withLock {
             flushScheduled = false
             if finished { return false }
+            closeBatchLocked()
             swap(&pending, &writing)
             if pending.capacity > Self.keptCapacity { pending = CircularBuffer(initialCapacity: 4) }
             pendingBytes = 0
@@ -226,6 +303,7 @@ final class SocketOutbox: @unchecked Sendable {
             closed = true
             if dropPending {
                 pending.removeAll()
+                openBatch = nil
                 pendingBytes = 0
             }
         }
@@ -244,6 +322,7 @@ final class SocketOutbox: @unchecked Sendable {
             closed = true
             finished = true
             pending.removeAll()
+            openBatch = nil
             pendingBytes = 0
         }
     }

@@ -46,7 +46,14 @@ struct WebSocketController: Sendable {
                 guard hub.admits(ip: context.clientIP, caller: caller) else {
                     throw HelpDeskError(.rateLimited, "too many sockets from this address or for this user")
                 }
-                context.socketUpgrade.set(SocketUpgrade(caller: caller, clientIP: context.clientIP))
+                let batches: Bool
+                switch request.uri.queryParameters.get(QueueChangesFrame.parameter) {
+                case nil, "single"?: batches = false
+                case QueueChangesFrame.batched?: batches = true
+                case let other?:
+                    throw HelpDeskError(.validationFailed, "\(QueueChangesFrame.parameter) must be batched or single, not \(other.prefix(40))")
+                }
+                context.socketUpgrade.set(SocketUpgrade(caller: caller, clientIP: context.clientIP, batchesQueueChanges: batches))
                 return Response(status: .ok)
             }
     }
@@ -83,7 +90,7 @@ struct WebSocketController: Sendable {
             }
         }
         let session = SocketSession(id: hub.makeSessionID(), caller: caller, categories: categories, remoteIP: connection.upgrade.clientIP,
-                                    channel: connection.channel, outboundByteLimit: hub.caps.outboundBytes,
+                                    batchesQueueChanges: connection.upgrade.batchesQueueChanges, channel: connection.channel, outboundByteLimit: hub.caps.outboundBytes,
                                     closer: { [weak connection] code, reason in connection?.sendClose(code, reason) },
                                     keepalive: { [weak connection] ping, close in connection?.keepalive(pingAfter: ping, closeAfter: close) })
         do {

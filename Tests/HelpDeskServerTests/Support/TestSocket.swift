@@ -122,6 +122,9 @@ final class TestSocket: @unchecked Sendable {
 
     func count(_ event: String) -> Int { lock.withLock { frames.filter { $0.event == event }.count } }
 
+    /// The buffered frames of `event`, in order, left in place.
+    func frames(_ event: String) -> [Frame] { lock.withLock { frames.filter { $0.event == event } } }
+
     var isClosed: Bool { lock.withLock { closed } }
 
     /// Waits until the server closed the socket.
