@@ -132,6 +132,35 @@ struct ObservabilityTests {
         await pool.shutdown()
     }
 
+    @Test("a script answering stale is prepared and run again, and each such run is counted by script")
+    func staleRunsCounted() async throws {
+        let cluster = try await TestCluster(overrides: ["HELPDESK_METRICS_TOKEN": Self.token])
+        let a = try await cluster.startNode()
+        defer { Task { await cluster.shutdown() } }
+        let agent = try await cluster.staff("stale@example.com", on: a)
+        let socket = try await TestSocket.connect(a.wsURL, token: agent.token)
+        let chat = try await cluster.startChat(on: a)
+        let series = "helpdesk_script_stale_total{script=\"pick\"}"
+        let before = try await Self.scrape(a)
+        #expect(before.values[series] != nil, "the series exists before any stale run")
+        // pick.lua given the wrong category for the wanted conversation answers stale: twice, then right
+        let store = a.services.parts.store, keys = a.services.keys
+        var attempts = 0
+        let reply = try await store.runFresh("pick") {
+            attempts += 1
+            let category = attempts <= 2 ? "999" : "0"
+            return ([keys.agent(agent.id), keys.agentConversations(agent.id), keys.availableAgents, keys.customersSeen,
+                     keys.queueChannel, keys.presenceChannel, keys.userChannel(agent.id), keys.queues, keys.categories, keys.offers,
+                     keys.queue(category), keys.conversation(chat.id), keys.events(chat.id), keys.conversationChannel(chat.id)],
+                    ["", agent.id, chat.id, "pick", agent.id, "", "1", category, chat.id])
+        }
+        #expect(attempts == 3)
+        #expect(reply.array?.first?.string == "ok")
+        let after = try await Self.scrape(a)
+        #expect((after.values[series] ?? 0) - (before.values[series] ?? 0) == 2)
+        await socket.close()
+    }
+
     @Test("the lag gauge is the age of the oldest outbox entry; Redis errors are counted by kind")
     func flushLagAndErrors() async throws {
         let cluster = try await TestCluster(overrides: ["HELPDESK_METRICS_TOKEN": Self.token, "HELPDESK_FLUSH_ENABLED": "0"])

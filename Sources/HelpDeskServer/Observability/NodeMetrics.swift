@@ -14,6 +14,7 @@ import RedisClient
 /// | `helpdesk_websockets` | gauge | sockets open on this node |
 /// | `helpdesk_messages_total{internal}` | counter | messages stored by this node (`SEND_MESSAGE`), not counting de-duplicated re-sends |
 /// | `helpdesk_picks_total{result}` | counter | pick.lua runs: `ok`, `already_picked`, `at_capacity`, `queue_empty`, `other` |
+/// | `helpdesk_script_stale_total{script}` | counter | script runs answered `stale` (what the node read beforehand had changed: read again and retried), by script |
 /// | `helpdesk_archived_total` | counter | conversations this node's flusher wrote to PostgreSQL |
 /// | `helpdesk_redis_errors_total{kind}` | counter | failed Redis commands (`RedisClient.errorKind`) |
 /// | `helpdesk_postgres_errors_total{kind}` | counter | failed PostgreSQL calls: `unavailable`, `data`, `other` |
@@ -33,6 +34,12 @@ enum NodeMetrics {
     static let pickResults = ["ok", "already_picked", "at_capacity", "queue_empty", "other"]
     static let picks: [String: Counter] = Dictionary(uniqueKeysWithValues: pickResults.map {
         ($0, counter("helpdesk_picks_total", "Picks and assignments (pick.lua) by result", labels: [("result", $0)]))
+    })
+    /// The scripts the node reads for before it runs them (`LiveStore.runFresh`).
+    static let freshScripts = ["agent_sweep", "cancel", "close", "customer_abandon", "enqueue", "escalate", "offer_accept",
+                               "offer_end", "pick", "reopen", "takeover", "transfer"]
+    static let staleRuns: [String: Counter] = Dictionary(uniqueKeysWithValues: freshScripts.map {
+        ($0, counter("helpdesk_script_stale_total", "Script runs answered stale (read again and retried)", labels: [("script", $0)]))
     })
     static let archived = counter("helpdesk_archived_total", "Conversations this node's flusher archived")
     static let queueLength = gauge("helpdesk_queue_length", "Waiting conversations in all queues")
@@ -55,7 +62,7 @@ enum NodeMetrics {
 
     /// Creates every series at 0 (the error counters by each kind they can have).
     static func register() {
-        _ = (websockets, messagesPublic, messagesInternal, picks, archived, queueLength, queueOldestWait, agentsAvailable,
+        _ = (websockets, messagesPublic, messagesInternal, picks, staleRuns, archived, queueLength, queueOldestWait, agentsAvailable,
              outboxLength, flushLag, outboxDead, redisUp)
         for kind in ["server_error", "protocol_error", "connection_closed", "timeout", "invalid_argument", "unexpected_reply"] {
             _ = counter("helpdesk_redis_errors_total", "", labels: [("kind", kind)])
@@ -67,6 +74,10 @@ enum NodeMetrics {
 
     static func pick(_ result: String) {
         (picks[result] ?? picks["other"]!).increment()
+    }
+
+    static func stale(_ script: String) {
+        staleRuns[script]?.increment()
     }
 
     /// Reads the cluster-wide gauges from Redis (a few pipelined round trips, bounded whatever

@@ -50,7 +50,10 @@ struct LiveStore: Sendable {
         for _ in 0..<Self.staleAttempts {
             let (keys, arguments) = try await prepare()
             let reply = try await scripts.run(name, keys: keys, arguments: arguments, on: redis)
-            if let r = reply.array, r.count == 2, r[0].string == "err", r[1].string == "stale" { continue }
+            if let r = reply.array, r.count == 2, r[0].string == "err", r[1].string == "stale" {
+                NodeMetrics.stale(name)
+                continue
+            }
             return reply
         }
         throw HelpDeskError(.conflict, "the conversation kept changing meanwhile; try again")
