@@ -40,15 +40,26 @@ struct LiveStore: Sendable {
 
     /// How many times a script answering `stale` is prepared and run again before giving up.
     static let staleAttempts = 8
-    /// How many of the oldest waiting conversations a fairest pick passes as candidates: the script
-    /// needs the head's keys, and the head moves by one per pick racing in between.
-    static let pickCandidates = 16
+    /// How many of the oldest waiting conversations a fairest pick passes as candidates at first:
+    /// the script needs the head's keys, and the head moves by one per pick racing in between.
+    /// Each candidate costs every pick three keys and an argument more; too few, and racing picks
+    /// find the head gone past them and run again (`stale`). With 40 agents racing on two nodes
+    /// (BENCHMARKS.md, tenth round) 16 made 21 % of the picks run twice, 32 about 1 %; 48 none,
+    /// but the keys cost more than the runs they saved.
+    static let pickCandidates = 32
+    /// A pick that found the head gone past its candidates reads twice as many, up to this.
+    static let maxPickCandidates = 128
 
     /// Runs a script whose keys the node reads first (`prepare`); `{'err', 'stale'}` means what was
     /// read changed in between, so it is read again, a bounded number of times.
     func runFresh(_ name: String, _ prepare: () async throws -> (keys: [String], arguments: [String])) async throws -> RESPValue {
-        for _ in 0..<Self.staleAttempts {
-            let (keys, arguments) = try await prepare()
+        try await runFresh(name) { (_: Int) in try await prepare() }
+    }
+
+    /// The same; `prepare` is told which attempt it prepares (0 first).
+    func runFresh(_ name: String, _ prepare: (_ attempt: Int) async throws -> (keys: [String], arguments: [String])) async throws -> RESPValue {
+        for attempt in 0..<Self.staleAttempts {
+            let (keys, arguments) = try await prepare(attempt)
             let reply = try await scripts.run(name, keys: keys, arguments: arguments, on: redis)
             if let r = reply.array, r.count == 2, r[0].string == "err", r[1].string == "stale" {
                 NodeMetrics.stale(name)
@@ -108,7 +119,8 @@ struct LiveStore: Sendable {
     /// pick.lua: `agentID` takes `conversationID` (or the fairest); mode `pick` (the agent) or `assign` (a supervisor).
     /// The script answers with the conversation's hash: no second round trip.
     func pick(agentID: String, conversationID: String?, mode: String, actorID: String) async throws -> ConversationView {
-        let reply = try await runFresh("pick") {
+        let reply = try await runFresh("pick") { (attempt: Int) in
+            let candidateCount = min(Self.pickCandidates << attempt, Self.maxPickCandidates)
             let base = [keys.agent(agentID), keys.agentConversations(agentID), keys.availableAgents, keys.customersSeen,
                         keys.queueChannel, keys.presenceChannel, keys.userChannel(agentID), keys.queues, keys.categories, keys.offers]
             func candidateKeys(_ ids: [String]) -> [String] {
@@ -129,10 +141,10 @@ struct LiveStore: Sendable {
             let queues = (read[1].array ?? []).compactMap(\.string).filter { tree.picks(mine, category: $0) }.sorted()
             let offered = Set((read[3].array ?? []).compactMap(\.string))
             // the oldest few of all the agent's queues (not on offer): the head the script finds is
-            // among them unless more than `pickCandidates` picks got in between
+            // among them unless more than `candidateCount` picks got in between
             var waiting: [(id: String, score: Double)] = []
             if !queues.isEmpty {
-                let heads = try await redis.pipeline(queues.map { ["ZRANGE", keys.queue($0), "0", String(Self.pickCandidates - 1 + offered.count), "WITHSCORES"] })
+                let heads = try await redis.pipeline(queues.map { ["ZRANGE", keys.queue($0), "0", String(candidateCount - 1 + offered.count), "WITHSCORES"] })
                 for head in heads {
                     let items = head.array ?? []
                     var i = 0
@@ -142,7 +154,7 @@ struct LiveStore: Sendable {
                     }
                 }
             }
-            let candidates = waiting.sorted { $0.score < $1.score }.prefix(Self.pickCandidates).map(\.id)
+            let candidates = waiting.sorted { $0.score < $1.score }.prefix(candidateCount).map(\.id)
             return (base + queues.map(keys.queue) + candidateKeys(candidates),
                     [nowOverride, agentID, "", mode, actorID, categories, String(queues.count)] + queues + candidates)
         }
