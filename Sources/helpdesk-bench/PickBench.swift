@@ -54,7 +54,9 @@ struct Pick: AsyncParsableCommand {
         }
         // Let the connects' presence updates settle, so they are not counted as pick traffic.
         try await Task.sleep(for: .seconds(1))
-        let pids = nodePids + (redisPid.map { [$0] } ?? [])
+        // this process too: the load generator shares the cores with the nodes and Redis
+        let generator = getpid()
+        let pids = nodePids + (redisPid.map { [$0] } ?? []) + [generator]
         let before = CPUSample.take(pids)
         let started = NIODeadline.now()
         let done = pickers.map { picker in picker.socket!.loop.flatSubmit { picker.start() } }
@@ -95,7 +97,8 @@ struct Pick: AsyncParsableCommand {
         print("pick: frames the agents received meanwhile: \(frames) (\(fmt(Double(frames) / Double(Swift.max(picks, 1)), 1)) per pick)")
         var cpuLine = "pick: CPU s:"
         for pid in nodePids { cpuLine += " node \(pid) \(fmt(before.used(until: after, pid), 2))," }
-        if let redisPid { cpuLine += " redis \(fmt(before.used(until: after, redisPid), 2))" }
+        if let redisPid { cpuLine += " redis \(fmt(before.used(until: after, redisPid), 2))," }
+        cpuLine += " load generator \(fmt(before.used(until: after, generator), 2))"
         print(cpuLine)
         print("summary pick agents=\(agents) customers=\(customers) queue_changes=\(queueChanges) picks=\(picks) picks_per_s=\(fmt(perSecond, 0)) "
               + "double_acks=\(doubleInAcks) double_server=\(mismatched) waiting=\(stillWaiting) frames=\(frames) closed=\(closed)")
