@@ -29,6 +29,8 @@ struct LiveStore: Sendable {
     var senderMessageBurst = 100.0
     /// Where uploaded attachments are (PostgreSQL); without it, a send with attachments is refused.
     var attachments: AttachmentStore? = nil
+    /// What earlier fairest picks read (shared by every copy of this store).
+    let pickReads = PickReadCache()
 
     var now: Int64 { epochMillis(clock()) }
 
@@ -132,26 +134,18 @@ struct LiveStore: Sendable {
                 return (base + [keys.queue(category)] + candidateKeys([wanted]),
                         [nowOverride, agentID, wanted, mode, actorID, categories, "1", category, wanted])
             }
-            let read = try await redis.pipeline([["HGET", keys.agent(agentID), "categories"], ["SMEMBERS", keys.queues],
-                                                 ["HGETALL", keys.categories], ["ZRANGE", keys.offers, "0", "-1"]])
-            let categories = read[0].string ?? ""
-            let tree = CategoryTree(hash: read[2].fieldMap)
-            let mine = CategoryTree.list(categories)
-            // the pick-routed queues the agent serves: its categories, their subcategories, the uncategorised queue
-            let queues = (read[1].array ?? []).compactMap(\.string).filter { tree.picks(mine, category: $0) }.sorted()
-            let offered = Set((read[3].array ?? []).compactMap(\.string))
-            // the oldest few of all the agent's queues (not on offer): the head the script finds is
-            // among them unless more than `candidateCount` picks got in between
+            // The fairest: the heads of the pick-routed queues the agent serves (its categories,
+            // their subcategories, the uncategorised queue), the oldest few of them all not on offer.
+            let plan = try await fairestPickPlan(agentID: agentID, candidateCount: candidateCount, reuse: attempt == 0)
+            let (categories, queues, offered) = (plan.categories, plan.queues, plan.offered)
+            // the head the script finds is among them unless more than `candidateCount` picks got in between
             var waiting: [(id: String, score: Double)] = []
-            if !queues.isEmpty {
-                let heads = try await redis.pipeline(queues.map { ["ZRANGE", keys.queue($0), "0", String(candidateCount - 1 + offered.count), "WITHSCORES"] })
-                for head in heads {
-                    let items = head.array ?? []
-                    var i = 0
-                    while i + 1 < items.count {
-                        if let id = items[i].string, !offered.contains(id), let score = items[i + 1].string.flatMap(Double.init) { waiting.append((id, score)) }
-                        i += 2
-                    }
+            for head in plan.heads {
+                let items = head.array ?? []
+                var i = 0
+                while i + 1 < items.count {
+                    if let id = items[i].string, !offered.contains(id), let score = items[i + 1].string.flatMap(Double.init) { waiting.append((id, score)) }
+                    i += 2
                 }
             }
             let candidates = waiting.sorted { $0.score < $1.score }.prefix(candidateCount).map(\.id)
@@ -168,6 +162,47 @@ struct LiveStore: Sendable {
             throw HelpDeskError(.internalError, "pick: unexpected reply")
         }
         return view
+    }
+
+    /// What a fairest pick reads before its script: the agent's categories field, its queues, the
+    /// conversations on offer and the heads (`ZRANGE … WITHSCORES`) of those queues.
+    struct FairestPickPlan {
+        var categories: String
+        var queues: [String]
+        var offered: Set<String>
+        var heads: [RESPValue]
+    }
+
+    /// One round trip when the agent's categories field and the queues set are what an earlier pick
+    /// read (`PickReadCache`): they are read again with the heads of the queues they imply, and the
+    /// heads are used if both are unchanged. Otherwise (and with `reuse` false, after a stale run)
+    /// two: the field, the set, the tree and the offers, then the heads.
+    func fairestPickPlan(agentID: String, candidateCount: Int, reuse: Bool) async throws -> FairestPickPlan {
+        func headCommand(_ queue: String, offered: Int) -> [String] {
+            ["ZRANGE", keys.queue(queue), "0", String(candidateCount - 1 + offered), "WITHSCORES"]
+        }
+        let agentKey = keys.agent(agentID)
+        if reuse, let guess = pickReads.guess(agentID: agentID) {
+            let read = try await redis.pipeline([["HGET", agentKey, "categories"], ["SMEMBERS", keys.queues], ["ZRANGE", keys.offers, "0", "-1"]]
+                                                + guess.queues.map { headCommand($0, offered: guess.offeredCount) })
+            let categories = read[0].string ?? ""
+            let members = Set((read[1].array ?? []).compactMap(\.string))
+            let offered = Set((read[2].array ?? []).compactMap(\.string))
+            if categories == guess.categories && members == guess.members {
+                pickReads.offered(offered.count)
+                return FairestPickPlan(categories: categories, queues: guess.queues, offered: offered, heads: Array(read[3...]))
+            }
+        }
+        let read = try await redis.pipeline([["HGET", agentKey, "categories"], ["SMEMBERS", keys.queues],
+                                             ["HGETALL", keys.categories], ["ZRANGE", keys.offers, "0", "-1"]])
+        let categories = read[0].string ?? ""
+        let members = Set((read[1].array ?? []).compactMap(\.string))
+        let tree = CategoryTree(hash: read[2].fieldMap)
+        let offered = Set((read[3].array ?? []).compactMap(\.string))
+        let queues = PickReadCache.queues(members: members, tree: tree, categories: categories)
+        pickReads.remember(agentID: agentID, categories: categories, members: members, tree: tree, offeredCount: offered.count)
+        let heads = queues.isEmpty ? [] : try await redis.pipeline(queues.map { headCommand($0, offered: offered.count) })
+        return FairestPickPlan(categories: categories, queues: queues, offered: offered, heads: heads)
     }
 
     /// The waiting conversations of some categories (all when nil), oldest first.
