@@ -61,7 +61,7 @@ struct QueueChangesTests {
         for socket in [single, batched, watching, explicitSingle] { await socket.close() }
     }
 
-    @Test("an unknown queue_changes value refuses the upgrade with a clear error and opens nothing")
+    @Test("an unknown queue_changes value refuses the upgrade with a clear error, opens nothing and leaves the ticket unspent")
     func unknownValueRefused() async throws {
         let cluster = try await TestCluster()
         let a = try await cluster.startNode()
@@ -72,5 +72,14 @@ struct QueueChangesTests {
         #expect(refused.status == 400)
         #expect((refused.body["error"] as? [String: Any])?["code"] as? String == "validation_failed")
         #expect(a.services.parts.hub.sessions(ofUser: agent.id).isEmpty)
+        // with a ticket: refused the same way, and the ticket still opens a socket afterwards
+        let (status, body) = try await HTTP.request("POST", a.url + "/api/v1/ws-tickets", token: agent.token)
+        let ticket = try #require(body["ticket"] as? String, "\(status) \(body)")
+        let withTicket = try RawWebSocket.refusedUpgrade(port: a.port, path: "/ws?ticket=\(ticket)&queue_changes=", headers: [:])
+        #expect(withTicket.status == 400)
+        #expect((withTicket.body["error"] as? [String: Any])?["code"] as? String == "validation_failed")
+        let socket = try await TestSocket.connect(a.wsURL + "?ticket=\(ticket)&queue_changes=batched", token: "not-a-token")
+        #expect(a.services.parts.hub.sessions(ofUser: agent.id).count == 1)
+        await socket.close()
     }
 }

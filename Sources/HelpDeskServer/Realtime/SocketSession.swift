@@ -156,7 +156,8 @@ final class SocketOutbox: @unchecked Sendable {
     /// The QUEUE_CHANGES frame being filled (`enqueueQueueChange`): its prefix and changes so far,
     /// not yet closed. It is closed and queued when any other frame is queued (so frames keep
     /// their order), at the flush, or when another change would take it past `maxBatchBytes`.
-    /// Its bytes count in `pendingBytes`.
+    /// Its bytes count in `pendingBytes`. Unlike a fanned-out frame, shared by every recipient,
+    /// each socket's batch is its own copy: bounded, like everything queued, by the byte limit.
     private var openBatch: ByteBuffer?
     /// A QUEUE_CHANGES frame stays well under what clients take in one message.
     static let maxBatchBytes = 64 * 1024
@@ -184,7 +185,9 @@ final class SocketOutbox: @unchecked Sendable {
             lock.unlock()
             return true
         }
-        if pendingBytes + frame.readableBytes > byteLimit {
+        // the open batch's closing bracket is counted when the batch is closed, here
+        let closing = openBatch == nil ? 0 : QueueChangesFrame.suffix.count
+        if pendingBytes + closing + frame.readableBytes > byteLimit {
             lock.unlock()
             return false
         }
@@ -205,7 +208,9 @@ final class SocketOutbox: @unchecked Sendable {
             lock.unlock()
             return true
         }
-        let cost = change.readableBytes + 1 + QueueChangesFrame.prefix.count + QueueChangesFrame.suffix.count
+        // at most: a separator, or the open batch's closing bracket and a new batch's prefix; and
+        // this batch's own closing bracket
+        let cost = change.readableBytes + 1 + QueueChangesFrame.prefix.count + 2 * QueueChangesFrame.suffix.count
         if pendingBytes + cost > byteLimit {
             lock.unlock()
             return false

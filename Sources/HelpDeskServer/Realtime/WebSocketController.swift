@@ -46,16 +46,21 @@ struct WebSocketController: Sendable {
                 guard hub.admits(ip: context.clientIP, caller: caller) else {
                     throw HelpDeskError(.rateLimited, "too many sockets from this address or for this user")
                 }
-                let batches: Bool
-                switch request.uri.queryParameters.get(QueueChangesFrame.parameter) {
-                case nil, "single"?: batches = false
-                case QueueChangesFrame.batched?: batches = true
-                case let other?:
-                    throw HelpDeskError(.validationFailed, "\(QueueChangesFrame.parameter) must be batched or single, not \(other.prefix(40))")
-                }
-                context.socketUpgrade.set(SocketUpgrade(caller: caller, clientIP: context.clientIP, batchesQueueChanges: batches))
+                context.socketUpgrade.set(SocketUpgrade(caller: caller, clientIP: context.clientIP,
+                                                        batchesQueueChanges: try Self.batchesQueueChanges(request)))
                 return Response(status: .ok)
             }
+    }
+
+    /// `?queue_changes=`: batched (QUEUE_CHANGES) or single (QUEUE_UPDATED, the default); anything
+    /// else is refused, before a ticket is spent on it (`WebSocketAuthMiddleware`).
+    static func batchesQueueChanges(_ request: Request) throws -> Bool {
+        switch request.uri.queryParameters.get(QueueChangesFrame.parameter) {
+        case nil, "single"?: return false
+        case QueueChangesFrame.batched?: return true
+        case let other?:
+            throw HelpDeskError(.validationFailed, "\(QueueChangesFrame.parameter) must be batched or single, not \(other.prefix(40))")
+        }
     }
 
     /// Installs an upgraded socket's handlers (on its event loop); the connection starts at once.
@@ -180,6 +185,8 @@ struct WebSocketAuthMiddleware: RouterMiddleware {
         var context = context
         context.clientIP = clientIP(request: request, remote: context.remoteAddress, trustProxy: services.configuration.trustProxy)
         var token: String?
+        // a refused option must not spend the single-use ticket
+        _ = try WebSocketController.batchesQueueChanges(request)
         if let ticket = request.uri.queryParameters.get("ticket") {
             // GETDEL: a ticket works once, on whichever node the upgrade lands.
             token = try await services.redis.send("GETDEL", services.keys.wsTicket(ticket)).string
