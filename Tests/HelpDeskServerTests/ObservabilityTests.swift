@@ -161,6 +161,20 @@ struct ObservabilityTests {
         await socket.close()
     }
 
+    @Test("every script run through runFresh has its stale series (a name missing from the list would not be counted)")
+    func staleSeriesForEveryScript() throws {
+        let directory = TestEnvironment.repositoryRoot + "/Sources/HelpDeskServer"
+        var names = Set<String>()
+        let files = FileManager.default.enumerator(atPath: directory)?.compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") } ?? []
+        let pattern = #/runFresh\("([a-z_]+)"/#
+        for file in files {
+            let text = try String(contentsOfFile: directory + "/" + file, encoding: .utf8)
+            for match in text.matches(of: pattern) { names.insert(String(match.1)) }
+        }
+        #expect(names.count >= 12, "\(names.sorted())")
+        #expect(names == Set(NodeMetrics.freshScripts), "runFresh: \(names.sorted()); helpdesk_script_stale_total: \(NodeMetrics.freshScripts)")
+    }
+
     @Test("the lag gauge is the age of the oldest outbox entry; Redis errors are counted by kind")
     func flushLagAndErrors() async throws {
         let cluster = try await TestCluster(overrides: ["HELPDESK_METRICS_TOKEN": Self.token, "HELPDESK_FLUSH_ENABLED": "0"])
