@@ -23,6 +23,26 @@ struct JWTTests {
         #expect(throws: HelpDeskError.self) { try ring.verify(input + ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", now: Date(timeIntervalSince1970: 1_300_000_000)) }
     }
 
+    @Test("base64url: every length round-trips without padding or + /; padding, other characters and impossible lengths are refused")
+    func base64URL() {
+        var generator = SystemRandomNumberGenerator()
+        for length in 0..<70 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let text = Base64URL.encode(bytes)
+            #expect(!text.contains("+") && !text.contains("/") && !text.contains("="), "\(text)")
+            #expect(text.utf8.count == (length * 4 + 2) / 3)
+            #expect(Base64URL.decode(text) == bytes)
+            #expect(Base64URL.decode(text[...]) == bytes, "a Substring, as a token's parts are")
+        }
+        #expect(Base64URL.encode([0xfb, 0xff]) == "-_8")
+        #expect(Base64URL.decode("-_8") == [0xfb, 0xff])
+        #expect(Base64URL.decode("-_8=") == nil)
+        #expect(Base64URL.decode("a") == nil)
+        #expect(Base64URL.decode("ab c") == nil)
+        #expect(Base64URL.decode("é") == nil)
+        #expect(Base64URL.decode("") == [])
+    }
+
     @Test("a signed token verifies and carries its claims and kid")
     func roundTrip() throws {
         let token = signer.sign(claims())
