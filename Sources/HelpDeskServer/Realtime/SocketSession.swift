@@ -83,9 +83,12 @@ final class SocketSession: Sendable {
 
     /// Queues a frame already in a buffer (one buffer is shared by every recipient of a fan-out).
     func send(_ frame: ByteBuffer) {
-        if !outbox.enqueue(frame) {
-            close(.unknown(4008), "too slow: reconnect and resume with last_message_id")
-        }
+        if !outbox.enqueue(frame) { closeTooSlow() }
+    }
+
+    /// The outbox is past its byte limit: the client does not read. It comes back and resumes.
+    private func closeTooSlow() {
+        close(.unknown(4008), "too slow: reconnect and resume with last_message_id")
     }
 
     /// How long `sendSoon` lets a frame wait for company.
@@ -95,9 +98,7 @@ final class SocketSession: Sendable {
     /// sent at once). For events every staff socket gets on every change (QUEUE_UPDATED): under a
     /// burst of picks each socket gets one write per window instead of one per pick.
     func sendSoon(_ frame: ByteBuffer) {
-        if !outbox.enqueue(frame, within: Self.batchWindow) {
-            close(.unknown(4008), "too slow: reconnect and resume with last_message_id")
-        }
+        if !outbox.enqueue(frame, within: Self.batchWindow) { closeTooSlow() }
     }
 
     /// A queue change: a QUEUE_UPDATED `frame` sent soon (`sendSoon`), or, for a socket that
@@ -105,9 +106,7 @@ final class SocketSession: Sendable {
     /// QUEUE_CHANGES frame. `change` is nil for a frame not in the shape a batch needs.
     func sendQueueChange(frame: ByteBuffer, change: ByteBuffer?) {
         guard batchesQueueChanges, let change else { return sendSoon(frame) }
-        if !outbox.enqueueQueueChange(change, within: Self.batchWindow) {
-            close(.unknown(4008), "too slow: reconnect and resume with last_message_id")
-        }
+        if !outbox.enqueueQueueChange(change, within: Self.batchWindow) { closeTooSlow() }
     }
 
     /// Closes the socket: nothing more is queued or read; frames already queued go out first,
