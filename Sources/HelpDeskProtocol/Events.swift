@@ -207,6 +207,8 @@ public enum QueueChangesFrame {
     /// The query parameter and value that ask for this form.
     public static let parameter = "queue_changes"
     public static let batched = "batched"
+    /// The default: one QUEUE_UPDATED per change.
+    public static let single = "single"
     /// A frame's bytes before its first change, between two changes, and after the last.
     public static let prefix: [UInt8] = Array(#"{"event":"QUEUE_CHANGES","data":{"changes":["#.utf8)
     public static let separator = UInt8(ascii: ",")

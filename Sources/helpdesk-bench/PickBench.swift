@@ -23,6 +23,12 @@ struct Pick: AsyncParsableCommand {
     @Option(name: .customLong("node-pid"), help: "A node process whose CPU to report (repeat).") var nodePids: [Int32] = []
     @Option(help: "The Redis server process whose CPU to report.") var redisPid: Int32?
 
+    func validate() throws {
+        guard [QueueChangesFrame.batched, QueueChangesFrame.single].contains(queueChanges) else {
+            throw ValidationError("--queue-changes is batched or single, not \(queueChanges)")
+        }
+    }
+
     func run() async throws {
         lineBufferedOutput()
         let nodeURLs = nodes.isEmpty ? ["http://127.0.0.1:8081", "http://127.0.0.1:8082"] : nodes

@@ -56,7 +56,7 @@ struct WebSocketController: Sendable {
     /// else is refused, before a ticket is spent on it (`WebSocketAuthMiddleware`).
     static func batchesQueueChanges(_ request: Request) throws -> Bool {
         switch request.uri.queryParameters.get(QueueChangesFrame.parameter) {
-        case nil, "single"?: return false
+        case nil, QueueChangesFrame.single?: return false
         case QueueChangesFrame.batched?: return true
         case let other?:
             throw HelpDeskError(.validationFailed, "\(QueueChangesFrame.parameter) must be batched or single, not \(other.prefix(40))")
