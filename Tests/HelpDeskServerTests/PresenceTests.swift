@@ -117,4 +117,48 @@ struct PresenceTests {
         #expect(try await socket.request("PICK", [:]).event == "ACK")
         await socket.close()
     }
+    @Test("a node follows the presence channel only while a supervisor or admin socket is open on it, from before their HELLO")
+    func presenceChannelOnDemand() async throws {
+        let cluster = try await TestCluster()
+        let a = try await cluster.startNode("node-a")
+        defer { Task { await cluster.shutdown() } }
+        let hub = a.services.parts.hub
+        let redis = cluster.redis()
+        let channel = cluster.prefix + "ch:presence"
+        @Sendable func subscribers() async throws -> Int {
+            try await redis.send("PUBSUB", "NUMSUB", channel).array?.last?.int ?? -1
+        }
+        let supervisor = try await cluster.staff("sue@example.com", role: .supervisor, on: a)
+        let agent = try await cluster.staff("agent@example.com", supervisor: "sue@example.com", on: a)
+        let admin = try await cluster.staff("admin@example.com", role: .admin, on: a)
+        let agentSocket = try await TestSocket.connect(a.wsURL, token: agent.token, label: "agent")
+        #expect(!hub.followsPresence, "an agent's socket does not need the presence channel")
+        #expect(try await subscribers() == 0)
+
+        // TestSocket.connect returns at HELLO: the subscription is confirmed by then.
+        let board = try await TestSocket.connect(a.wsURL, token: supervisor.token, label: "supervisor")
+        #expect(try await subscribers() == 1)
+        #expect(try await agentSocket.request("SET_STATUS", ["status": "away"]).event == "ACK")
+        _ = try await board.next("PRESENCE_UPDATED") { $0.data["agent_id"] as? String == agent.id && $0.data["status"] as? String == "away" }
+
+        // Two watchers, one channel; it stays until the last one goes.
+        let adminSocket = try await TestSocket.connect(a.wsURL, token: admin.token, label: "admin")
+        #expect(try await subscribers() == 1)
+        await board.close()
+        try await waitUntil("the supervisor's socket is gone") { hub.sessions(ofUser: supervisor.id).isEmpty }
+        #expect(hub.followsPresence)
+        #expect(try await agentSocket.request("SET_STATUS", ["status": "online"]).event == "ACK")
+        _ = try await adminSocket.next("PRESENCE_UPDATED") { $0.data["agent_id"] as? String == agent.id && $0.data["status"] as? String == "online" }
+        await adminSocket.close()
+        try await waitUntil("the node no longer follows the presence channel") {
+            try await subscribers() == 0 && !hub.followsPresence
+        }
+
+        // A supervisor back later follows it again, from its HELLO.
+        let again = try await TestSocket.connect(a.wsURL, token: supervisor.token, label: "supervisor again")
+        #expect(try await subscribers() == 1)
+        #expect(try await agentSocket.request("SET_STATUS", ["status": "away"]).event == "ACK")
+        _ = try await again.next("PRESENCE_UPDATED") { $0.data["agent_id"] as? String == agent.id && $0.data["status"] as? String == "away" }
+        await again.close(); await agentSocket.close()
+    }
 }

@@ -9,8 +9,9 @@ import RedisClient
 /// `deliver` runs synchronously on the pub/sub connection's event loop: it reads the payload's
 /// header (never the frame), asks the conversation's `ConversationFanout` what to do, and queues
 /// one shared buffer on each recipient's outbox. No task switch or actor hop per message.
-/// The node subscribes to a conversation's channel while a local socket follows it and to a
-/// user's channel while that user has a socket here (`SubscriptionCounts`).
+/// The node subscribes to a conversation's channel while a local socket follows it, to a
+/// user's channel while that user has a socket here, and to the presence channel while a
+/// supervisor or admin has one (`SubscriptionCounts`).
 final class ConnectionHub: Sendable {
     private struct State {
         var nextSessionID = 0
@@ -115,6 +116,7 @@ final class ConnectionHub: Sendable {
     /// a reload's disconnect never lands after its connect; the returned task gives its result.
     func register(_ session: SocketSession, presence: (@Sendable (Bool) async throws -> String?)? = nil) async throws -> Task<String?, any Error>? {
         let userKey = session.userKey
+        var presenceFirst: Bool?
         let (first, update) = try state.withLockedValue { state throws -> (Bool, Task<String?, any Error>?) in
             guard state.ipSockets[session.remoteIP, default: 0] < caps.perIP else {
                 throw HelpDeskError(.rateLimited, "too many sockets from this address")
@@ -128,7 +130,14 @@ final class ConnectionHub: Sendable {
             let first = state.userSockets[userKey, default: []].isEmpty
             state.userSockets[userKey, default: []].insert(session.id)
             let update = presence.map { body in presenceOrder.run(session.caller.id) { try await body(first) } }
+            // Paired with the release in `unregister`, which only a registered session reaches.
+            presenceFirst = Self.watchesPresence(session) ? state.subscriptions.retain(keys.presenceChannel) : nil
             return (first, update)
+        }
+        if let presenceFirst {
+            // Confirmed before HELLO: the page reads its presence snapshot on HELLO, and no update
+            // may fall between the two.
+            try await confirmSubscription(keys.presenceChannel, first: presenceFirst)
         }
         if first, session.isStaff {
             let channel = keys.userChannel(session.caller.id)
@@ -146,6 +155,9 @@ final class ConnectionHub: Sendable {
         let last = state.withLockedValue { state -> Bool in
             guard state.sessions.removeValue(forKey: session.id) != nil else { return false }
             state.staffSockets.remove(session.id)
+            if Self.watchesPresence(session), state.subscriptions.release(keys.presenceChannel) {
+                unsubscribe.append(keys.presenceChannel)
+            }
             state.ipSockets[session.remoteIP, default: 1] -= 1
             if state.ipSockets[session.remoteIP] == 0 { state.ipSockets.removeValue(forKey: session.remoteIP) }
             for conversation in state.joinedBy.removeValue(forKey: session.id) ?? [] {
@@ -317,11 +329,22 @@ final class ConnectionHub: Sendable {
         try await task.value
     }
 
-    /// Subscribes to the node-wide channels (queue and presence events).
+    /// Subscribes to the queue channel, which every staff socket follows. It is wanted even if the
+    /// pub/sub connection is not up yet; it subscribes when it is.
     func start() async {
-        // Both are wanted even if the pub/sub connection is not up yet; it subscribes when it is.
-        try? await subscriber.subscribe([keys.queueChannel, keys.presenceChannel])
+        try? await subscriber.subscribe([keys.queueChannel])
     }
+
+    /// Supervisors and admins get the presence channel's events (`deliver`, `.presence`). The node
+    /// follows that channel only while one of them has a socket here: every pick, offer and status
+    /// change publishes there, and a node serving only agents and customers would read each one
+    /// for nobody (BENCHMARKS.md, eleventh round).
+    private static func watchesPresence(_ session: SocketSession) -> Bool {
+        session.caller.role == .admin || session.caller.role == .supervisor
+    }
+
+    /// Whether this node follows the presence channel now (tests).
+    var followsPresence: Bool { state.withLockedValue { $0.subscriptions.count(keys.presenceChannel) > 0 } }
 
     // MARK: fan-out
 
