@@ -30,6 +30,7 @@ public struct NodeServices: Sendable {
         self.clock = clock
         var redisConfiguration = try RedisConfiguration(url: configuration.redisURL)
         redisConfiguration.maxBatchCalls = configuration.redisMaxBatch
+        redisConfiguration.maxBatchesInFlight = configuration.redisBatchesInFlight
         self.redis = RedisClient(configuration: redisConfiguration, poolSize: configuration.redisPoolSize, logger: logger)
         self.subscriber = RedisSubscriber(configuration: redisConfiguration, logger: logger)
         self.scripts = try ScriptLibrary.load(directory: configuration.luaDirectory)

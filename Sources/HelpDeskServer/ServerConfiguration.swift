@@ -38,6 +38,9 @@ public struct ServerConfiguration: Sendable {
     public var redisPoolSize: Int
     /// Chat messages one `FCALL send` may carry (`HELPDESK_REDIS_MAX_BATCH`; 1: each on its own).
     public var redisMaxBatch: Int
+    /// `FCALL send` batches a Redis connection may have unanswered before its next ones wait for a
+    /// reply (`HELPDESK_REDIS_BATCHES_IN_FLIGHT`; 0: never wait).
+    public var redisBatchesInFlight: Int = RedisConfiguration.defaultMaxBatchesInFlight
     /// Chats a single IP may start per window.
     public var startLimitPerIP: Int
     public var startWindowSeconds: Int
@@ -130,6 +133,11 @@ public struct ServerConfiguration: Sendable {
             guard value <= max else { throw HelpDeskError(.validationFailed, "\(name) must be at most \(max), got \(value)") }
             return value
         }
+        func nonNegative(_ name: String, _ fallback: Int, max: Int) throws -> Int {
+            let value = try int(name, fallback)
+            guard (0...max).contains(value) else { throw HelpDeskError(.validationFailed, "\(name) must be from 0 to \(max), got \(value)") }
+            return value
+        }
         func double(_ name: String, _ fallback: Double) throws -> Double {
             guard let text = env[name] else { return fallback }
             guard let value = Double(text), value > 0 else { throw HelpDeskError(.validationFailed, "\(name) must be a positive number, got \(text)") }
@@ -207,6 +215,7 @@ public struct ServerConfiguration: Sendable {
         }
         configuration.logFormat = logFormat
         configuration.exportMaxRows = try positive("HELPDESK_EXPORT_MAX_ROWS", 50_000)
+        configuration.redisBatchesInFlight = try nonNegative("HELPDESK_REDIS_BATCHES_IN_FLIGHT", RedisConfiguration.defaultMaxBatchesInFlight, max: 1_000)
         if let sla = env["HELPDESK_SLA_FIRST_RESPONSE"] { configuration.slaFirstResponse = try SLATargets(parsing: sla) }
         return configuration
     }

@@ -31,6 +31,12 @@ public struct RedisConfiguration: Sendable, Equatable {
     /// size) 32 make ~1.5 ms, more with the longest texts allowed.
     public var maxBatchCalls = RedisConfiguration.defaultMaxBatchCalls
     public static let defaultMaxBatchCalls = 32
+    /// Batches (`submitBatched`) one connection may have unanswered before its next batches wait
+    /// for a reply; 0 never waits. While Redis is behind, calls then gather into fuller batches
+    /// instead of queueing in Redis's socket as one small `FCALL` each, so the cost per call falls
+    /// just when Redis needs it to (BENCHMARKS.md, eleventh round). An idle connection writes at once.
+    public var maxBatchesInFlight = RedisConfiguration.defaultMaxBatchesInFlight
+    public static let defaultMaxBatchesInFlight = 1
 
     public init(
         host: String = "127.0.0.1", port: Int = 6379, password: String? = nil, username: String? = nil,

@@ -158,6 +158,20 @@ struct SendWithoutTaskTests {
         #expect(throws: HelpDeskError.self) { try ServerConfiguration.fromEnvironment(env.merging(["HELPDESK_REDIS_MAX_BATCH": "1001"]) { $1 }) }
     }
 
+    @Test("HELPDESK_REDIS_BATCHES_IN_FLIGHT sets the batches a connection may have unanswered: 1 unless set, 0 (never wait) to 1,000")
+    func batchesInFlightSetting() throws {
+        let env = ["HELPDESK_JWT_SECRET": "0123456789abcdef0123"]
+        func with(_ value: String) throws -> Int {
+            try ServerConfiguration.fromEnvironment(env.merging(["HELPDESK_REDIS_BATCHES_IN_FLIGHT": value]) { $1 }).redisBatchesInFlight
+        }
+        #expect(try ServerConfiguration.fromEnvironment(env).redisBatchesInFlight == 1)
+        #expect(try with("0") == 0)
+        #expect(try with("4") == 4)
+        for bad in ["-1", "1001", "two"] {
+            #expect(throws: HelpDeskError.self) { try with(bad) }
+        }
+    }
+
     @Test("a frame for the task path after messages in flight acts after them (leaving the queue does not overtake them)")
     func taskWaitsForMessagesInFlight() async throws {
         let chat = try await Chat.open()

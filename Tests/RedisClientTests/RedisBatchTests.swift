@@ -15,10 +15,12 @@ struct RedisBatchTests {
         let function: String
         let connection: RedisConnection
 
-        static func load(maxBatchCalls: Int = RedisConfiguration.defaultMaxBatchCalls) async throws -> Library {
+        static func load(maxBatchCalls: Int = RedisConfiguration.defaultMaxBatchCalls,
+                         maxBatchesInFlight: Int = RedisConfiguration.defaultMaxBatchesInFlight) async throws -> Library {
             let tag = String(UInt64.random(in: 0...UInt64.max), radix: 36)
             var configuration = try testConfiguration()
             configuration.maxBatchCalls = maxBatchCalls
+            configuration.maxBatchesInFlight = maxBatchesInFlight
             let library = Library(name: "batchtest_" + tag, function: "batch_" + tag,
                                   connection: try await RedisConnection.connect(configuration: configuration))
             let code = """
@@ -45,6 +47,15 @@ struct RedisBatchTests {
             var replies: [RESPValue] = []
             for future in futures { replies.append(try await future.get()) }
             return replies
+        }
+
+        /// Submits one call from the connection's event loop, in a tick of its own (the tick's
+        /// write has run when this returns); the future holds its reply.
+        func submitAlone(_ key: String) async throws -> EventLoopFuture<RESPValue> {
+            let connection = self.connection, function = self.function
+            return try await connection.eventLoop.submit {
+                connection.submitBatched(function: function, shared: ["s"], keys: [key], arguments: ["a"])
+            }.get()
         }
 
         func unload() async {
@@ -115,5 +126,46 @@ struct RedisBatchTests {
         for reply in try await missing.submitInOneTick([("s", "k1", "a1"), ("s", "k2", "a2")]) {
             #expect(RedisScripts.isMissingFunction(reply), "\(reply)")
         }
+    }
+
+    @Test("while a batch is unanswered, the calls of later ticks wait and go out together in one FCALL when its reply comes; 0 never waits")
+    func callsWaitForTheBatchInFlight() async throws {
+        for limit in [1, 0] {
+            let library = try await Library.load(maxBatchesInFlight: limit)
+            let control = try await RedisConnection.connect(configuration: try testConfiguration())
+            // Redis holds the first FCALL (a function without the no-writes flag counts as a write).
+            try await control.send(["CLIENT", "PAUSE", "300", "WRITE"])
+            let first = try await library.submitAlone("k1")
+            var later: [EventLoopFuture<RESPValue>] = []
+            for n in 2...4 { later.append(try await library.submitAlone("k\(n)")) }
+            #expect(Self.parts(try await first.get())?.1 == 1)
+            var replies: [(Int, Int, String, String, String)] = []
+            for future in later { replies.append(try #require(Self.parts(try await future.get()))) }
+            if limit == 1 {
+                #expect(replies.map(\.0) == [1, 2, 3], "one FCALL, in order")
+                #expect(replies.map(\.1) == [3, 3, 3])
+            } else {
+                #expect(replies.map(\.1) == [1, 1, 1], "each tick's call alone")
+            }
+            #expect(replies.map(\.3) == ["k2", "k3", "k4"])
+            await control.close()
+            await library.unload()
+        }
+    }
+
+    @Test("calls waiting behind an unanswered batch fail, not hang, when the connection drops")
+    func waitingCallsFailWithTheConnection() async throws {
+        let library = try await Library.load(maxBatchesInFlight: 1)
+        let control = try await RedisConnection.connect(configuration: try testConfiguration())
+        let id = try #require(try await library.connection.send(["CLIENT", "ID"]).int)
+        try await control.send(["CLIENT", "PAUSE", "300", "WRITE"])
+        let first = try await library.submitAlone("k1")
+        let waiting = try await library.submitAlone("k2")
+        try await control.send(["CLIENT", "KILL", "ID", String(id)])
+        for future in [first, waiting] {
+            await #expect(throws: RedisError.self) { try await future.get() }
+        }
+        await control.close()
+        await library.unload()
     }
 }
