@@ -502,6 +502,10 @@
       case 'RESYNC':
         loadQueue();
         break;
+      case 'PROFILE_UPDATED': // an admin changed our categories or capacity: the queue we see changes with them
+        HD.toast('An admin changed your categories or capacity.', 'ok');
+        loadQueue();
+        break;
       case 'QUEUE_UPDATED':
         applyQueueChange(data);
         renderQueue();

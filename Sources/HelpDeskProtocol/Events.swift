@@ -58,6 +58,8 @@ public enum ServerEventName: String, Sendable, CaseIterable {
     case wrapUpStarted = "WRAP_UP_STARTED"
     case wrapUpEnded = "WRAP_UP_ENDED"
     case categoriesUpdated = "CATEGORIES_UPDATED"
+    /// To an agent: an admin changed its capacity or categories (queue changes follow the new ones).
+    case profileUpdated = "PROFILE_UPDATED"
 }
 
 /// One client frame, parsed: its event (known or not), its `ref`, its `data` object.

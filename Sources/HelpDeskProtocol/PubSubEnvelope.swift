@@ -23,6 +23,9 @@ public struct PubSubEnvelope: Sendable, Equatable {
         case presence
         /// On a user channel.
         case user
+        /// On a user channel: PROFILE_UPDATED, the agent's capacity or categories changed; a node
+        /// reads its categories again for the agent's sockets (`-`: no key).
+        case profile
     }
 
     public enum Audience: Sendable, Equatable {
@@ -109,6 +112,7 @@ public struct PubSubEnvelope: Sendable, Equatable {
         case 5 where bytes.elementsEqual("queue".utf8): return .queue
         case 8 where bytes.elementsEqual("presence".utf8): return .presence
         case 4 where bytes.elementsEqual("user".utf8): return .user
+        case 7 where bytes.elementsEqual("profile".utf8): return .profile
         default: return nil
         }
     }

@@ -349,6 +349,10 @@ public enum ServerEventData {
     public struct CategoriesUpdated: Codable, Sendable {
         public var categoryIds: [String]
     }
+    public struct ProfileUpdated: Codable, Sendable {
+        public var capacity: Int
+        public var categoryIds: [String]
+    }
     public struct Call: Codable, Sendable {
         public var conversationId: String
         public var callId: String

@@ -4,7 +4,7 @@ import RedisClient
 
 /// Supervisors act on the queue and on their own team (the agents whose supervisor they are);
 /// admins everywhere (issue 10 #16). The team is the agent hash's `supervisor_id`, the same one
-/// presence and escalations are routed by (agent_connect.lua writes it, `PATCH /users` keeps it).
+/// presence and escalations are routed by (agent_connect.lua writes it, `PATCH /users` keeps it: `LiveStore.updateAgentProfile`).
 extension LiveStore {
     /// Throws `forbidden` when `caller` is a supervisor and `agentID` (an agent, or nil/empty for
     /// the queue) is outside its team. Other roles pass: their scripts check what they may do.
@@ -22,12 +22,5 @@ extension LiveStore {
         guard caller.role == .supervisor else { return }
         let agent = try await redis.send("HGET", keys.conversation(conversationID), "agent_id").string
         try await requireTeamScope(caller, agentID: agent)
-    }
-
-    /// Keeps an agent's team in Redis in step with its account, if the agent ever connected.
-    func updateSupervisor(agentID: String, supervisorID: String) async throws {
-        if try await redis.send("EXISTS", keys.agent(agentID)).int == 1 {
-            try await redis.send("HSET", keys.agent(agentID), "supervisor_id", supervisorID)
-        }
     }
 }

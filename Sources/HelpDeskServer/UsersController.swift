@@ -100,7 +100,13 @@ struct UsersController: Sendable {
                 active: body.active,
                 categoryIDs: body.categoryIds)
             guard let user = try await users.update(id: id, changes) else { throw HelpDeskError(.notFound, "no user \(id)") }
-            if body.supervisorId != nil { try await store?.updateSupervisor(agentID: String(id), supervisorID: user.supervisorId.map(String.init) ?? "") }
+            // What routing reads lives in Redis too: a connected agent follows the change at once.
+            if body.supervisorId != nil || body.capacity != nil || body.categoryIds != nil {
+                try await store?.updateAgentProfile(
+                    agentID: String(id), capacity: body.capacity.map { _ in user.capacity },
+                    categories: body.categoryIds.map { _ in user.categoryIds.map(String.init).joined(separator: ",") },
+                    supervisorID: body.supervisorId.map { _ in user.supervisorId.map(String.init) ?? "" })
+            }
             return try Response.json(user)
         }
         group.delete("users/:id") { _, context in

@@ -33,6 +33,7 @@ enum Wire {
         case .wrapUpStarted?: try d(ServerEventData.WrapUpStarted.self)
         case .wrapUpEnded?: try d(ServerEventData.WrapUpEnded.self)
         case .categoriesUpdated?: try d(ServerEventData.CategoriesUpdated.self)
+        case .profileUpdated?: try d(ServerEventData.ProfileUpdated.self)
         case .callInvite?, .callAccept?, .callReject?, .callEnd?, .rtcSignal?:
             let call = try decoder.decode(ServerEnvelope<ServerEventData.Call>.self, from: Data(frame.utf8)).data
             if event != "CALL_END" { #expect(call.from != nil, "\(event) without from") }
@@ -108,7 +109,8 @@ struct LuaGoldenTests {
                 #expect(p.key == (supervisors[agent] ?? "-"), "\(p)")
             }
         } else if p.channel.hasPrefix("ch:user:") {
-            #expect(p.kind == "user" && p.key == "-" && p.audience == "a", "\(p)")
+            #expect(["user", "profile"].contains(p.kind) && p.key == "-" && p.audience == "a", "\(p)")
+            #expect((p.kind == "profile") == (p.event == "PROFILE_UPDATED"), "\(p)")
         } else {
             Issue.record("unexpected channel \(p)")
         }
@@ -216,8 +218,18 @@ struct LuaGoldenTests {
         let (_, _, abandoned) = try await store.sweep(agentGrace: 0, nodeTTL: 600_000, customerGrace: 0)
         #expect(abandoned == 2)
 
+        // an admin's change to a live agent: no categories (an empty list, not an object), then some;
+        // an agent with no live state publishes nothing
+        try await store.updateAgentProfile(agentID: "102", capacity: 2, categories: "", supervisorID: nil)
+        try await store.updateAgentProfile(agentID: "102", capacity: nil, categories: "7,8", supervisorID: "")
+        try await store.updateAgentProfile(agentID: "999", capacity: 1, categories: "7", supervisorID: nil)
+
         let published = try await f.published().map { try Published(channel: $0.channel, payload: $0.payload) }
         for p in published { try Self.check(p, supervisors: supervisors) }
+        let profiles = published.filter { $0.event == "PROFILE_UPDATED" }
+        #expect(profiles.map(\.channel) == ["ch:user:102", "ch:user:102"])
+        #expect(profiles.map { $0.data["category_ids"] as? [String] } == [[], ["7", "8"]])
+        #expect(profiles.map { $0.data["capacity"] as? Int } == [2, 2])
         // a chat message has one view whoever writes it: the frame Redis published (the node's
         // fields, the id and time send.lua appended), the ACK's message and the stream's entry
         let quietFrame = try #require(published.first { $0.kind == "msg" && $0.key.hasPrefix(quiet.messageID + "/") })
@@ -231,10 +243,10 @@ struct LuaGoldenTests {
         let events = Set(published.map(\.event))
         let expected: Set<String> = ["NEW_MESSAGE", "CONVERSATION_ASSIGNED", "QUEUE_UPDATED", "PRESENCE_UPDATED", "CONVERSATION_CLOSED",
                                      "CONVERSATION_REQUEUED", "CONVERSATION_TRANSFERRED", "CONVERSATION_REOPENED", "CONVERSATION_ESCALATED",
-                                     "TYPING", "CALL_INVITE", "CALL_ACCEPT", "CALL_REJECT", "CALL_END", "RTC_SIGNAL"]
+                                     "TYPING", "CALL_INVITE", "CALL_ACCEPT", "CALL_REJECT", "CALL_END", "RTC_SIGNAL", "PROFILE_UPDATED"]
         #expect(events == expected, "missing \(expected.subtracting(events))")
         let kinds = Set(published.map(\.kind))
-        #expect(kinds == ["msg", "assigned", "closed", "moved", "event", "queue", "presence", "user"])
+        #expect(kinds == ["msg", "assigned", "closed", "moved", "event", "queue", "presence", "user", "profile"])
         // the missed call of the expiry and the abandon are among them
         #expect(published.contains { $0.event == "CALL_END" && $0.data["reason"] as? String == "missed" && $0.data["call_id"] as? String == "c6" })
         #expect(published.contains { $0.event == "CONVERSATION_CLOSED" && $0.data["resolution"] as? String == "abandoned" })

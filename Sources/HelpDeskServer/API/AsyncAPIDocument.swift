@@ -104,6 +104,8 @@ enum AsyncAPIDocument {
         case .wrapUpEnded: ("wrap-up is over", S.obj(["reason": S.enumeration(["ready", "elapsed"])], required: ["reason"]))
         case .categoriesUpdated: ("staff: these categories' routing, wrap-up or parents changed", S.obj(
             ["category_ids": S.array(S.string)], required: ["category_ids"]))
+        case .profileUpdated: ("to the agent: an admin changed its capacity or categories; its queue changes follow the new ones", S.obj(
+            ["capacity": S.integer, "category_ids": S.array(S.string)], required: ["capacity", "category_ids"]))
         }
     }
 

@@ -402,6 +402,23 @@ final class ConnectionHub: Sendable {
             guard !sessions.isEmpty else { return }
             let frame = copyFrame()
             for session in sessions { session.send(frame) }
+        case .profile:
+            guard rawChannel.starts(with: userPrefix.utf8) else { return }
+            let user = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[userPrefix.utf8.count...]), as: UTF8.self)
+            let sessions = sessions(ofUser: user)
+            guard !sessions.isEmpty else { return }
+            let frame = copyFrame()
+            // An admin changed the agent's categories or capacity: its sockets' queue changes
+            // follow the categories Redis has now (read after the script that published this).
+            Task { [store, logger] in
+                do {
+                    let categories = try await store.agentCategories(user)
+                    for session in sessions { session.setCategories(categories) }
+                } catch {
+                    logger.warning("could not read an agent's new categories", metadata: ["agent": "\(user)", "error": "\(error)"])
+                }
+                for session in sessions { session.send(frame) }
+            }
         case .queue:
             let frame = copyFrame()
             guard let key else {

@@ -512,6 +512,20 @@ struct LiveStore: Sendable {
         try await redis.send("HGET", keys.agent(agentID), "status").string ?? "offline"
     }
 
+    /// agent_profile.lua: an admin changed an agent's capacity, categories (comma-separated ids)
+    /// or supervisor (`""`: none); nil leaves a field. A live agent's routing follows at once and
+    /// its sockets get PROFILE_UPDATED; an agent with no live state gets them at its next connect.
+    func updateAgentProfile(agentID: String, capacity: Int?, categories: String?, supervisorID: String?) async throws {
+        try await scripts.run("agent_profile", keys: [keys.agent(agentID), keys.availableAgents, keys.presenceChannel, keys.userChannel(agentID)],
+                              arguments: [nowOverride, agentID, capacity.map(String.init) ?? "-", categories ?? "-", supervisorID ?? "-"], on: redis)
+    }
+
+    /// The categories an agent serves now, as Redis has them (empty: all, or none known).
+    func agentCategories(_ agentID: String) async throws -> Set<String> {
+        let list = try await redis.send("HGET", keys.agent(agentID), "categories").string ?? ""
+        return Set(list.split(separator: ",").map(String.init))
+    }
+
     /// agent_disconnect.lua: an agent's last socket on this node closed.
     func agentDisconnected(agentID: String, node: String) async throws {
         try await scripts.run("agent_disconnect", keys: [keys.agent(agentID), keys.agentNodes(agentID), keys.availableAgents, keys.presenceChannel],

@@ -17,8 +17,10 @@ final class SocketSession: Sendable {
     let caller: Caller
     /// `ConnectionHub.userKey(caller)`, made once: the hub looks the user up by it on every chat message.
     let userKey: String
-    /// Categories an agent serves (empty: all), for filtering queue events.
-    let categories: Set<String>
+    /// Categories an agent serves (empty: all), for filtering queue events: its account's at
+    /// connect, replaced when an admin changes them (PROFILE_UPDATED, `ConnectionHub`).
+    var categories: Set<String> { servedCategories.withLockedValue { $0 } }
+    private let servedCategories: NIOLockedValueBox<Set<String>>
     /// The client's address (the proxy's `X-Real-IP` when trusted), for the per-IP socket cap.
     let remoteIP: String
     /// The client asked for queue changes batched into QUEUE_CHANGES (`/ws?queue_changes=batched`).
@@ -41,10 +43,15 @@ final class SocketSession: Sendable {
         self.batchesQueueChanges = batchesQueueChanges
         self.caller = caller
         self.userKey = ConnectionHub.userKey(caller)
-        self.categories = categories
+        self.servedCategories = NIOLockedValueBox(categories)
         self.outbox = SocketOutbox(channel: channel, byteLimit: outboundByteLimit)
         self.closer = closer
         self.keepaliveCheck = keepalive
+    }
+
+    /// The agent's categories changed (an admin's PATCH, read back from Redis by the hub).
+    func setCategories(_ categories: Set<String>) {
+        servedCategories.withLockedValue { $0 = categories }
     }
 
     /// A session that writes nowhere (unit tests of routing).
@@ -54,7 +61,7 @@ final class SocketSession: Sendable {
         self.batchesQueueChanges = false
         self.caller = caller
         self.userKey = ConnectionHub.userKey(caller)
-        self.categories = categories
+        self.servedCategories = NIOLockedValueBox(categories)
         self.outbox = SocketOutbox(channel: nil, byteLimit: 1 << 20)
         self.closer = { _, _ in }
         self.keepaliveCheck = { _, _ in }

@@ -1,0 +1,71 @@
+import Foundation
+import HelpDeskCore
+import Testing
+@testable import HelpDeskServer
+
+/// An admin's change to a connected agent's categories or capacity (`PATCH /users/{id}`) takes
+/// effect at once, on every node: PICK, the available set and the queue changes its sockets get.
+@Suite("agent profile changes", .serialized)
+struct AgentProfileTests {
+    @Test("new categories reach a connected agent on another node: PROFILE_UPDATED, its queue changes and its picks follow them, with no reconnect")
+    func categoriesFollowAtOnce() async throws {
+        let cluster = try await TestCluster(overrides: OfferRoutingTests.base)
+        let a = try await cluster.startNode("node-a")
+        let b = try await cluster.startNode("node-b")
+        defer { Task { await cluster.shutdown() } }
+        let admin = try await cluster.staff("admin@example.com", role: .admin, on: a)
+        let billing = try await OfferRoutingTests.category(a, admin: admin.token, ["name": "Billing"])
+        let technical = try await OfferRoutingTests.category(a, admin: admin.token, ["name": "Technical"])
+        let agent = try await cluster.staff("moved@example.com", capacity: 2, on: a)
+        func patch(_ body: [String: Any]) async throws {
+            let (status, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(agent.id)", token: admin.token, body: body)
+            #expect(status == 200)
+        }
+        try await patch(["category_ids": [billing]])
+        // The agent's socket is on node B; the admin's change goes through node A.
+        let socket = try await TestSocket.connect(b.wsURL, token: agent.token, label: "agent")
+        let redis = cluster.redis()
+        #expect(try await redis.send("HGET", cluster.prefix + "agent:\(agent.id)", "categories").string == String(billing))
+
+        try await patch(["category_ids": [technical], "capacity": 3])
+        let profile = try await socket.next("PROFILE_UPDATED")
+        #expect(profile.data["category_ids"] as? [String] == [String(technical)])
+        #expect(profile.data["capacity"] as? Int == 3)
+        #expect(try await redis.send("HGET", cluster.prefix + "agent:\(agent.id)", "categories").string == String(technical))
+        #expect(try await redis.send("HGET", cluster.prefix + "agent:\(agent.id)", "capacity").string == "3")
+
+        // Queue changes follow the new categories: Billing's (published first) is not sent, Technical's is.
+        let bill = try await cluster.startChat(on: a, categoryID: billing)
+        let tech = try await cluster.startChat(on: a, categoryID: technical)
+        let change = try await socket.next("QUEUE_UPDATED") { frame in
+            ((frame.data["conversation"] as? [String: Any])?["id"] as? String) == tech.id
+        }
+        #expect(change.data["op"] as? String == "added")
+        #expect(socket.frames("QUEUE_UPDATED").allSatisfy { ($0.data["conversation"] as? [String: Any])?["id"] as? String != bill.id },
+                "a queue the agent no longer serves")
+        // ... and so does PICK: the fairest is Technical's, though Billing's customer waited longer.
+        let picked = try await socket.request("PICK")
+        #expect(picked.event == "ACK")
+        #expect(OfferRoutingTests.conversationID(picked) == tech.id)
+        await socket.close()
+    }
+
+    @Test("a change to an agent with no live state (never connected) writes PostgreSQL only; its next connect brings it")
+    func agentNotConnected() async throws {
+        let cluster = try await TestCluster(overrides: OfferRoutingTests.base)
+        let a = try await cluster.startNode("node-a")
+        defer { Task { await cluster.shutdown() } }
+        let admin = try await cluster.staff("admin@example.com", role: .admin, on: a)
+        let billing = try await OfferRoutingTests.category(a, admin: admin.token, ["name": "Billing"])
+        let agent = try await cluster.staff("later@example.com", on: a)
+        let (status, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(agent.id)", token: admin.token,
+                                                 body: ["category_ids": [billing], "capacity": 4])
+        #expect(status == 200)
+        let redis = cluster.redis()
+        #expect(try await redis.send("EXISTS", cluster.prefix + "agent:\(agent.id)").int == 0, "no half-made agent hash")
+        let socket = try await TestSocket.connect(a.wsURL, token: agent.token, label: "agent")
+        #expect(try await redis.send("HGET", cluster.prefix + "agent:\(agent.id)", "categories").string == String(billing))
+        #expect(try await redis.send("HGET", cluster.prefix + "agent:\(agent.id)", "capacity").string == "4")
+        await socket.close()
+    }
+}
