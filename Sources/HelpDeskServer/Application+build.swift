@@ -130,7 +130,7 @@ func buildRouter(_ services: NodeServices) -> Router<AppRequestContext> {
         tokens: services.tokens, configuration: services.configuration, clock: services.clock)
     AuthController(auth: auth, users: users, trustProxy: services.configuration.trustProxy)
         .addRoutes(public: api, authenticated: authenticated)
-    UsersController(users: users, store: parts.store).addRoutes(to: authenticated)
+    UsersController(users: users, store: parts.store, offers: parts.router).addRoutes(to: authenticated)
     CategoriesController(pool: services.postgres, router: parts.router).addRoutes(public: api, authenticated: authenticated)
     let conversations = ConversationsController(store: parts.store, archive: parts.archive, users: users, services: services, router: parts.router)
     conversations.addRoutes(public: api, authenticated: authenticated)

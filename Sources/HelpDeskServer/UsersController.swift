@@ -5,8 +5,10 @@ import Hummingbird
 /// `/api/v1/users`: admins manage staff accounts; supervisors read their own agents.
 struct UsersController: Sendable {
     let users: UserStore
-    /// For keeping an agent's team in Redis in step (supervisors act within their team).
+    /// For keeping a connected agent's team, capacity and categories in Redis in step.
     var store: LiveStore? = nil
+    /// Routes offers after such a change (more room, or new categories, can make a match).
+    var offers: OfferRouter? = nil
 
     struct CreateBody: Decodable {
         var email: String
@@ -101,11 +103,12 @@ struct UsersController: Sendable {
                 categoryIDs: body.categoryIds)
             guard let user = try await users.update(id: id, changes) else { throw HelpDeskError(.notFound, "no user \(id)") }
             // What routing reads lives in Redis too: a connected agent follows the change at once.
-            if body.supervisorId != nil || body.capacity != nil || body.categoryIds != nil {
+            if user.role == .agent, body.supervisorId != nil || body.capacity != nil || body.categoryIds != nil {
                 try await store?.updateAgentProfile(
                     agentID: String(id), capacity: body.capacity.map { _ in user.capacity },
                     categories: body.categoryIds.map { _ in user.categoryIds.map(String.init).joined(separator: ",") },
                     supervisorID: body.supervisorId.map { _ in user.supervisorId.map(String.init) ?? "" })
+                offers?.trigger()
             }
             return try Response.json(user)
         }

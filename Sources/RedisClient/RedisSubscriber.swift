@@ -150,13 +150,14 @@ public final class RedisSubscriber: Service, Sendable {
 
     private func remove(_ names: [String], kind: String) {
         guard !names.isEmpty else { return }
-        let connection = state.withLockedValue { state -> (any Channel)? in
+        state.withLockedValue { state in
             for name in names {
                 if kind == "unsubscribe" { state.channels.remove(name) } else { state.patterns.remove(name) }
             }
-            return state.connection
+            // Written under the lock, like a subscribe: a SUBSCRIBE of the same channel asked for
+            // after this call reaches Redis after this UNSUBSCRIBE, not before it.
+            state.connection?.writeAndFlush(RESPCommandEncoder.encode([kind.uppercased()] + names), promise: nil)
         }
-        connection?.writeAndFlush(RESPCommandEncoder.encode([kind.uppercased()] + names), promise: nil)
     }
 
     /// Connects, subscribes, reads; on loss waits (exponential backoff) and starts over, until shut down.

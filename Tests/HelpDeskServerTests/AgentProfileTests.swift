@@ -66,6 +66,36 @@ struct AgentProfileTests {
         let socket = try await TestSocket.connect(a.wsURL, token: agent.token, label: "agent")
         #expect(try await redis.send("HGET", cluster.prefix + "agent:\(agent.id)", "categories").string == String(billing))
         #expect(try await redis.send("HGET", cluster.prefix + "agent:\(agent.id)", "capacity").string == "4")
+        // No longer an agent: its routing state is not raised along with the account.
+        let (demoted, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(agent.id)", token: admin.token,
+                                                  body: ["role": "supervisor", "capacity": 9])
+        #expect(demoted == 200)
+        #expect(try await redis.send("HGET", cluster.prefix + "agent:\(agent.id)", "capacity").string == "4")
+        await socket.close()
+    }
+
+    @Test("more room for a connected agent routes a waiting offer-routed customer to it at once, not at the next heartbeat")
+    func moreCapacityMakesAnOffer() async throws {
+        // A heartbeat far away: only the change itself can route the second customer in time.
+        let cluster = try await TestCluster(overrides: OfferRoutingTests.base.merging(["HELPDESK_HEARTBEAT_INTERVAL": "60"]) { $1 })
+        let a = try await cluster.startNode("node-a")
+        defer { Task { await cluster.shutdown() } }
+        let admin = try await cluster.staff("admin@example.com", role: .admin, on: a)
+        let sales = try await OfferRoutingTests.category(a, admin: admin.token, ["name": "Sales", "routing": "offer"])
+        let agent = try await cluster.staff("busy@example.com", capacity: 1, on: a)
+        let (status, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(agent.id)", token: admin.token, body: ["category_ids": [sales]])
+        #expect(status == 200)
+        let socket = try await TestSocket.connect(a.wsURL, token: agent.token, label: "agent")
+        let first = try await cluster.startChat(on: a, categoryID: sales)
+        let offer = try await socket.next("CONVERSATION_OFFERED")
+        #expect(OfferRoutingTests.conversationID(offer) == first.id)
+        #expect(try await socket.request("ACCEPT_OFFER", ["conversation_id": first.id]).event == "ACK")
+        // At capacity: the next customer waits.
+        let second = try await cluster.startChat(on: a, categoryID: sales)
+        let (raised, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(agent.id)", token: admin.token, body: ["capacity": 2])
+        #expect(raised == 200)
+        let next = try await socket.next("CONVERSATION_OFFERED", timeout: .seconds(5)) { OfferRoutingTests.conversationID($0) == second.id }
+        #expect(OfferRoutingTests.conversationID(next) == second.id)
         await socket.close()
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import HelpDeskCore
 import Logging
 import NIOConcurrencyHelpers
@@ -116,7 +117,7 @@ final class ConnectionHub: Sendable {
     /// a reload's disconnect never lands after its connect; the returned task gives its result.
     func register(_ session: SocketSession, presence: (@Sendable (Bool) async throws -> String?)? = nil) async throws -> Task<String?, any Error>? {
         let userKey = session.userKey
-        var presenceFirst: Bool?
+        var presenceFirst: Bool?, userFirst: Bool?
         let (first, update) = try state.withLockedValue { state throws -> (Bool, Task<String?, any Error>?) in
             guard state.ipSockets[session.remoteIP, default: 0] < caps.perIP else {
                 throw HelpDeskError(.rateLimited, "too many sockets from this address")
@@ -130,8 +131,10 @@ final class ConnectionHub: Sendable {
             let first = state.userSockets[userKey, default: []].isEmpty
             state.userSockets[userKey, default: []].insert(session.id)
             let update = presence.map { body in presenceOrder.run(session.caller.id) { try await body(first) } }
-            // Paired with the release in `unregister`, which only a registered session reaches.
+            // Retained here, with the socket, before any wait: paired with the releases in
+            // `unregister`, which only a registered session reaches.
             presenceFirst = Self.watchesPresence(session) ? state.subscriptions.retain(keys.presenceChannel) : nil
+            if first, session.isStaff { userFirst = state.subscriptions.retain(keys.userChannel(session.caller.id)) }
             return (first, update)
         }
         if let presenceFirst {
@@ -139,10 +142,8 @@ final class ConnectionHub: Sendable {
             // may fall between the two.
             try await confirmSubscription(keys.presenceChannel, first: presenceFirst)
         }
-        if first, session.isStaff {
-            let channel = keys.userChannel(session.caller.id)
-            let retained = state.withLockedValue { $0.subscriptions.retain(channel) }
-            try await confirmSubscription(channel, first: retained)
+        if let userFirst {
+            try await confirmSubscription(keys.userChannel(session.caller.id), first: userFirst)
         }
         return update
     }
@@ -153,6 +154,9 @@ final class ConnectionHub: Sendable {
         let userKey = session.userKey
         var unsubscribe: [String] = []
         let last = state.withLockedValue { state -> Bool in
+            // Under the lock: a socket registering next, which may subscribe the same channel
+            // again, does so after this UNSUBSCRIBE is written (`RedisSubscriber.remove`).
+            defer { if !unsubscribe.isEmpty { subscriber.unsubscribe(unsubscribe) } }
             guard state.sessions.removeValue(forKey: session.id) != nil else { return false }
             state.staffSockets.remove(session.id)
             if Self.watchesPresence(session), state.subscriptions.release(keys.presenceChannel) {
@@ -175,7 +179,6 @@ final class ConnectionHub: Sendable {
             return true
         }
         queuePositions.untrack(socket: session.id)
-        if !unsubscribe.isEmpty { subscriber.unsubscribe(unsubscribe) }
         guard last, let onLast else { return nil }
         return presenceOrder.run(session.caller.id, onLast)
     }
@@ -292,11 +295,12 @@ final class ConnectionHub: Sendable {
     }
 
     func leave(_ session: SocketSession, conversationID: String) {
-        let channel = state.withLockedValue { state -> String? in
-            guard state.joinedBy[session.id]?.remove(conversationID) != nil else { return nil }
-            return Self.removeMember(&state, socket: session.id, conversation: conversationID, keys: keys)
+        state.withLockedValue { state in
+            guard state.joinedBy[session.id]?.remove(conversationID) != nil else { return }
+            if let channel = Self.removeMember(&state, socket: session.id, conversation: conversationID, keys: keys) {
+                subscriber.unsubscribe([channel])
+            }
         }
-        if let channel { subscriber.unsubscribe([channel]) }
     }
 
     func isJoined(_ session: SocketSession, conversationID: String) -> Bool {
@@ -334,6 +338,12 @@ final class ConnectionHub: Sendable {
     func start() async {
         try? await subscriber.subscribe([keys.queueChannel])
     }
+
+    private static let profileDecoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }()
 
     /// Supervisors and admins get the presence channel's events (`deliver`, `.presence`). The node
     /// follows that channel only while one of them has a socket here: every pick, offer and status
@@ -375,7 +385,6 @@ final class ConnectionHub: Sendable {
             let conversation = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[conversationPrefix.utf8.count...]), as: UTF8.self)
             let sender = header.kind == .message ? header.origin.flatMap { localSocket(origin: UnsafeRawBufferPointer(rebasing: payload[$0])) } : nil
             let routing = ConversationFanout<ByteBuffer>.Routing(kind: header.kind, audience: header.audience, key: key, sender: sender)
-            var unsubscribe: [String] = []
             let actions = state.withLockedValue { state -> [ConversationFanout<ByteBuffer>.Action] in
                 // Mutated in place (no copy of the members per message); the frame is copied only
                 // if some member needs it.
@@ -389,12 +398,11 @@ final class ConnectionHub: Sendable {
                 if state.conversations[conversation]?.isEmpty == true {
                     state.conversations.removeValue(forKey: conversation)
                     let channel = keys.conversationChannel(conversation)
-                    if state.subscriptions.release(channel) { unsubscribe.append(channel) }
+                    if state.subscriptions.release(channel) { subscriber.unsubscribe([channel]) }
                 }
                 return actions
             }
             perform(actions, conversation: conversation)
-            if !unsubscribe.isEmpty { subscriber.unsubscribe(unsubscribe) }
         case .user:
             guard rawChannel.starts(with: userPrefix.utf8) else { return }
             let user = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[userPrefix.utf8.count...]), as: UTF8.self)
@@ -407,18 +415,16 @@ final class ConnectionHub: Sendable {
             let user = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[userPrefix.utf8.count...]), as: UTF8.self)
             let sessions = sessions(ofUser: user)
             guard !sessions.isEmpty else { return }
-            let frame = copyFrame()
             // An admin changed the agent's categories or capacity: its sockets' queue changes
-            // follow the categories Redis has now (read after the script that published this).
-            Task { [store, logger] in
-                do {
-                    let categories = try await store.agentCategories(user)
-                    for session in sessions { session.setCategories(categories) }
-                } catch {
-                    logger.warning("could not read an agent's new categories", metadata: ["agent": "\(user)", "error": "\(error)"])
-                }
-                for session in sessions { session.send(frame) }
+            // follow the new categories from here on, in the order pub/sub delivers (the queue
+            // channel and this one share the connection). Decoded: a rare admin change, not routing.
+            let frameBytes = UnsafeRawBufferPointer(rebasing: payload[header.frameStart...])
+            if let profile = try? Self.profileDecoder.decode(ServerEnvelope<ServerEventData.ProfileUpdated>.self, from: Data(frameBytes)).data {
+                let categories = Set(profile.categoryIds)
+                for session in sessions { session.setCategories(categories) }
             }
+            let frame = copyFrame()
+            for session in sessions { session.send(frame) }
         case .queue:
             let frame = copyFrame()
             guard let key else {
@@ -492,6 +498,23 @@ final class ConnectionHub: Sendable {
         }
     }
 
+    /// A PROFILE_UPDATED published while pub/sub was down is lost: agents' sockets read their
+    /// categories from Redis again.
+    private func refreshAgentCategories(_ sessions: [SocketSession]) {
+        guard !sessions.isEmpty else { return }
+        Task { [store, logger] in
+            for (agent, own) in Dictionary(grouping: sessions, by: { $0.caller.id }) {
+                do {
+                    let categories = try await store.agentCategories(agent)
+                    for session in own { session.setCategories(categories) }
+                } catch {
+                    logger.debug("could not read an agent's categories after a pub/sub loss", metadata: ["error": "\(error)"])
+                    return
+                }
+            }
+        }
+    }
+
     /// Whether a socket's live frames of a conversation are held back (tests, diagnostics).
     func holdsFrames(of session: SocketSession, conversationID: String) -> Bool {
         state.withLockedValue { $0.conversations[conversationID]?.holds(socket: session.id) ?? false }
@@ -513,8 +536,10 @@ final class ConnectionHub: Sendable {
         // JOINs from now on (the re-joins RESYNC asks for) may go live again.
         state.withLockedValue { $0.lossOutstanding = false }
         refreshCategoryTree()
+        let sessions = allSessions()
+        refreshAgentCategories(sessions.filter { $0.caller.role == .agent })
         let frame = ByteBuffer(string: ServerFrame.resync())
-        for session in allSessions() { session.send(frame) }
+        for session in sessions { session.send(frame) }
         queuePositions.schedule()
     }
 

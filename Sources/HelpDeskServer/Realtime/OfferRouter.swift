@@ -9,7 +9,8 @@ import PostgresClient
 ///
 /// - Routing is triggered by events, never by polling: a customer enqueued or back in a queue
 ///   (requeue, transfer to a queue, reopen), an agent online or connected, capacity freed (close,
-///   transfer away), an offer ended, a wrap-up ended, a category's routing changed. `trigger()`
+///   transfer away), an offer ended, a wrap-up ended, a category's routing changed, an admin changed
+///   an agent's capacity or categories. `trigger()`
 ///   returns at once; one run per node at a time makes offers until the script answers `none`, and
 ///   a trigger during a run makes one more run (its reads come after the event's write, so no match
 ///   is missed whichever node routes).
