@@ -29,7 +29,8 @@ enum ProcessStats {
                   let nanoseconds = UInt64(String(decoding: first, as: UTF8.self)) else { continue }
             threads[tid] = nanoseconds
         }
-        return threads
+        // No thread's schedstat readable (a kernel without it): not "no CPU".
+        return threads.isEmpty ? nil : threads
     }
 
     /// Resident set size of `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
@@ -90,7 +91,12 @@ struct CPUSample: Sendable {
         guard let before = threads[pid], let after = later.threads[pid],
               before.keys.allSatisfy({ after[$0] != nil }) else { return ticks }
         var nanoseconds: UInt64 = 0
-        for (tid, total) in after { nanoseconds += total &- (before[tid] ?? 0) }
+        for (tid, total) in after {
+            let earlier = before[tid] ?? 0
+            // A thread id used again by a new thread: its count started over.
+            guard total >= earlier else { return ticks }
+            nanoseconds += total - earlier
+        }
         return Double(nanoseconds) / 1e9
     }
 }
