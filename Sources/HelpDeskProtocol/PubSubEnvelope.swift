@@ -26,6 +26,9 @@ public struct PubSubEnvelope: Sendable, Equatable {
         /// On a user channel: PROFILE_UPDATED, the agent's capacity or categories changed; a node
         /// reads its categories again for the agent's sockets (`-`: no key).
         case profile
+        /// On a user channel: SESSION_ENDED, the account was deactivated, its role or password
+        /// changed; every node closes the user's sockets after sending the frame (`-`: no key).
+        case ended
     }
 
     public enum Audience: Sendable, Equatable {
@@ -113,6 +116,7 @@ public struct PubSubEnvelope: Sendable, Equatable {
         case 8 where bytes.elementsEqual("presence".utf8): return .presence
         case 4 where bytes.elementsEqual("user".utf8): return .user
         case 7 where bytes.elementsEqual("profile".utf8): return .profile
+        case 5 where bytes.elementsEqual("ended".utf8): return .ended
         default: return nil
         }
     }

@@ -349,6 +349,11 @@ public enum ServerEventData {
     public struct CategoriesUpdated: Codable, Sendable {
         public var categoryIds: [String]
     }
+    public struct SessionEnded: Codable, Sendable {
+        /// deactivated, role_changed or password_changed.
+        public var reason: String
+        public init(reason: String) { self.reason = reason }
+    }
     public struct ProfileUpdated: Codable, Sendable {
         public var capacity: Int
         public var categoryIds: [String]

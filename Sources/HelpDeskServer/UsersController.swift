@@ -101,7 +101,12 @@ struct UsersController: Sendable {
                 capacity: try body.capacity.map { try Validate.range($0, field: "capacity", 1...50) },
                 active: body.active,
                 categoryIDs: body.categoryIds)
+            let before = try await users.find(id: id)
             guard let user = try await users.update(id: id, changes) else { throw HelpDeskError(.notFound, "no user \(id)") }
+            // An open socket acts with the account it opened with: end it where that changed.
+            if let reason = Self.sessionEndReason(before: before, after: user, passwordChanged: changes.passwordHash != nil) {
+                try await store?.endSessions(userID: String(id), reason: reason)
+            }
             // What routing reads lives in Redis too: a connected agent follows the change at once.
             if user.role == .agent, body.supervisorId != nil || body.capacity != nil || body.categoryIds != nil {
                 try await store?.updateAgentProfile(
@@ -117,8 +122,18 @@ struct UsersController: Sendable {
             let id = try context.parameters.require("id", as: Int.self)
             guard String(id) != context.caller.id else { throw HelpDeskError(.validationFailed, "you cannot deactivate your own account") }
             guard let user = try await users.update(id: id, UserChanges(active: false)) else { throw HelpDeskError(.notFound, "no user \(id)") }
+            try await store?.endSessions(userID: String(id), reason: "deactivated")
             return try Response.json(user)
         }
+    }
+
+    /// Why a change ends the user's live sockets, if it does: deactivated, another role (its
+    /// sockets were opened with the old one's rights), or a new password (every session ends).
+    static func sessionEndReason(before: UserRecord?, after: UserRecord, passwordChanged: Bool) -> String? {
+        if !after.active && before?.active != false { return "deactivated" }
+        if let before, before.role != after.role { return "role_changed" }
+        if passwordChanged { return "password_changed" }
+        return nil
     }
 
     static func role(_ text: String) throws -> Role {

@@ -98,4 +98,45 @@ struct AgentProfileTests {
         #expect(OfferRoutingTests.conversationID(next) == second.id)
         await socket.close()
     }
+
+    @Test("deactivating an account, or changing its role, ends its open sockets on every node (SESSION_ENDED, 1008), and its token opens no new one; a name change ends nothing")
+    func accountChangesEndSessions() async throws {
+        let cluster = try await TestCluster(overrides: OfferRoutingTests.base)
+        let a = try await cluster.startNode("node-a")
+        let b = try await cluster.startNode("node-b")
+        defer { Task { await cluster.shutdown() } }
+        let admin = try await cluster.staff("admin@example.com", role: .admin, on: a)
+        let leaving = try await cluster.staff("leaving@example.com", on: a)
+        let promoted = try await cluster.staff("promoted@example.com", on: a)
+        let first = try await TestSocket.connect(b.wsURL, token: leaving.token, label: "leaving")
+        let second = try await TestSocket.connect(a.wsURL, token: leaving.token, label: "leaving, second tab")
+        let other = try await TestSocket.connect(b.wsURL, token: promoted.token, label: "promoted")
+
+        // A name change: nothing ends (the capacity change after it is the marker).
+        let (renamed, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(promoted.id)", token: admin.token, body: ["name": "Pro Moted"])
+        #expect(renamed == 200)
+        let (raised, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(promoted.id)", token: admin.token, body: ["capacity": 4])
+        #expect(raised == 200)
+        _ = try await other.next("PROFILE_UPDATED")
+        #expect(other.count("SESSION_ENDED") == 0 && !other.isClosed)
+
+        let (status, _) = try await HTTP.request("DELETE", a.url + "/api/v1/users/\(leaving.id)", token: admin.token)
+        #expect(status == 200)
+        for socket in [first, second] {
+            let ended = try await socket.next("SESSION_ENDED")
+            #expect(ended.data["reason"] as? String == "deactivated")
+            try await socket.waitClosed()
+            #expect(socket.closeCode == .policyViolation)
+        }
+        await #expect(throws: (any Error).self) { _ = try await TestSocket.connect(b.wsURL, token: leaving.token, label: "leaving again") }
+
+        let (changed, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(promoted.id)", token: admin.token, body: ["role": "supervisor"])
+        #expect(changed == 200)
+        let ended = try await other.next("SESSION_ENDED")
+        #expect(ended.data["reason"] as? String == "role_changed")
+        try await other.waitClosed()
+        #expect(other.closeCode == .policyViolation)
+        // The old token still says agent: it opens no socket with an agent's rights.
+        await #expect(throws: (any Error).self) { _ = try await TestSocket.connect(a.wsURL, token: promoted.token, label: "promoted, old token") }
+    }
 }

@@ -425,6 +425,16 @@ final class ConnectionHub: Sendable {
             }
             let frame = copyFrame()
             for session in sessions { session.send(frame) }
+        case .ended:
+            guard rawChannel.starts(with: userPrefix.utf8) else { return }
+            let user = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[userPrefix.utf8.count...]), as: UTF8.self)
+            let sessions = sessions(ofUser: user)
+            guard !sessions.isEmpty else { return }
+            let frame = copyFrame()
+            for session in sessions {
+                session.send(frame)
+                session.close(.policyViolation, "session ended: sign in again")
+            }
         case .queue:
             let frame = copyFrame()
             guard let key else {

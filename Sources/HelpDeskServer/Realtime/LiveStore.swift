@@ -520,6 +520,15 @@ struct LiveStore: Sendable {
                               arguments: [nowOverride, agentID, capacity.map(String.init) ?? "-", categories ?? "-", supervisorID ?? "-"], on: redis)
     }
 
+    /// Ends a staff user's live sockets on every node (SESSION_ENDED, then a 1008 close): its
+    /// account was deactivated, or its role or password changed. An open socket would otherwise
+    /// act with the old account until its access token expired.
+    func endSessions(userID: String, reason: String) async throws {
+        let frame = ServerFrame.encode(ServerEventName.sessionEnded.rawValue, ServerEventData.SessionEnded(reason: reason))
+        let payload = PubSubEnvelope(kind: .ended, audience: .everyone, key: "-", frame: Substring(frame)).payload
+        try await redis.send("PUBLISH", keys.userChannel(userID), payload)
+    }
+
     /// The categories an agent serves now, as Redis has them (empty: all, or none known).
     func agentCategories(_ agentID: String) async throws -> Set<String> {
         let list = try await redis.send("HGET", keys.agent(agentID), "categories").string ?? ""

@@ -73,20 +73,23 @@ struct WebSocketController: Sendable {
         ])
     }
 
-    /// A socket's start: the account's current state (agents), the session, HELLO; a customer
+    /// A socket's start: the account's current state (staff), the session, HELLO; a customer
     /// follows its own conversation from the start. Nil when the socket is refused.
     func start(_ connection: SocketConnection) async -> SocketSession? {
         let caller = connection.upgrade.caller
         var categories: Set<String> = []
         var capacity = "-", categoryList = "-", supervisor = "-", name = caller.name
-        if caller.role == .agent, let id = Int(caller.id) {
-            // The account's current capacity and categories; if PostgreSQL is down, Redis keeps the last known.
-            if let user = try? await users.find(id: id) {
-                guard user.active else {
-                    connection.channel.eventLoop.execute { connection.sendClose(.policyViolation, "account deactivated") }
-                    connection.channel.eventLoop.scheduleTask(in: SocketSession.closeGrace) { connection.channel.close(promise: nil) }
-                    return nil
-                }
+        // The account's current state; if PostgreSQL is down, Redis keeps an agent's last known.
+        if caller.isStaff, let id = Int(caller.id), let user = try? await users.find(id: id) {
+            // A token outlives a deactivation or a role change by up to its lifetime: the account
+            // decides, not the token (SESSION_ENDED closed the sockets already open).
+            guard user.active, user.role == caller.role else {
+                let reason = user.active ? "role changed: sign in again" : "account deactivated"
+                connection.channel.eventLoop.execute { connection.sendClose(.policyViolation, reason) }
+                connection.channel.eventLoop.scheduleTask(in: SocketSession.closeGrace) { connection.channel.close(promise: nil) }
+                return nil
+            }
+            if caller.role == .agent {
                 capacity = String(user.capacity)
                 categoryList = user.categoryIds.map(String.init).joined(separator: ",")
                 categories = Set(user.categoryIds.map(String.init))
