@@ -5,11 +5,15 @@
 -- ARGV: now override, agent_id, capacity, categories (comma-separated ids), supervisor_id
 --       ('' = none); '-' leaves a field as it is
 -- Returns 1 when the agent was live and changed, 0 when it has no live state (agent_connect.lua
--- writes the fields from the account at its next connect).
+-- writes the fields from the account at its next connect) or nothing changed.
 local now = hd.now(ARGV[1])
 local agent_id, capacity, categories, supervisor = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local key = KEYS[1]
 if redis.call('EXISTS', key) == 0 then return 0 end
+-- the admin page sends every field with each save: nothing to tell when none of them changed
+local old = redis.call('HMGET', key, 'capacity', 'categories', 'supervisor_id')
+if (capacity == '-' or capacity == hd.str(old[1])) and (categories == '-' or categories == (hd.str(old[2]) or ''))
+  and (supervisor == '-' or supervisor == (hd.str(old[3]) or '')) then return 0 end
 if capacity ~= '-' then redis.call('HSET', key, 'capacity', capacity) end
 if supervisor ~= '-' then redis.call('HSET', key, 'supervisor_id', supervisor) end
 if categories ~= '-' then redis.call('HSET', key, 'categories', categories) end

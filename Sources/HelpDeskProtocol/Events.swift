@@ -61,7 +61,7 @@ public enum ServerEventName: String, Sendable, CaseIterable {
     /// To an agent: an admin changed its capacity or categories (queue changes follow the new ones).
     case profileUpdated = "PROFILE_UPDATED"
     /// To a staff user, just before the server closes its sockets (1008): an admin deactivated the
-    /// account, or changed its role or password. Its tokens no longer open a socket.
+    /// account or changed its role. Its tokens no longer open a socket.
     case sessionEnded = "SESSION_ENDED"
 }
 

@@ -26,8 +26,8 @@ public struct PubSubEnvelope: Sendable, Equatable {
         /// On a user channel: PROFILE_UPDATED, the agent's capacity or categories changed; a node
         /// reads its categories again for the agent's sockets (`-`: no key).
         case profile
-        /// On a user channel: SESSION_ENDED, the account was deactivated, its role or password
-        /// changed; every node closes the user's sockets after sending the frame (`-`: no key).
+        /// On a user channel: SESSION_ENDED, the account was deactivated or its role changed;
+        /// every node closes the user's sockets after sending the frame (`-`: no key).
         case ended
     }
 

@@ -350,7 +350,7 @@ public enum ServerEventData {
         public var categoryIds: [String]
     }
     public struct SessionEnded: Codable, Sendable {
-        /// deactivated, role_changed or password_changed.
+        /// deactivated or role_changed.
         public var reason: String
         public init(reason: String) { self.reason = reason }
     }

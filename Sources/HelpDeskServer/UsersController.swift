@@ -104,7 +104,7 @@ struct UsersController: Sendable {
             let before = try await users.find(id: id)
             guard let user = try await users.update(id: id, changes) else { throw HelpDeskError(.notFound, "no user \(id)") }
             // An open socket acts with the account it opened with: end it where that changed.
-            if let reason = Self.sessionEndReason(before: before, after: user, passwordChanged: changes.passwordHash != nil) {
+            if let reason = Self.sessionEndReason(before: before, after: user, deactivating: body.active == false) {
                 try await store?.endSessions(userID: String(id), reason: reason)
             }
             // What routing reads lives in Redis too: a connected agent follows the change at once.
@@ -127,12 +127,13 @@ struct UsersController: Sendable {
         }
     }
 
-    /// Why a change ends the user's live sockets, if it does: deactivated, another role (its
-    /// sockets were opened with the old one's rights), or a new password (every session ends).
-    static func sessionEndReason(before: UserRecord?, after: UserRecord, passwordChanged: Bool) -> String? {
-        if !after.active && before?.active != false { return "deactivated" }
+    /// Why a change ends the user's live sockets, if it does: a deactivation (asked for again,
+    /// it publishes again: an earlier try may have failed after PostgreSQL committed), or another
+    /// role (its sockets were opened with the old one's rights; the pages send the role unchanged
+    /// with every save, so only a change counts). Both are refused at a new socket's start too.
+    static func sessionEndReason(before: UserRecord?, after: UserRecord, deactivating: Bool) -> String? {
+        if deactivating && !after.active { return "deactivated" }
         if let before, before.role != after.role { return "role_changed" }
-        if passwordChanged { return "password_changed" }
         return nil
     }
 

@@ -99,7 +99,7 @@ struct AgentProfileTests {
         await socket.close()
     }
 
-    @Test("deactivating an account, or changing its role, ends its open sockets on every node (SESSION_ENDED, 1008), and its token opens no new one; a name change ends nothing")
+    @Test("deactivating an account, or changing its role, ends its open sockets on every node (SESSION_ENDED, 1008), and its token opens no new one; a name change, or a save with the same role, ends nothing")
     func accountChangesEndSessions() async throws {
         let cluster = try await TestCluster(overrides: OfferRoutingTests.base)
         let a = try await cluster.startNode("node-a")
@@ -128,7 +128,8 @@ struct AgentProfileTests {
             try await socket.waitClosed()
             #expect(socket.closeCode == .policyViolation)
         }
-        await #expect(throws: (any Error).self) { _ = try await TestSocket.connect(b.wsURL, token: leaving.token, label: "leaving again") }
+        let refused = try await TestSocket.refusal(b.wsURL, token: leaving.token)
+        #expect(refused.code == .policyViolation && refused.reason == "account deactivated", "\(refused)")
 
         let (changed, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(promoted.id)", token: admin.token, body: ["role": "supervisor"])
         #expect(changed == 200)
@@ -137,6 +138,22 @@ struct AgentProfileTests {
         try await other.waitClosed()
         #expect(other.closeCode == .policyViolation)
         // The old token still says agent: it opens no socket with an agent's rights.
-        await #expect(throws: (any Error).self) { _ = try await TestSocket.connect(a.wsURL, token: promoted.token, label: "promoted, old token") }
+        let stale = try await TestSocket.refusal(a.wsURL, token: promoted.token)
+        #expect(stale.code == .policyViolation && stale.reason == "role changed: sign in again", "\(stale)")
+        // A save that sends the role unchanged (as the admin page does) ends nothing: a fresh token
+        // of the new role opens a socket, and keeps it through such a save.
+        let issued = Int(Date().timeIntervalSince1970)
+        let fresh = a.services.tokens.sign(TokenClaims(sub: promoted.id, role: "supervisor", iat: issued, exp: issued + 3600, name: "Pro"))
+        let board = try await TestSocket.connect(a.wsURL, token: fresh, label: "promoted, new token")
+        let (saved, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(promoted.id)", token: admin.token,
+                                                body: ["role": "supervisor", "name": "Pro"])
+        #expect(saved == 200)
+        // Marker on the same channel: the deactivation's SESSION_ENDED must be the first one.
+        let (gone, _) = try await HTTP.request("DELETE", a.url + "/api/v1/users/\(promoted.id)", token: admin.token)
+        #expect(gone == 200)
+        let last = try await board.next("SESSION_ENDED")
+        #expect(last.data["reason"] as? String == "deactivated")
+        #expect(board.count("SESSION_ENDED") == 0, "the save with the same role ended nothing (`next` took the only one)")
+        await board.close()
     }
 }

@@ -106,8 +106,8 @@ enum AsyncAPIDocument {
             ["category_ids": S.array(S.string)], required: ["category_ids"]))
         case .profileUpdated: ("to the agent: an admin changed its capacity or categories; its queue changes follow the new ones", S.obj(
             ["capacity": S.integer, "category_ids": S.array(S.string)], required: ["capacity", "category_ids"]))
-        case .sessionEnded: ("to a staff user, before its sockets close (1008): the account was deactivated, or its role or password changed", S.obj(
-            ["reason": S.enumeration(["deactivated", "role_changed", "password_changed"])], required: ["reason"]))
+        case .sessionEnded: ("to a staff user, before its sockets close (1008): the account was deactivated or its role changed", S.obj(
+            ["reason": S.enumeration(["deactivated", "role_changed"])], required: ["reason"]))
         }
     }
 

@@ -521,7 +521,7 @@ struct LiveStore: Sendable {
     }
 
     /// Ends a staff user's live sockets on every node (SESSION_ENDED, then a 1008 close): its
-    /// account was deactivated, or its role or password changed. An open socket would otherwise
+    /// account was deactivated or its role changed. An open socket would otherwise
     /// act with the old account until its access token expired.
     func endSessions(userID: String, reason: String) async throws {
         let frame = ServerFrame.encode(ServerEventName.sessionEnded.rawValue, ServerEventData.SessionEnded(reason: reason))

@@ -4,6 +4,7 @@ import HummingbirdWSClient
 import Logging
 import NIOConcurrencyHelpers
 import NIOWebSocket
+import TestSupport
 
 /// A frame the server sent, parsed.
 struct Frame: @unchecked Sendable, CustomStringConvertible {
@@ -62,6 +63,30 @@ final class TestSocket: @unchecked Sendable {
         let hello = try await socket.next("HELLO")
         socket.helloStatus = (hello.data["user"] as? [String: Any])?["status"] as? String
         return socket
+    }
+
+    /// Opens a socket the server should refuse after the upgrade (no HELLO): the close code and
+    /// reason it gets, or nil code when the server sent a HELLO instead.
+    static func refusal(_ url: String, token: String) async throws -> (code: WebSocketErrorCode?, reason: String?) {
+        var configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 21)
+        configuration.additionalHeaders = [.authorization: "Bearer \(token)"]
+        var logger = Logger(label: "refusal")
+        logger.logLevel = .error
+        let hello = NIOLockedValueBox(false)
+        let (configured, quiet) = (configuration, logger)
+        let close = try await withTimeout(.seconds(10), "the server's close") {
+            let (configuration, logger) = (configured, quiet)
+            return try await WebSocketClient.connect(url: url, configuration: configuration, logger: logger) { inbound, outbound, _ in
+                for try await message in inbound.messages(maxSize: 1 << 21) {
+                    if case .text(let text) = message, text.contains(#""event":"HELLO""#) {
+                        hello.withLockedValue { $0 = true }
+                        try await outbound.close(.normalClosure, reason: nil)
+                    }
+                }
+            }
+        }
+        if hello.withLockedValue({ $0 }) { return (nil, nil) }
+        return (close?.closeCode, close?.reason)
     }
 
     private func append(_ text: String) {
