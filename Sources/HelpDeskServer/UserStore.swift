@@ -13,6 +13,9 @@ struct UserRecord: Codable, Sendable, Equatable {
     var active: Bool
     var categoryIds: [Int]
     var createdAt: Date
+
+    /// The categories as the agent hash in Redis keeps them (`categories`: a comma list).
+    var categoryList: String { categoryIds.map(String.init).joined(separator: ",") }
 }
 
 /// Fields of a new account, already validated.

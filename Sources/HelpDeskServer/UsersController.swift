@@ -111,7 +111,7 @@ struct UsersController: Sendable {
             if user.role == .agent, body.supervisorId != nil || body.capacity != nil || body.categoryIds != nil {
                 try await store?.updateAgentProfile(
                     agentID: String(id), capacity: body.capacity.map { _ in user.capacity },
-                    categories: body.categoryIds.map { _ in user.categoryIds.map(String.init).joined(separator: ",") },
+                    categories: body.categoryIds.map { _ in user.categoryList },
                     supervisorID: body.supervisorId.map { _ in user.supervisorId.map(String.init) ?? "" })
                 offers?.trigger()
             }

@@ -7,6 +7,16 @@ import Testing
 /// effect at once, on every node: PICK, the available set and the queue changes its sockets get.
 @Suite("agent profile changes", .serialized)
 struct AgentProfileTests {
+    /// `PATCH /users/{id}` as an admin; the status.
+    static func patchUser(_ node: TestCluster.Node, admin: String, _ id: String, _ body: [String: Any]) async throws -> Int {
+        try await HTTP.request("PATCH", node.url + "/api/v1/users/\(id)", token: admin, body: body).0
+    }
+
+    /// `DELETE /users/{id}` (deactivation) as an admin; the status.
+    static func deleteUser(_ node: TestCluster.Node, admin: String, _ id: String) async throws -> Int {
+        try await HTTP.request("DELETE", node.url + "/api/v1/users/\(id)", token: admin).0
+    }
+
     @Test("new categories reach a connected agent on another node: PROFILE_UPDATED, its queue changes and its picks follow them, with no reconnect")
     func categoriesFollowAtOnce() async throws {
         let cluster = try await TestCluster(overrides: OfferRoutingTests.base)
@@ -18,8 +28,7 @@ struct AgentProfileTests {
         let technical = try await OfferRoutingTests.category(a, admin: admin.token, ["name": "Technical"])
         let agent = try await cluster.staff("moved@example.com", capacity: 2, on: a)
         func patch(_ body: [String: Any]) async throws {
-            let (status, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(agent.id)", token: admin.token, body: body)
-            #expect(status == 200)
+            #expect(try await Self.patchUser(a, admin: admin.token, agent.id, body) == 200)
         }
         try await patch(["category_ids": [billing]])
         // The agent's socket is on node B; the admin's change goes through node A.
@@ -58,18 +67,14 @@ struct AgentProfileTests {
         let admin = try await cluster.staff("admin@example.com", role: .admin, on: a)
         let billing = try await OfferRoutingTests.category(a, admin: admin.token, ["name": "Billing"])
         let agent = try await cluster.staff("later@example.com", on: a)
-        let (status, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(agent.id)", token: admin.token,
-                                                 body: ["category_ids": [billing], "capacity": 4])
-        #expect(status == 200)
+        #expect(try await Self.patchUser(a, admin: admin.token, agent.id, ["category_ids": [billing], "capacity": 4]) == 200)
         let redis = cluster.redis()
         #expect(try await redis.send("EXISTS", cluster.prefix + "agent:\(agent.id)").int == 0, "no half-made agent hash")
         let socket = try await TestSocket.connect(a.wsURL, token: agent.token, label: "agent")
         #expect(try await redis.send("HGET", cluster.prefix + "agent:\(agent.id)", "categories").string == String(billing))
         #expect(try await redis.send("HGET", cluster.prefix + "agent:\(agent.id)", "capacity").string == "4")
         // No longer an agent: its routing state is not raised along with the account.
-        let (demoted, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(agent.id)", token: admin.token,
-                                                  body: ["role": "supervisor", "capacity": 9])
-        #expect(demoted == 200)
+        #expect(try await Self.patchUser(a, admin: admin.token, agent.id, ["role": "supervisor", "capacity": 9]) == 200)
         #expect(try await redis.send("HGET", cluster.prefix + "agent:\(agent.id)", "capacity").string == "4")
         await socket.close()
     }
@@ -83,8 +88,7 @@ struct AgentProfileTests {
         let admin = try await cluster.staff("admin@example.com", role: .admin, on: a)
         let sales = try await OfferRoutingTests.category(a, admin: admin.token, ["name": "Sales", "routing": "offer"])
         let agent = try await cluster.staff("busy@example.com", capacity: 1, on: a)
-        let (status, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(agent.id)", token: admin.token, body: ["category_ids": [sales]])
-        #expect(status == 200)
+        #expect(try await Self.patchUser(a, admin: admin.token, agent.id, ["category_ids": [sales]]) == 200)
         let socket = try await TestSocket.connect(a.wsURL, token: agent.token, label: "agent")
         let first = try await cluster.startChat(on: a, categoryID: sales)
         let offer = try await socket.next("CONVERSATION_OFFERED")
@@ -92,8 +96,7 @@ struct AgentProfileTests {
         #expect(try await socket.request("ACCEPT_OFFER", ["conversation_id": first.id]).event == "ACK")
         // At capacity: the next customer waits.
         let second = try await cluster.startChat(on: a, categoryID: sales)
-        let (raised, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(agent.id)", token: admin.token, body: ["capacity": 2])
-        #expect(raised == 200)
+        #expect(try await Self.patchUser(a, admin: admin.token, agent.id, ["capacity": 2]) == 200)
         let next = try await socket.next("CONVERSATION_OFFERED", timeout: .seconds(5)) { OfferRoutingTests.conversationID($0) == second.id }
         #expect(OfferRoutingTests.conversationID(next) == second.id)
         await socket.close()
@@ -113,15 +116,12 @@ struct AgentProfileTests {
         let other = try await TestSocket.connect(b.wsURL, token: promoted.token, label: "promoted")
 
         // A name change: nothing ends (the capacity change after it is the marker).
-        let (renamed, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(promoted.id)", token: admin.token, body: ["name": "Pro Moted"])
-        #expect(renamed == 200)
-        let (raised, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(promoted.id)", token: admin.token, body: ["capacity": 4])
-        #expect(raised == 200)
+        #expect(try await Self.patchUser(a, admin: admin.token, promoted.id, ["name": "Pro Moted"]) == 200)
+        #expect(try await Self.patchUser(a, admin: admin.token, promoted.id, ["capacity": 4]) == 200)
         _ = try await other.next("PROFILE_UPDATED")
         #expect(other.count("SESSION_ENDED") == 0 && !other.isClosed)
 
-        let (status, _) = try await HTTP.request("DELETE", a.url + "/api/v1/users/\(leaving.id)", token: admin.token)
-        #expect(status == 200)
+        #expect(try await Self.deleteUser(a, admin: admin.token, leaving.id) == 200)
         for socket in [first, second] {
             let ended = try await socket.next("SESSION_ENDED")
             #expect(ended.data["reason"] as? String == "deactivated")
@@ -131,8 +131,7 @@ struct AgentProfileTests {
         let refused = try await TestSocket.refusal(b.wsURL, token: leaving.token)
         #expect(refused.code == .policyViolation && refused.reason == "account deactivated", "\(refused)")
 
-        let (changed, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(promoted.id)", token: admin.token, body: ["role": "supervisor"])
-        #expect(changed == 200)
+        #expect(try await Self.patchUser(a, admin: admin.token, promoted.id, ["role": "supervisor"]) == 200)
         let ended = try await other.next("SESSION_ENDED")
         #expect(ended.data["reason"] as? String == "role_changed")
         try await other.waitClosed()
@@ -145,12 +144,9 @@ struct AgentProfileTests {
         let issued = Int(Date().timeIntervalSince1970)
         let fresh = a.services.tokens.sign(TokenClaims(sub: promoted.id, role: "supervisor", iat: issued, exp: issued + 3600, name: "Pro"))
         let board = try await TestSocket.connect(a.wsURL, token: fresh, label: "promoted, new token")
-        let (saved, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(promoted.id)", token: admin.token,
-                                                body: ["role": "supervisor", "name": "Pro"])
-        #expect(saved == 200)
+        #expect(try await Self.patchUser(a, admin: admin.token, promoted.id, ["role": "supervisor", "name": "Pro"]) == 200)
         // Marker on the same channel: the deactivation's SESSION_ENDED must be the first one.
-        let (gone, _) = try await HTTP.request("DELETE", a.url + "/api/v1/users/\(promoted.id)", token: admin.token)
-        #expect(gone == 200)
+        #expect(try await Self.deleteUser(a, admin: admin.token, promoted.id) == 200)
         let last = try await board.next("SESSION_ENDED")
         #expect(last.data["reason"] as? String == "deactivated")
         #expect(board.count("SESSION_ENDED") == 0, "the save with the same role ended nothing (`next` took the only one)")

@@ -42,8 +42,7 @@ struct PickReadCacheTests {
         let technical = try await OfferRoutingTests.category(a, admin: admin.token, ["name": "Technical"])
         let agent = try await cluster.staff("cached@example.com", capacity: 10, on: a)
         func serve(_ categories: [Int]) async throws {
-            let (status, _) = try await HTTP.request("PATCH", a.url + "/api/v1/users/\(agent.id)", token: admin.token, body: ["category_ids": categories])
-            #expect(status == 200)
+            #expect(try await AgentProfileTests.patchUser(a, admin: admin.token, agent.id, ["category_ids": categories]) == 200)
         }
         try await serve([billing])
         var socket = try await TestSocket.connect(a.wsURL, token: agent.token, label: "agent")

@@ -339,12 +339,6 @@ final class ConnectionHub: Sendable {
         try? await subscriber.subscribe([keys.queueChannel])
     }
 
-    private static let profileDecoder: JSONDecoder = {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return decoder
-    }()
-
     /// Supervisors and admins get the presence channel's events (`deliver`, `.presence`). The node
     /// follows that channel only while one of them has a socket here: every pick, offer and status
     /// change publishes there, and a node serving only agents and customers would read each one
@@ -403,37 +397,27 @@ final class ConnectionHub: Sendable {
                 return actions
             }
             perform(actions, conversation: conversation)
-        case .user:
+        case .user, .profile, .ended:
+            // One user's sockets on this node, whatever the frame.
             guard rawChannel.starts(with: userPrefix.utf8) else { return }
             let user = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[userPrefix.utf8.count...]), as: UTF8.self)
             let sessions = sessions(ofUser: user)
             guard !sessions.isEmpty else { return }
-            let frame = copyFrame()
-            for session in sessions { session.send(frame) }
-        case .profile:
-            guard rawChannel.starts(with: userPrefix.utf8) else { return }
-            let user = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[userPrefix.utf8.count...]), as: UTF8.self)
-            let sessions = sessions(ofUser: user)
-            guard !sessions.isEmpty else { return }
-            // An admin changed the agent's categories or capacity: its sockets' queue changes
-            // follow the new categories from here on, in the order pub/sub delivers (the queue
-            // channel and this one share the connection). Decoded: a rare admin change, not routing.
-            let frameBytes = UnsafeRawBufferPointer(rebasing: payload[header.frameStart...])
-            if let profile = try? Self.profileDecoder.decode(ServerEnvelope<ServerEventData.ProfileUpdated>.self, from: Data(frameBytes)).data {
-                let categories = Set(profile.categoryIds)
-                for session in sessions { session.setCategories(categories) }
+            if header.kind == .profile {
+                // An admin changed the agent's categories or capacity: its sockets' queue changes
+                // follow the new categories from here on, in the order pub/sub delivers (the queue
+                // channel and this one share the connection). Decoded: a rare admin change, not routing.
+                let frameBytes = UnsafeRawBufferPointer(rebasing: payload[header.frameStart...])
+                if let profile = try? JSON.decoder.decode(ServerEnvelope<ServerEventData.ProfileUpdated>.self, from: Data(frameBytes)).data {
+                    let categories = Set(profile.categoryIds)
+                    for session in sessions { session.setCategories(categories) }
+                }
             }
-            let frame = copyFrame()
-            for session in sessions { session.send(frame) }
-        case .ended:
-            guard rawChannel.starts(with: userPrefix.utf8) else { return }
-            let user = String(decoding: UnsafeRawBufferPointer(rebasing: rawChannel[userPrefix.utf8.count...]), as: UTF8.self)
-            let sessions = sessions(ofUser: user)
-            guard !sessions.isEmpty else { return }
             let frame = copyFrame()
             for session in sessions {
                 session.send(frame)
-                session.close(.policyViolation, "session ended: sign in again")
+                // SESSION_ENDED: the account was deactivated or its role changed.
+                if header.kind == .ended { session.close(.policyViolation, "session ended: sign in again") }
             }
         case .queue:
             let frame = copyFrame()

@@ -531,8 +531,7 @@ struct LiveStore: Sendable {
 
     /// The categories an agent serves now, as Redis has them (empty: all, or none known).
     func agentCategories(_ agentID: String) async throws -> Set<String> {
-        let list = try await redis.send("HGET", keys.agent(agentID), "categories").string ?? ""
-        return Set(list.split(separator: ",").map(String.init))
+        CategoryTree.list(try await redis.send("HGET", keys.agent(agentID), "categories").string ?? "")
     }
 
     /// agent_disconnect.lua: an agent's last socket on this node closed.

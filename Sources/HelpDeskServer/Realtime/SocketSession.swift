@@ -49,7 +49,7 @@ final class SocketSession: Sendable {
         self.keepaliveCheck = keepalive
     }
 
-    /// The agent's categories changed (an admin's PATCH, read back from Redis by the hub).
+    /// The agent's categories changed: an admin's PATCH (PROFILE_UPDATED), or read from Redis again after a pub/sub loss.
     func setCategories(_ categories: Set<String>) {
         servedCategories.withLockedValue { $0 = categories }
     }

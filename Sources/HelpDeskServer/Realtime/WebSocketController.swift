@@ -91,7 +91,7 @@ struct WebSocketController: Sendable {
             }
             if caller.role == .agent {
                 capacity = String(user.capacity)
-                categoryList = user.categoryIds.map(String.init).joined(separator: ",")
+                categoryList = user.categoryList
                 categories = Set(user.categoryIds.map(String.init))
                 supervisor = user.supervisorId.map(String.init) ?? ""
                 name = user.name
